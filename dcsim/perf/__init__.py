@@ -1,0 +1,1 @@
+"""Cost models of the engine: technology tables, energy per event, (later) cycles."""
