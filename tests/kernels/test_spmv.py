@@ -1,0 +1,200 @@
+"""Tests of the sparse kernels against slow, obviously right references."""
+
+import numpy as np
+import pytest
+
+from dcsim.compress.layer import CompressedLayer
+from dcsim.compress.sparse import RelIndexMatrix, encode, interleave
+from dcsim.errors import ConfigError, FormatError
+from dcsim.kernels.fixed import FixedFormat
+from dcsim.kernels.spmv import (
+    dense_gemv, layer_dense, layer_fixed, layer_float, quantize_layer, spmv_csc, spmv_csr,
+    spmv_fixed,
+)
+
+from kernel_reference import reference_fixed
+
+SEEDS = [0, 1, 2, 3, 4, 5]
+
+
+def random_codes(rng, rows, cols, density, code_bits, empty_cols=0):
+    codes = rng.integers(1, 2 ** code_bits, size=(rows, cols))
+    codes = codes * (rng.random((rows, cols)) < density)
+    if empty_cols:
+        codes[:, rng.choice(cols, size=empty_cols, replace=False)] = 0
+    return codes.astype(np.uint8)
+
+
+def random_layer(rng, rows, cols, density=0.2, code_bits=4, index_bits=4, relu=False,
+                 spread=1.0):
+    codes = random_codes(rng, rows, cols, density, code_bits, empty_cols=min(3, cols // 4))
+    codebook = np.concatenate([[0.0], rng.normal(0, spread, 2 ** code_bits - 1)])
+    bias = rng.normal(0, spread, rows)
+    return CompressedLayer("ip1", "fc", (rows, cols), codes, codebook, bias, code_bits,
+                           index_bits, relu=relu)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_fixed_matches_integer_reference(seed):
+    print("seed", seed)
+    rng = np.random.default_rng(seed)
+    fmt = FixedFormat(act_bits=16, frac_bits=int(rng.integers(6, 13)))
+    rows = int(rng.integers(1, 40))  # mostly not a multiple of n_pe
+    cols = int(rng.integers(1, 80))
+    relu = bool(seed % 2)
+    layer = random_layer(rng, rows, cols, density=float(rng.uniform(0.02, 0.6)),
+                         index_bits=int(rng.integers(1, 5)), relu=relu,
+                         spread=float(rng.choice([0.1, 1.0, 30.0])))
+    codebook_q, bias_acc = quantize_layer(layer, fmt)
+    x_q = rng.integers(fmt.min_int, fmt.max_int + 1, size=(4, cols))
+    x_q[1] = 0  # all-zero input
+    x_q[2] *= rng.random(cols) < 0.3  # mostly zero
+    x_q[3] = np.where(rng.random(cols) < 0.5, fmt.min_int, fmt.max_int)  # saturating
+    want = np.stack([reference_fixed(layer.codes, codebook_q, bias_acc, x, fmt.frac_bits,
+                                     fmt.act_bits, relu) for x in x_q])
+    for n_pe in (1, 2, 3, 4, 7, 64):
+        pes = interleave(layer.codes, n_pe, layer.index_bits)
+        got = spmv_fixed(pes, rows, codebook_q, bias_acc, x_q, fmt, relu)
+        np.testing.assert_array_equal(got, want, err_msg=f"n_pe={n_pe}")
+        one = spmv_fixed(pes, rows, codebook_q, bias_acc, x_q[0], fmt, relu, parallel=True)
+        np.testing.assert_array_equal(one, want[0], err_msg=f"n_pe={n_pe} parallel")
+
+
+def test_fixed_saturates_and_uses_negative_values():
+    fmt = FixedFormat()
+    codes = np.array([[1, 1], [2, 2], [1, 2], [0, 0]], dtype=np.uint8)
+    codebook_q = np.array([0, fmt.max_int, fmt.min_int, 0], dtype=np.int64)
+    bias_acc = np.array([0, 0, -5 << fmt.frac_bits, 3 << fmt.frac_bits], dtype=np.int64)
+    x_q = np.array([fmt.max_int, fmt.max_int], dtype=np.int64)
+    pes = interleave(codes, 2, 4)
+    got = spmv_fixed(pes, 4, codebook_q, bias_acc, x_q, fmt, relu=False)
+    # row 2: max*max + max*min = -max, then (-max - 5*2**f + half) >> f
+    row2 = (fmt.max_int * fmt.max_int + fmt.max_int * fmt.min_int - (5 << fmt.frac_bits)
+            + (1 << (fmt.frac_bits - 1))) >> fmt.frac_bits
+    np.testing.assert_array_equal(got, [fmt.max_int, fmt.min_int, row2, 3])
+    relu = spmv_fixed(pes, 4, codebook_q, bias_acc, x_q, fmt, relu=True)
+    np.testing.assert_array_equal(relu, [fmt.max_int, 0, 0, 3])
+
+
+def test_fixed_with_fillers_and_wide_fan_in():
+    rng = np.random.default_rng(7)
+    print("seed", 7)
+    fmt = FixedFormat()
+    codes = np.zeros((70, 300), dtype=np.uint8)
+    codes[69, :] = 3  # the last row only: every PE slice but one needs fillers
+    codes[0, 299] = 1
+    layer = CompressedLayer("ip2", "fc", codes.shape, codes,
+                            np.r_[0.0, 0.5, -0.25, 0.125], rng.normal(0, 1, 70), 2, 2)
+    pes = interleave(codes, 4, 2)
+    assert sum(m.n_fillers for m in pes) > 0
+    x_q = rng.integers(-2000, 2000, size=300)
+    codebook_q, bias_acc = quantize_layer(layer, fmt)
+    want = reference_fixed(codes, codebook_q, bias_acc, x_q, fmt.frac_bits, fmt.act_bits,
+                           False)
+    np.testing.assert_array_equal(layer_fixed(layer, x_q, fmt, n_pe=4, idx_bits=2), want)
+    np.testing.assert_array_equal(layer_fixed(layer, x_q, fmt, n_pe=5, idx_bits=8), want)
+
+
+def test_quantize_layer_maps_floats_with_fixed_format():
+    fmt = FixedFormat(frac_bits=8)
+    layer = random_layer(np.random.default_rng(3), 5, 6)
+    codebook_q, bias_acc = quantize_layer(layer, fmt)
+    np.testing.assert_array_equal(codebook_q, fmt.to_fixed(layer.codebook))
+    np.testing.assert_array_equal(bias_acc, fmt.to_fixed(layer.bias) << 8)
+    assert codebook_q[0] == 0 and codebook_q.dtype == np.int64 and bias_acc.dtype == np.int64
+
+
+@pytest.mark.parametrize("seed", SEEDS[:3])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_float_kernels_match_dense(seed, parallel):
+    print("seed", seed)
+    rng = np.random.default_rng(seed)
+    rows, cols = int(rng.integers(1, 90)), int(rng.integers(1, 120))
+    layer = random_layer(rng, rows, cols, density=float(rng.uniform(0.01, 0.5)),
+                         code_bits=5, index_bits=int(rng.integers(2, 6)))
+    x = rng.normal(0, 1, size=(5, cols)).astype(np.float32)
+    x[0, rng.random(cols) < 0.5] = 0
+    want = layer_dense(layer, x).astype(np.float64)
+    # float32 sums in another order: error bounded by cols * eps * sum |w x|
+    tol = 4 * cols * np.finfo(np.float32).eps * (
+        np.abs(layer.weights()) @ np.abs(x.T).astype(np.float64)).T + 1e-6
+    for order, kernel in (("csr", spmv_csr), ("csc", spmv_csc)):
+        m = encode(layer.codes, layer.index_bits, order)
+        batched = kernel(m, layer.codebook, layer.bias, x, parallel=parallel)
+        assert batched.shape == (5, rows) and batched.dtype == np.float32
+        assert np.all(np.abs(batched - want) <= tol), order
+        single = kernel(m, layer.codebook, layer.bias, x[0], parallel=parallel)
+        assert single.shape == (rows,)
+        assert np.all(np.abs(single - want[0]) <= tol[0]), order
+    np.testing.assert_allclose(layer_float(layer, x, "csc"), layer_float(layer, x, "csr"),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_dense_gemv_is_w_x_plus_b():
+    w = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.array([1, -1], dtype=np.float32)
+    x = np.array([1, 2, 3], dtype=np.float32)
+    np.testing.assert_array_equal(dense_gemv(w, b, x), [9, 25])
+    np.testing.assert_array_equal(dense_gemv(w, b, np.stack([x, 2 * x])), [[9, 25], [17, 51]])
+
+
+def _pes_and_args():
+    fmt = FixedFormat()
+    codes = np.array([[1, 0, 2], [0, 3, 0], [2, 2, 0]], dtype=np.uint8)
+    pes = interleave(codes, 2, 4)
+    return fmt, pes, np.array([0, 100, -100, 50]), np.zeros(3, dtype=np.int64)
+
+
+def test_fixed_rejects_shape_mismatch():
+    fmt, pes, cbq, bias = _pes_and_args()
+    with pytest.raises(FormatError, match=r"^x_q must have shape \(3,\) or \(batch, 3\), "
+                                          r"not \(4,\)$"):
+        spmv_fixed(pes, 3, cbq, bias, np.zeros(4, dtype=np.int64), fmt, False)
+    with pytest.raises(FormatError, match=r"^bias_acc must have shape \(3,\), not \(2,\)$"):
+        spmv_fixed(pes, 3, cbq, bias[:2], np.zeros(3, dtype=np.int64), fmt, False)
+    with pytest.raises(FormatError, match=r"^PE 0's slice must have shape \(3, 3\) for 5 "
+                                          r"rows on 2 PEs, not \(2, 3\)$"):
+        spmv_fixed(pes, 5, cbq, np.zeros(5, dtype=np.int64), np.zeros(3, dtype=np.int64),
+                   fmt, False)
+    with pytest.raises(FormatError, match=r"^x_q must be integers, not float64$"):
+        spmv_fixed(pes, 3, cbq, bias, np.zeros(3), fmt, False)
+
+
+def test_fixed_rejects_codes_outside_codebook_and_bad_values():
+    fmt, pes, cbq, bias = _pes_and_args()
+    x = np.ones(3, dtype=np.int64)
+    with pytest.raises(FormatError, match=r"^PE 1's slice codes must index the codebook of "
+                                          r"3 entries, not 3; encode the layer with its own "
+                                          r"codebook$"):
+        spmv_fixed(pes, 3, cbq[:3], bias, x, fmt, False)
+    with pytest.raises(FormatError, match=r"^codebook_q\[0\] must be 0 \(the filler and "
+                                          r"pruned weight\), not \[7\]$"):
+        spmv_fixed(pes, 3, np.r_[7, cbq[1:]], bias, x, fmt, False)
+    with pytest.raises(FormatError, match=r"^x_q must lie in -32768\.\.32767 \(16-bit fixed "
+                                          r"point\), not 1\.\.40000; quantize with "
+                                          r"FixedFormat\.to_fixed$"):
+        spmv_fixed(pes, 3, cbq, bias, np.array([1, 40000, 1]), fmt, False)
+    with pytest.raises(ConfigError, match=r"^Layer fan-in must be at most 15 "):
+        spmv_fixed(interleave(np.ones((2, 16), dtype=np.uint8), 1, 4), 2, cbq, bias[:2],
+                   np.ones(16, dtype=np.int64), FixedFormat(act_bits=16, acc_bits=35), False)
+
+
+def test_kernels_reject_inconsistent_pointers():
+    fmt, pes, cbq, bias = _pes_and_args()
+    bad = RelIndexMatrix("csc", pes[0].shape, 4, np.array([0, 2, 1, 3]), pes[0].z,
+                         pes[0].code)
+    with pytest.raises(FormatError, match=r"^line_ptr must rise from 0 to the entry count"):
+        spmv_fixed([bad, pes[1]], 3, cbq, bias, np.ones(3, dtype=np.int64), fmt, False)
+    past = RelIndexMatrix("csc", pes[0].shape, 4, pes[0].line_ptr,
+                          np.full_like(pes[0].z, 9), pes[0].code)
+    with pytest.raises(FormatError, match=r"^Entries run past the end of a line"):
+        spmv_fixed([past, pes[1]], 3, cbq, bias, np.ones(3, dtype=np.int64), fmt, False)
+    m = encode(np.array([[1, 0], [0, 2]], dtype=np.uint8), 4, "csr")
+    with pytest.raises(FormatError, match=r"^matrix must be in 'csc' order, not 'csr'$"):
+        spmv_csc(m, np.zeros(4), np.zeros(2), np.ones(2))
+    with pytest.raises(FormatError, match=r"^matrix codes must index the codebook of 2 "
+                                          r"entries, not 2"):
+        spmv_csr(m, np.zeros(2), np.zeros(2), np.ones(2))
+    with pytest.raises(FormatError, match=r"^x must have shape \(2,\) or \(batch, 2\), "
+                                          r"not \(2, 3\)$"):
+        spmv_csr(m, np.zeros(4), np.zeros(2), np.ones((2, 3)))

@@ -1,0 +1,297 @@
+"""Tests of dcsim.container: round trips, byte accounting, corruption, atomic writes."""
+
+import json
+import os
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from dcsim import container
+from dcsim.compress.layer import CompressedLayer, CompressedModel
+from dcsim.errors import ContainerError, FormatError
+
+
+def random_layer(rng, name, kind, shape, density, code_bits, index_bits):
+    rows = shape[0]
+    cols = int(np.prod(shape[1:]))
+    keep = rng.random((rows, cols)) < density
+    codes = np.where(keep, rng.integers(1, 2 ** code_bits, size=(rows, cols)), 0)
+    codebook = np.concatenate([[0.0], rng.standard_normal(2 ** code_bits - 1)])
+    return CompressedLayer(
+        name=name, kind=kind, shape=shape, codes=codes, codebook=codebook,
+        bias=rng.standard_normal(rows), code_bits=code_bits, index_bits=index_bits,
+        relu=bool(rng.integers(2)), pool=int(rng.integers(3)) if kind == "conv" else 0,
+        stride=int(rng.integers(1, 3)), padding=int(rng.integers(3)))
+
+
+def small_model(seed=0):
+    rng = np.random.default_rng(seed)
+    layers = [random_layer(rng, "conv1", "conv", (3, 1, 3, 3), 0.6, 8, 5),
+              random_layer(rng, "ip1", "fc", (6, 40), 0.15, 5, 3)]
+    return CompressedModel(arch="tiny", input_shape=(1, 8, 8), layers=layers,
+                           meta={"baseline_error": 1.5, "compressed_error": 1.25})
+
+
+@st.composite
+def layer_params(draw):
+    kind = draw(st.sampled_from(["fc", "conv"]))
+    if kind == "fc":
+        shape = (draw(st.integers(1, 12)), draw(st.integers(1, 120)))
+    else:
+        k = draw(st.integers(1, 5))
+        shape = (draw(st.integers(1, 6)), draw(st.integers(1, 4)), k, k)
+    density = draw(st.one_of(st.just(0.0), st.just(1.0), st.floats(0, 1), st.floats(0, 0.05)))
+    code_bits = draw(st.one_of(st.integers(1, 8), st.integers(9, 16)))
+    index_bits = draw(st.one_of(st.integers(1, 8), st.integers(9, 16)))
+    return kind, shape, density, code_bits, index_bits
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(layer_params(), min_size=1, max_size=3), st.integers(0, 2 ** 32 - 1))
+def test_round_trip_random_layers(tmp_path, params, seed):
+    print("seed =", seed, "layers =", params)
+    rng = np.random.default_rng(seed)
+    layers = [random_layer(rng, f"l{i}", *p) for i, p in enumerate(params)]
+    model = CompressedModel(arch="rand", input_shape=(7,), layers=layers, meta={"seed": seed})
+    path = tmp_path / "m.dcz"
+    n = container.write(model, path)
+    assert n == os.path.getsize(path)
+    back, info = container.load(path)
+    assert model.same_as(back)
+    assert back.meta == {"seed": seed}
+    assert info["total_bytes"] == info["file_bytes"] == n
+    assert info["header_bytes"] + info["meta_bytes"] + sum(
+        l["total_bytes"] for l in info["layers"]) == n
+    for layer, li in zip(model.layers, info["layers"]):
+        assert li["n_entries"] - li["n_fillers"] == layer.nnz
+        assert li["codebook_bytes"] == 4 * (2 ** layer.code_bits - 1)
+        assert li["bias_bytes"] == 4 * layer.rows
+        assert li["code_stream_bytes"] == (li["code_stream_bits"] + 7) // 8
+        assert li["index_stream_bytes"] == (li["index_stream_bits"] + 7) // 8
+
+
+def test_long_gaps_use_fillers_across_rows(tmp_path):
+    # 1-bit indices: every skipped pair of zeros costs a filler, and rows are bridged.
+    codes = np.zeros((4, 10), dtype=np.uint8)
+    codes[0, 0] = 1
+    codes[3, 9] = 1
+    layer = CompressedLayer(name="ip", kind="fc", shape=(4, 10), codes=codes,
+                            codebook=np.array([0, 0.5], dtype=np.float32),
+                            bias=np.zeros(4), code_bits=1, index_bits=1)
+    model = CompressedModel(arch="gap", input_shape=(10,), layers=[layer])
+    container.write(model, tmp_path / "g.dcz")
+    back, info = container.load(tmp_path / "g.dcz")
+    assert back.same_as(model)
+    # 38 zeros between the two weights in either order: 19 fillers of 2 positions each.
+    assert info["layers"][0]["n_fillers"] == 19
+    assert info["layers"][0]["n_entries"] == 21
+
+
+def test_storage_order_is_the_smaller(tmp_path):
+    rng = np.random.default_rng(5)
+    one_col = np.zeros((50, 60), dtype=np.uint8)
+    one_col[:, 7] = rng.integers(1, 32, 50)
+    one_row = one_col.T.copy()
+    layers = [CompressedLayer(name=n, kind="fc", shape=c.shape, codes=c,
+                              codebook=np.arange(32, dtype=np.float32),
+                              bias=np.zeros(c.shape[0]), code_bits=5, index_bits=4)
+              for n, c in (("col", one_col), ("row", one_row))]
+    model = CompressedModel(arch="o", input_shape=(60,), layers=layers)
+    container.write(model, tmp_path / "o.dcz")
+    info = container.inspect(tmp_path / "o.dcz")
+    assert [l["order"] for l in info["layers"]] == ["col", "row"]
+    # Stored contiguously, the only gap is the 7 * 50 leading zeros: 350 // 16 fillers.
+    assert [l["n_fillers"] for l in info["layers"]] == [21, 21]
+    assert [l["n_entries"] for l in info["layers"]] == [71, 71]
+
+
+def test_write_failure_leaves_nothing(tmp_path, monkeypatch):
+    path = tmp_path / "m.dcz"
+    path.write_bytes(b"old contents")
+
+    def boom(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(container.os, "fsync", boom)
+    with pytest.raises(ContainerError, match=r"m\.dcz: cannot write the file \(disk full\)"):
+        container.write(small_model(), path)
+    assert sorted(os.listdir(tmp_path)) == ["m.dcz"]
+    assert path.read_bytes() == b"old contents"
+    monkeypatch.undo()
+
+    def no_replace(src, dst):
+        raise OSError("rename failed")
+
+    monkeypatch.setattr(container.os, "replace", no_replace)
+    with pytest.raises(ContainerError, match=r"new\.dcz: cannot write the file \(rename "
+                                             r"failed\)"):
+        container.write(small_model(), tmp_path / "new.dcz")
+    assert sorted(os.listdir(tmp_path)) == ["m.dcz"]
+
+
+@pytest.fixture
+def small_file(tmp_path):
+    path = tmp_path / "s.dcz"
+    container.write(small_model(), path)
+    return path
+
+
+def sections_of(blob):
+    """[(type, payload)] of a valid file (test helper)."""
+    _, _, n = struct.unpack_from("<4sHH", blob)
+    pos = 8 + 9 * n + 4
+    out = []
+    for i in range(n):
+        kind, length, _ = struct.unpack_from("<BII", blob, 8 + 9 * i)
+        out.append((kind, blob[pos:pos + length]))
+        pos += length
+    return out
+
+
+def rebuilt(blob, edit_meta=None, edit_section=None):
+    """A file with valid checksums whose meta or one section is changed."""
+    sections = sections_of(blob)
+    if edit_meta is not None:
+        meta = json.loads(zlib.decompress(sections[0][1]))
+        edit_meta(meta)
+        sections[0] = (container.META, zlib.compress(json.dumps(meta).encode()))
+    if edit_section is not None:
+        index, payload = edit_section
+        sections[index] = (sections[index][0], payload)
+    return container._assemble(sections)
+
+
+def test_truncation_at_every_cut_raises(small_file):
+    blob = small_file.read_bytes()
+    for cut in range(len(blob)):
+        small_file.write_bytes(blob[:cut])
+        with pytest.raises(ContainerError, match=str(small_file)):
+            container.read(small_file)
+
+
+def test_every_flipped_byte_raises(small_file):
+    blob = small_file.read_bytes()
+    for pos in range(len(blob)):
+        for mask in (0x01, 0x80):
+            bad = bytearray(blob)
+            bad[pos] ^= mask
+            small_file.write_bytes(bytes(bad))
+            with pytest.raises(ContainerError, match=str(small_file)):
+                container.read(small_file)
+
+
+def test_extra_bytes_raise(small_file):
+    small_file.write_bytes(small_file.read_bytes() + b"\x00")
+    with pytest.raises(ContainerError, match="followed by extra bytes"):
+        container.read(small_file)
+
+
+def flipped(path, pos):
+    blob = bytearray(path.read_bytes())
+    blob[pos] ^= 0x10
+    path.write_bytes(bytes(blob))
+
+
+def section_offset(blob, index):
+    n = struct.unpack_from("<H", blob, 6)[0]
+    pos = 8 + 9 * n + 4
+    for kind, payload in sections_of(blob)[:index]:
+        pos += len(payload)
+    return pos
+
+
+def test_wrong_magic(small_file):
+    flipped(small_file, 0)
+    with pytest.raises(ContainerError, match=r"s\.dcz: not a \.dcz file: magic must be "
+                                             r"b'DCZ1', not b'TCZ1'$"):
+        container.read(small_file)
+
+
+def test_version_mismatch_message(small_file):
+    blob = bytearray(small_file.read_bytes())
+    blob[4:6] = struct.pack("<H", 2)
+    small_file.write_bytes(bytes(blob))
+    with pytest.raises(ContainerError) as e:
+        container.read(small_file)
+    assert str(e.value) == (f"{small_file}: format version must be 1, not 2 (written by "
+                            "another dcsim version; re-run `dcsim compress`)")
+
+
+@pytest.mark.parametrize("where, message", [
+    ("section_count", "section table is corrupted"),
+    ("section_length", "section table is corrupted"),
+    ("section_crc", "section table is corrupted"),
+    ("table_crc", "section table is corrupted"),
+    ("meta", r"section 0 \(meta\) is corrupted \(CRC mismatch\)"),
+    ("codebook", r"section 1 \(codebook\) is corrupted"),
+    ("code_table", r"section 3 \(code_table\) is corrupted"),
+    ("code_stream", r"section 4 \(code_stream\) is corrupted"),
+    ("index_table", r"section 5 \(index_table\) is corrupted"),
+    ("index_stream", r"section 6 \(index_stream\) is corrupted"),
+])
+def test_corruption_classes(small_file, where, message):
+    blob = small_file.read_bytes()
+    n = struct.unpack_from("<H", blob, 6)[0]
+    pos = {"section_count": 6, "section_length": 8 + 9 + 1, "section_crc": 8 + 9 + 5,
+           "table_crc": 8 + 9 * n,
+           "meta": section_offset(blob, 0), "codebook": section_offset(blob, 1),
+           "code_table": section_offset(blob, 3), "code_stream": section_offset(blob, 4),
+           "index_table": section_offset(blob, 5),
+           "index_stream": section_offset(blob, 6)}[where]
+    flipped(small_file, pos)
+    with pytest.raises(ContainerError, match=message):
+        container.read(small_file)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["layers"][0].update(shape=[2 ** 16, 2 ** 16, 1, 1]),
+     r"a layer must hold at most 2147483648 weights, not 4294967296"),
+    (lambda m: m["layers"][1].update(n_entries=10 ** 9),
+     r"layer 'ip1': bad code stream: n_symbols must be at most"),
+    (lambda m: m["layers"][1].update(code_nbits=m["layers"][1]["code_nbits"] - 1),
+     r"layer 'ip1': bad code stream"),
+    (lambda m: m["layers"][1].update(code_bits=20),
+     r"layer 'ip1': code_bits must be an integer in 1\.\.16, not 20"),
+    (lambda m: m["layers"][1].update(shape=[6, 4]),
+     r"layer 'ip1': bad relative indices: Entries run past the end of a line"),
+    (lambda m: m["layers"][0].update(shape=[2, 1, 3, 3]),
+     r"layer 'conv1': the bias section must hold 8 bytes for 2 rows, not 12"),
+    (lambda m: m["layers"].pop(), r"must have 7 sections for 1 layers, not 13"),
+    (lambda m: m.update(arch=3), r"meta field 'arch' must be a str, not 3"),
+])
+def test_consistent_checksums_but_bad_content(small_file, edit, message):
+    small_file.write_bytes(rebuilt(small_file.read_bytes(), edit_meta=edit))
+    with pytest.raises(ContainerError, match=message):
+        container.read(small_file)
+
+
+def test_bad_huffman_table_with_valid_crc(small_file):
+    blob = small_file.read_bytes()
+    small_file.write_bytes(rebuilt(blob, edit_section=(3, b"\x11\x10\xcf\x30")))
+    with pytest.raises(ContainerError, match=r"layer 'conv1': bad code stream: code lengths "
+                                             r"must satisfy Kraft"):
+        container.read(small_file)
+
+
+def test_negative_zero_codebook_is_refused(tmp_path):
+    layer = CompressedLayer(name="ip", kind="fc", shape=(1, 2), codes=np.array([[1, 0]]),
+                            codebook=np.array([-0.0, 1.0]), bias=np.zeros(1), code_bits=1,
+                            index_bits=1)
+    with pytest.raises(FormatError, match=r"Layer 'ip': codebook\[0\] must be \+0\.0"):
+        container.write(CompressedModel(arch="z", input_shape=(2,), layers=[layer]),
+                        tmp_path / "z.dcz")
+    assert os.listdir(tmp_path) == []
+
+
+def test_unwritable_directory_raises(tmp_path):
+    with pytest.raises(ContainerError, match=r"no/such/dir/m\.dcz: cannot write the file"):
+        container.write(small_model(), tmp_path / "no" / "such" / "dir" / "m.dcz")
+
+
+def test_missing_file_raises(tmp_path):
+    with pytest.raises(ContainerError, match=r"nope\.dcz: cannot read the file"):
+        container.read(tmp_path / "nope.dcz")
