@@ -3,13 +3,14 @@
 from dcsim.kernels.fixed import FixedFormat
 from dcsim.kernels.run import evaluate, run, run_fixed, trace_fixed
 from dcsim.kernels.spmv import (
-    dense_gemv, layer_dense, layer_fixed, layer_float, quantize_layer, spmv_csc, spmv_csr,
-    spmv_fixed,
+    FixedPlan, PackedMatrix, dense_gemv, layer_dense, layer_fixed, layer_float, pack,
+    plan_fixed, quantize_layer, spmv_csc, spmv_csr, spmv_fixed, spmv_fixed_plan, spmv_packed,
 )
 from dcsim.kernels.vectors import write_vectors
 
 __all__ = [
-    "FixedFormat", "dense_gemv", "evaluate", "layer_dense", "layer_fixed", "layer_float",
-    "quantize_layer", "run", "run_fixed", "spmv_csc", "spmv_csr", "spmv_fixed",
-    "trace_fixed", "write_vectors",
+    "FixedFormat", "FixedPlan", "PackedMatrix", "dense_gemv", "evaluate", "layer_dense",
+    "layer_fixed", "layer_float", "pack", "plan_fixed", "quantize_layer", "run", "run_fixed",
+    "spmv_csc", "spmv_csr", "spmv_fixed", "spmv_fixed_plan", "spmv_packed", "trace_fixed",
+    "write_vectors",
 ]

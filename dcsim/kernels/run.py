@@ -8,6 +8,9 @@ folded back to (N, out_ch, Ho, Wo); then ReLU if ``layer.relu`` and a ``layer.po
 max-pool (size = stride = pool) follow. A conv output is flattened in (C, H, W) order
 before an fc layer. Fixed mode runs the same steps on integers (the fixed kernel,
 integer max-pool) with inputs quantized by ``fmt.to_fixed``.
+
+Each layer's matrix is encoded, validated and packed once per call (``pack``,
+``plan_fixed``); the chunks of images then go through the batched kernels unchecked.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from dcsim.compress.layer import CompressedLayer, CompressedModel
 from dcsim.compress.sparse import encode, interleave
 from dcsim.errors import FormatError
 from dcsim.kernels.fixed import FixedFormat
-from dcsim.kernels.spmv import quantize_layer, spmv_csr, spmv_fixed
+from dcsim.kernels.spmv import (
+    pack, plan_fixed, quantize_layer, spmv_fixed_plan, spmv_packed,
+)
 
 MODES = ("dense", "float", "fixed")
 
@@ -79,12 +84,13 @@ def _apply_layer(layer: CompressedLayer, x: np.ndarray, matmul) -> np.ndarray:
 
 
 def _float_matmul(layer: CompressedLayer, mode: str):
+    # the matrix is encoded, validated and packed once per run, not once per chunk
     if mode == "dense":
         w = layer.weights().reshape(layer.matrix_shape)
         multiply = lambda x: x @ w.T + layer.bias  # noqa: E731
     else:
-        m = encode(layer.codes, layer.index_bits, "csr")
-        multiply = lambda x: spmv_csr(m, layer.codebook, layer.bias, x, parallel=True)  # noqa: E731
+        p = pack(encode(layer.codes, layer.index_bits, "csr"), layer.codebook)
+        multiply = lambda x: spmv_packed(p, layer.bias, x)  # noqa: E731
 
     def matmul(x):
         y = multiply(np.asarray(x, dtype=np.float32))
@@ -95,9 +101,9 @@ def _float_matmul(layer: CompressedLayer, mode: str):
 def _fixed_matmul(layer: CompressedLayer, fmt: FixedFormat):
     codebook_q, bias_acc = quantize_layer(layer, fmt)
     n_pe = numba.get_num_threads()
-    pes = interleave(layer.codes, n_pe, layer.index_bits)
-    return lambda x_q: spmv_fixed(pes, layer.rows, codebook_q, bias_acc, x_q, fmt,
-                                  layer.relu, parallel=True)
+    plan = plan_fixed(interleave(layer.codes, n_pe, layer.index_bits), layer.rows,
+                      codebook_q, fmt)
+    return lambda x_q: spmv_fixed_plan(plan, bias_acc, x_q, layer.relu, parallel=True)
 
 
 def _check_batch(model: CompressedModel, x) -> np.ndarray:

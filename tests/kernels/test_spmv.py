@@ -8,8 +8,8 @@ from dcsim.compress.sparse import RelIndexMatrix, encode, interleave
 from dcsim.errors import ConfigError, FormatError
 from dcsim.kernels.fixed import FixedFormat
 from dcsim.kernels.spmv import (
-    dense_gemv, layer_dense, layer_fixed, layer_float, quantize_layer, spmv_csc, spmv_csr,
-    spmv_fixed,
+    FixedPlan, PackedMatrix, dense_gemv, layer_dense, layer_fixed, layer_float, pack,
+    plan_fixed, quantize_layer, spmv_csc, spmv_csr, spmv_fixed, spmv_fixed_plan, spmv_packed,
 )
 
 from kernel_reference import reference_fixed
@@ -198,3 +198,140 @@ def test_kernels_reject_inconsistent_pointers():
     with pytest.raises(FormatError, match=r"^x must have shape \(2,\) or \(batch, 2\), "
                                           r"not \(2, 3\)$"):
         spmv_csr(m, np.zeros(4), np.zeros(2), np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("seed", SEEDS[:4])
+def test_fixed_plan_gives_the_same_integers(seed):
+    print("seed", seed)
+    rng = np.random.default_rng(seed)
+    fmt = FixedFormat(frac_bits=8)
+    rows, cols = int(rng.integers(1, 50)), int(rng.integers(1, 90))
+    layer = random_layer(rng, rows, cols, density=float(rng.uniform(0.02, 0.6)),
+                         code_bits=int(rng.integers(1, 9)), index_bits=int(rng.integers(1, 9)),
+                         spread=0.5)
+    codebook_q, bias_acc = quantize_layer(layer, fmt)
+    x_q = rng.integers(-3000, 3000, size=(3, cols)) * (rng.random((3, cols)) < 0.6)
+    want = np.stack([reference_fixed(layer.codes, codebook_q, bias_acc, x, fmt.frac_bits,
+                                     fmt.act_bits, True) for x in x_q])
+    for n_pe in (1, 2, 5):
+        plan = plan_fixed(interleave(layer.codes, n_pe, layer.index_bits), rows, codebook_q,
+                          fmt)
+        assert isinstance(plan, FixedPlan) and plan.n_pe == n_pe
+        for parallel in (False, True):
+            got = spmv_fixed_plan(plan, bias_acc, x_q, True, parallel=parallel)
+            np.testing.assert_array_equal(got, want, err_msg=f"n_pe={n_pe}")
+            one = spmv_fixed_plan(plan, bias_acc, x_q[2], True, parallel=parallel)
+            np.testing.assert_array_equal(one, want[2], err_msg=f"n_pe={n_pe}")
+
+
+def test_fixed_plan_still_checks_inputs():
+    fmt, pes, cbq, bias = _pes_and_args()
+    plan = plan_fixed(pes, 3, cbq, fmt)
+    with pytest.raises(FormatError, match=r"^x_q must lie in -32768\.\.32767 \(16-bit fixed "
+                                          r"point\), not 1\.\.40000; quantize with "
+                                          r"FixedFormat\.to_fixed$"):
+        spmv_fixed_plan(plan, bias, np.array([1, 40000, 1]), False)
+    with pytest.raises(FormatError, match=r"^bias_acc must have shape \(3,\), not \(2,\)$"):
+        spmv_fixed_plan(plan, bias[:2], np.ones(3, dtype=np.int64), False)
+    with pytest.raises(FormatError, match=r"^plan must be a FixedPlan \(from plan_fixed\), "
+                                          r"not None$"):
+        spmv_fixed_plan(None, bias, np.ones(3, dtype=np.int64), False)
+    with pytest.raises(FormatError, match=r"^fmt must be a FixedFormat, not 16$"):
+        plan_fixed(pes, 3, cbq, 16)
+
+
+@pytest.mark.parametrize("seed", SEEDS[:4])
+@pytest.mark.parametrize("parallel", [False, True])
+def test_packed_kernels_match_dense(seed, parallel):
+    print("seed", seed)
+    rng = np.random.default_rng(seed)
+    rows, cols = int(rng.integers(1, 90)), int(rng.integers(1, 120))
+    code_bits = int(rng.integers(1, 9))
+    layer = random_layer(rng, rows, cols, density=float(rng.uniform(0.01, 0.5)),
+                         code_bits=code_bits, index_bits=int(rng.integers(1, 17 - code_bits)))
+    x = rng.normal(0, 1, size=(4, cols)).astype(np.float32)
+    x[0, rng.random(cols) < 0.5] = 0
+    want = layer_dense(layer, x).astype(np.float64)
+    tol = 4 * cols * np.finfo(np.float32).eps * (
+        np.abs(layer.weights()) @ np.abs(x.T).astype(np.float64)).T + 1e-6
+    for order in ("csr", "csc"):
+        p = pack(encode(layer.codes, layer.index_bits, order), layer.codebook)
+        assert isinstance(p, PackedMatrix) and p.order == order
+        assert p.entries.dtype == np.uint16 and p.index_bits + p.code_bits == 16
+        assert p.n_entries == layer.nnz  # the narrow form's fillers are merged away
+        batched = spmv_packed(p, layer.bias, x, parallel=parallel)
+        assert batched.shape == (4, rows) and batched.dtype == np.float32
+        assert np.all(np.abs(batched - want) <= tol), order
+        for b in range(4):
+            single = spmv_packed(p, layer.bias, x[b], parallel=parallel)
+            assert single.shape == (rows,)
+            assert np.all(np.abs(single - want[b]) <= tol[b]), order
+
+
+def test_packed_rows_split_evenly_by_entries():
+    codes = np.zeros((100, 50), dtype=np.uint8)
+    codes[:10] = 1  # all the entries in the first tenth of the rows
+    p = pack(encode(codes, 4, "csr"), np.r_[0.0, 1.0])
+    bounds = p.bounds
+    assert bounds[0] == 0 and bounds[-1] == 100 and np.all(np.diff(bounds) >= 0)
+    work = np.diff(p.line_ptr[bounds])
+    assert work.max() - work.min() <= 50  # at most one row apart
+    np.testing.assert_array_equal(spmv_packed(p, np.zeros(100), np.ones(50)),
+                                  np.r_[np.full(10, 50.0), np.zeros(90)])
+
+
+def test_pack_rejects_bad_matrices():
+    m = encode(np.array([[1, 0], [0, 3]], dtype=np.uint8), 4, "csr")
+    with pytest.raises(FormatError, match=r"^matrix codes must index the codebook of 3 "
+                                          r"entries, not 3"):
+        pack(m, np.zeros(3))
+    with pytest.raises(FormatError, match=r"^matrix must be a PackedMatrix \(from pack\), "):
+        spmv_packed(m, np.zeros(2), np.ones(2))
+    with pytest.raises(FormatError, match=r"^x must have shape \(2,\) or \(batch, 2\), "
+                                          r"not \(3,\)$"):
+        spmv_packed(pack(m, np.zeros(4)), np.zeros(2), np.ones(3))
+
+
+def test_batches_across_input_blocks_match_single_inputs():
+    # 150 inputs: three blocks of up to BATCH_BLOCK = 64 (a ragged last one)
+    print("seed", 9)
+    rng = np.random.default_rng(9)
+    fmt = FixedFormat()
+    layer = random_layer(rng, 37, 53, density=0.3, code_bits=5, index_bits=3, spread=0.5)
+    x = rng.normal(0, 1, size=(150, 53)).astype(np.float32)
+    x[:, rng.random(53) < 0.3] = 0
+    p = pack(encode(layer.codes, layer.index_bits, "csr"), layer.codebook)
+    codebook_q, bias_acc = quantize_layer(layer, fmt)
+    x_q = fmt.to_fixed(x)
+    plan = plan_fixed(interleave(layer.codes, 3, layer.index_bits), 37, codebook_q, fmt)
+    for parallel in (False, True):
+        batched = spmv_packed(p, layer.bias, x, parallel=parallel)
+        singles = np.stack([spmv_packed(p, layer.bias, xi, parallel=parallel) for xi in x])
+        np.testing.assert_allclose(batched, singles, rtol=1e-5, atol=1e-5)
+        fixed = spmv_fixed_plan(plan, bias_acc, x_q, False, parallel=parallel)
+        for b in (0, 63, 64, 127, 128, 149):
+            want = reference_fixed(layer.codes, codebook_q, bias_acc, x_q[b], fmt.frac_bits,
+                                   fmt.act_bits, False)
+            np.testing.assert_array_equal(fixed[b], want, err_msg=f"input {b}")
+
+
+def test_pack_merges_fillers_and_keeps_long_gaps():
+    codes = np.zeros((3, 5000), dtype=np.uint8)
+    codes[0, [0, 40, 4999]] = [1, 2, 3]  # gaps of 39 and 4958 zeros
+    codes[1, 4999] = 1  # one entry after 4999 zeros
+    m = encode(codes, 2, "csr")
+    assert m.n_fillers > 2000
+    p = pack(m, np.r_[0.0, 1.0, 10.0, 100.0])
+    assert p.code_bits == 2 and p.index_bits == 14  # gaps up to 16383 need no filler
+    np.testing.assert_array_equal(p.line_ptr, [0, 3, 4, 4])
+    np.testing.assert_array_equal(p.entries >> 2, [0, 39, 4958, 4999])
+    np.testing.assert_array_equal(p.entries & 3, [1, 2, 3, 1])
+    x = np.arange(5000, dtype=np.float32)
+    np.testing.assert_array_equal(spmv_packed(p, np.zeros(3), x),
+                                  [0 + 10 * 40 + 100 * 4999, 4999, 0])
+    wide = np.zeros((1, 70000), dtype=np.uint8)
+    wide[0, -1] = 1  # 69999 zeros: four fillers of 2**14 positions, then z = 4463
+    q = pack(encode(wide, 4, "csr"), np.r_[0.0, 2.0, 0.0, 0.0])
+    np.testing.assert_array_equal(q.entries >> 2, [16383] * 4 + [69999 - 4 * 16384])
+    np.testing.assert_array_equal(q.entries & 3, [0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(spmv_packed(q, [0.5], np.ones(70000)), [2.5])
