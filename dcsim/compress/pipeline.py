@@ -1,0 +1,214 @@
+"""Deep Compression end to end: train, prune and retrain, share weights and fine-tune.
+
+``DeepCompression(config).run(model, data)`` returns a :class:`CompressedModel`; the
+Huffman stage happens when the model is written to a ``.dcz`` (``dcsim.container``),
+since Huffman coding is lossless and only changes the storage form.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from dcsim.compress import prune, quantize
+from dcsim.compress.layer import CompressedLayer, CompressedModel
+from dcsim.errors import ConfigError
+
+#: Densities kept per layer in the paper (Deep Compression, Tables 2 and 3).
+PAPER_DENSITY = {
+    "lenet300": {"ip1": 0.08, "ip2": 0.09, "ip3": 0.26},
+    "lenet5": {"conv1": 0.66, "conv2": 0.12, "ip1": 0.08, "ip2": 0.19},
+}
+
+
+@dataclass(frozen=True)
+class CompressionConfig:
+    """How to compress one of the model zoo's networks.
+
+    density : per-layer fraction of weights kept (default: the paper's Tables 2-3).
+    prune_steps : prune/retrain rounds; densities fall geometrically to the target.
+    retrain_epochs : epochs of retraining after each pruning round.
+    retrain_lr_scale : retraining learning rate as a fraction of the original one
+        (1/10 for the LeNets, Han et al. NIPS 2015 section 4).
+    code_bits_fc, code_bits_conv : bits per weight code (paper: 5 fc, 8 conv).
+    index_bits_fc, index_bits_conv : relative-index bits of the storage form.
+    init : centroid initialisation, "linear" (default, the paper's best), "density",
+        "forgy".
+    finetune_epochs : epochs of centroid fine-tuning after weight sharing.
+    finetune_lr_scale : centroid learning rate as a fraction of the original one.
+    baseline_epochs : epochs to train the dense baseline (None: the recommended ones).
+    seed : seeds training, shuffling and Forgy initialisation.
+    """
+
+    arch: str = "lenet300"
+    density: dict = field(default_factory=dict)
+    prune_steps: int = 3
+    retrain_epochs: int = 3
+    retrain_lr_scale: float = 0.1
+    code_bits_fc: int = 5
+    code_bits_conv: int = 8
+    index_bits_fc: int = 5
+    index_bits_conv: int = 8
+    init: str = "linear"
+    finetune_epochs: int = 2
+    finetune_lr_scale: float = 0.01
+    baseline_epochs: int | None = None
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.arch not in PAPER_DENSITY:
+            raise ConfigError(
+                f"arch must be one of {sorted(PAPER_DENSITY)}, not {self.arch!r}")
+        density = dict(PAPER_DENSITY[self.arch])
+        for name, value in self.density.items():
+            if name not in density:
+                raise ConfigError(
+                    f"density names a layer of {self.arch}: one of {sorted(density)}, "
+                    f"not {name!r}")
+            if not 0 < value <= 1:
+                raise ConfigError(f"density of {name} must be in (0, 1], not {value!r}")
+            density[name] = float(value)
+        object.__setattr__(self, "density", density)
+        for name in ("prune_steps",):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, not {value!r}")
+        for name in ("retrain_epochs", "finetune_epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ConfigError(f"{name} must be a non-negative integer, not {value!r}")
+        if self.baseline_epochs is not None and (
+                not isinstance(self.baseline_epochs, int) or self.baseline_epochs < 0):
+            raise ConfigError(
+                f"baseline_epochs must be None or a non-negative integer, "
+                f"not {self.baseline_epochs!r}")
+        for name in ("code_bits_fc", "code_bits_conv", "index_bits_fc", "index_bits_conv"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 1 <= value <= 8:
+                raise ConfigError(f"{name} must be an integer in 1..8, not {value!r}")
+        for name in ("retrain_lr_scale", "finetune_lr_scale"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ConfigError(f"{name} must be a positive number, not {value!r}")
+        if self.init not in quantize.INITS:
+            raise ConfigError(f"init must be one of {quantize.INITS}, not {self.init!r}")
+
+    def bits(self, kind: str) -> tuple:
+        """(code_bits, index_bits) for a layer kind ("fc" or "conv")."""
+        if kind == "conv":
+            return self.code_bits_conv, self.index_bits_conv
+        return self.code_bits_fc, self.index_bits_fc
+
+
+class DeepCompression:
+    """The three-stage pipeline of the paper on a ``dcsim.nn`` model.
+
+    ``run(model, data, train_baseline)`` trains the dense model (unless told it is
+    trained already), prunes it in ``prune_steps`` rounds with retraining, clusters each
+    layer's surviving weights and fine-tunes the centroids. The returned model's
+    ``meta`` records the errors (percent, on the MNIST test set) after each stage.
+    """
+
+    def __init__(self, config: CompressionConfig, progress: bool = True, log=None):
+        self.config = config
+        self.progress = progress
+        self.log = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
+
+    def _sgd(self, epochs: int, lr_scale: float):
+        from dcsim.nn.train import RECOMMENDED
+        base = RECOMMENDED[self.config.arch]
+        return dataclasses.replace(base, epochs=epochs, lr=base.lr * lr_scale,
+                                   seed=self.config.seed)
+
+    def run(self, model, data, train_baseline: bool = True) -> CompressedModel:
+        from dcsim.nn.train import RECOMMENDED, train
+
+        cfg = self.config
+        if model.arch != cfg.arch:
+            raise ConfigError(f"model arch must be {cfg.arch!r} as configured, not {model.arch!r}")
+        t0 = time.perf_counter()
+        meta = {"config": _jsonable(dataclasses.asdict(cfg))}
+        if train_baseline:
+            sgd = RECOMMENDED[cfg.arch]
+            if cfg.baseline_epochs is not None:
+                sgd = dataclasses.replace(sgd, epochs=cfg.baseline_epochs)
+            sgd = dataclasses.replace(sgd, seed=cfg.seed)
+            train(model, data.train_x, data.train_y, sgd, progress=self.progress,
+                  desc="baseline")
+        meta["baseline_error"] = float(model.error(data.test_x, data.test_y))
+        self.log(f"baseline test error {meta['baseline_error']:.2f}%")
+
+        params = model.params()
+        specs = model.layer_specs()
+        dense = {s["name"]: params[f"{s['name']}.W"].copy() for s in specs}
+        masks = {f"{s['name']}.W": np.ones(params[f"{s['name']}.W"].shape, dtype=bool)
+                 for s in specs}
+        quality = {}
+        for step in range(cfg.prune_steps):
+            for s in specs:
+                name, key = s["name"], f"{s['name']}.W"
+                target = prune.density_steps(cfg.density[name], cfg.prune_steps)[step]
+                q = prune.quality_for_density(params[key], target, std_of=dense[name])
+                masks[key] &= prune.prune_mask(params[key], q, std_of=dense[name])
+                params[key] *= masks[key]
+                quality[name] = q
+            hook = prune.MaskHook(masks)
+            if cfg.retrain_epochs:
+                train(model, data.train_x, data.train_y,
+                      self._sgd(cfg.retrain_epochs, cfg.retrain_lr_scale), hooks=[hook],
+                      progress=self.progress, desc=f"retrain {step + 1}/{cfg.prune_steps}")
+            self.log(f"prune round {step + 1}: test error "
+                     f"{model.error(data.test_x, data.test_y):.2f}%, density "
+                     + ", ".join(f"{s['name']} {masks[s['name'] + '.W'].mean():.3f}"
+                                 for s in specs))
+        meta["pruned_error"] = float(model.error(data.test_x, data.test_y))
+        meta["quality"] = quality
+
+        shared = {}
+        for s in specs:
+            key = f"{s['name']}.W"
+            code_bits, _ = cfg.bits(s["kind"])
+            codes, codebook = quantize.share_weights(params[key], code_bits, cfg.init,
+                                                     seed=cfg.seed)
+            shared[key] = (codes, codebook)
+            params[key][...] = codebook[codes]
+        meta["shared_error"] = float(model.error(data.test_x, data.test_y))
+        if cfg.finetune_epochs:
+            train(model, data.train_x, data.train_y,
+                  self._sgd(cfg.finetune_epochs, cfg.finetune_lr_scale),
+                  hooks=[quantize.ShareHook(shared)], progress=self.progress,
+                  desc="fine-tune centroids")
+        meta["compressed_error"] = float(model.error(data.test_x, data.test_y))
+        meta["seconds"] = round(time.perf_counter() - t0, 1)
+        self.log(f"weight sharing: test error {meta['shared_error']:.2f}% before, "
+                 f"{meta['compressed_error']:.2f}% after centroid fine-tuning")
+        return to_compressed(model, shared, cfg, meta)
+
+
+def to_compressed(model, shared: dict, cfg: CompressionConfig, meta: dict) -> CompressedModel:
+    """Package a weight-shared ``dcsim.nn`` model as a :class:`CompressedModel`."""
+    params = model.params()
+    layers = []
+    for s in model.layer_specs():
+        codes, codebook = shared[f"{s['name']}.W"]
+        code_bits, index_bits = cfg.bits(s["kind"])
+        layers.append(CompressedLayer(
+            name=s["name"], kind=s["kind"], shape=tuple(s["shape"]),
+            codes=codes.reshape(s["shape"][0], -1), codebook=codebook,
+            bias=params[f"{s['name']}.b"], code_bits=code_bits, index_bits=index_bits,
+            relu=bool(s["relu"]), pool=int(s["pool"]), stride=int(s["stride"]),
+            padding=int(s["padding"])))
+    return CompressedModel(arch=model.arch, input_shape=model.input_shape, layers=layers,
+                           meta=meta)
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj

@@ -1,0 +1,89 @@
+"""The dcsim command on a small MNIST slice: JSON output, exit codes, files written."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from dcsim import container
+from dcsim.cli import main
+
+FAST = ["--train-images", "1500", "--baseline-epochs", "1", "--prune-steps", "1",
+        "--retrain-epochs", "1", "--finetune-epochs", "1", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def compressed(tmp_path_factory):
+    """A LeNet-300-100 compressed on 1500 images (seconds, not minutes)."""
+    out = tmp_path_factory.mktemp("cli") / "m.dcz"
+    report = out.with_suffix(".json")
+    rc = main(["compress", "--model", "lenet300", "--out", str(out), "--report", str(report)] + FAST)
+    assert rc == 0
+    return out, json.loads(report.read_text())
+
+
+def test_compress_writes_file_and_report(compressed):
+    path, report = compressed
+    assert report["file_bytes"] == path.stat().st_size
+    assert report["ratio"] == pytest.approx(report["dense_bytes"] / report["file_bytes"])
+    assert [layer["name"] for layer in report["layers"]] == ["ip1", "ip2", "ip3"]
+    for key in ("baseline_error", "compressed_error"):
+        assert 0 <= report[key] <= 100
+    for layer in report["layers"]:
+        for key in ("shape", "weights", "density", "weight_bits_pq", "weight_bits_pqh",
+                    "index_bits_pq", "index_bits_pqh", "ratio_pq", "ratio_pqh"):
+            assert key in layer
+    assert report["layers"][0]["density"] == pytest.approx(0.08, abs=0.002)
+
+
+def test_inspect_json_matches_report(compressed, capsys):
+    path, report = compressed
+    assert main(["inspect", str(path), "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["file_bytes"] == report["file_bytes"]
+    assert shown["layers"] == report["layers"]
+
+
+def test_eval_float_kernel_equals_dense(compressed, capsys):
+    path, _ = compressed
+    assert main(["eval", str(path), "--images", "300", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["images"] == 300
+    assert result["float_error"] == result["dense_error"]
+    assert abs(result["fixed_error"] - result["dense_error"]) <= 1.0
+
+
+def test_vectors_written(compressed, tmp_path, capsys):
+    path, _ = compressed
+    assert main(["vectors", str(path), "--layer", "ip2", "--out", str(tmp_path),
+                 "--images", "3", "--json"]) == 0
+    written = json.loads(capsys.readouterr().out)["path"]
+    data = np.load(written)
+    assert data["x_q"].shape == (3, 300) and data["y_q"].shape == (3, 100)
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.dcz"
+    bad.write_bytes(b"not a dcz file at all")
+    assert main(["inspect", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"dcsim inspect: error: {bad}") and "\n" not in err
+    assert main(["inspect", str(tmp_path / "missing.dcz")]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_bad_layer_name_names_the_file(compressed, tmp_path, capsys):
+    path, _ = compressed
+    assert main(["vectors", str(path), "--layer", "ip9", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"dcsim vectors: error: {path}: Layer name must be one of ['ip1', 'ip2', 'ip3'], not 'ip9'")
+    assert not list(tmp_path.iterdir())
+
+
+def test_usage_error_exits_2():
+    proc = subprocess.run([sys.executable, "-m", "dcsim.cli", "compress", "--model", "vgg"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "invalid choice: 'vgg'" in proc.stderr
