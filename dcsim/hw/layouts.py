@@ -1,0 +1,96 @@
+"""Packed data layouts shared by the engine's gateware and its image compiler."""
+
+from __future__ import annotations
+
+import enum
+
+from amaranth.hdl import signed, unsigned
+from amaranth.lib import data
+
+from dcsim.hw.config import EngineConfig, bits_for
+
+
+class Target(enum.IntEnum):
+    """What a load word writes (the ``target`` field of :func:`load_layout`)."""
+
+    SPARSE = 0      # sparse-matrix SRAM word of one PE
+    POINTER = 1     # column pointer (even/odd bank chosen by the address's low bit)
+    CODEBOOK = 2    # codebook value, address = layer * 2**code_bits + code
+    BIAS = 3        # bias in the activation format (the PE shifts it left by frac_bits)
+    ACT = 4         # input activation, address = local index in bank 0
+    DESC = 5        # layer descriptor, address = layer (the top keeps the table)
+
+
+TARGET_BITS = 3
+
+
+def entry_layout(config: EngineConfig) -> data.StructLayout:
+    """One sparse entry: relative row index ``z`` (low bits), then the weight ``code``."""
+    return data.StructLayout({"z": unsigned(config.idx_bits), "code": unsigned(config.code_bits)})
+
+
+def word_layout(config: EngineConfig) -> data.ArrayLayout:
+    """One sparse-matrix SRAM word: ``entries_per_word`` entries, slot 0 in the low bits."""
+    return data.ArrayLayout(entry_layout(config), config.entries_per_word)
+
+
+def act_layout(config: EngineConfig) -> data.StructLayout:
+    """A broadcast activation ``(j, a_j)`` as queued in every PE (EIE, section III-C)."""
+    return data.StructLayout({"j": unsigned(config.col_bits), "a": signed(config.act_bits)})
+
+
+def desc_layout(config: EngineConfig) -> data.StructLayout:
+    """A layer descriptor.
+
+    cols : input length; vectors : ``ceil(cols / n_pe)`` source vectors to scan;
+    rows : output length; rows_local : ``ceil(rows / n_pe)``; ptr_base : index of the
+    layer's first pointer (even); bias_base : address of local row 0's bias; relu : 1 if
+    a ReLU follows.
+    """
+    return data.StructLayout({
+        "cols": unsigned(config.col_bits),
+        "vectors": unsigned(bits_for(config.act_depth)),
+        "rows": unsigned(config.col_bits),
+        "rows_local": unsigned(bits_for(config.act_depth)),
+        "ptr_base": unsigned(bits_for(config.ptr_depth - 1)),
+        "bias_base": unsigned(bits_for(config.bias_depth - 1)),
+        "relu": unsigned(1),
+    })
+
+
+def load_addr_bits(config: EngineConfig) -> int:
+    """Bits of a load word's address: enough for the deepest target."""
+    return max(bits_for(d - 1) for d in (
+        config.sparse_words, config.ptr_depth, config.max_layers * config.codebook_entries,
+        config.bias_depth, config.act_depth, config.max_layers))
+
+
+def load_data_bits(config: EngineConfig) -> int:
+    """Bits of a load word's data: a sparse word, a pointer or a descriptor, whichever is widest."""
+    return max(config.word_bits, config.ptr_bits, desc_layout(config).size, config.act_bits)
+
+
+def load_layout(config: EngineConfig) -> data.StructLayout:
+    """One word of the load stream: ``(target, pe, bcast, addr, data)``.
+
+    ``bcast`` writes every PE at once (codebooks are the same on all PEs).
+    """
+    return data.StructLayout({
+        "target": unsigned(TARGET_BITS),
+        "pe": unsigned(config.pe_bits),
+        "bcast": unsigned(1),
+        "addr": unsigned(load_addr_bits(config)),
+        "data": unsigned(load_data_bits(config)),
+    })
+
+
+def pack(layout: data.StructLayout, **fields) -> int:
+    """The integer of a ``layout`` value with the given unsigned fields (others 0)."""
+    value = 0
+    for name, field_value in fields.items():
+        f = layout[name]
+        width = f.width
+        if not 0 <= int(field_value) < (1 << width):
+            raise ValueError(f"Field {name} must fit {width} bits, not {field_value!r}")
+        value |= int(field_value) << f.offset
+    return value

@@ -1,0 +1,145 @@
+"""cocotb side of an engine run: drivers for the load, start and output interfaces.
+
+Run by ``dcsim.hw.sim.run_job`` through the Verilator runner: it reads a job (a pickle
+named by ``$DCSIM_JOB``), plays its runs on the engine and writes the outputs and
+cycle counts to ``$DCSIM_RESULT``. Comparison with the fixed kernel happens on the
+Python side, so this module knows interfaces, not models.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import random
+import time
+
+import cocotb
+from cocotb.clock import Clock
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from cocotb.utils import get_sim_time
+
+
+def pauses(probability: float, rng: random.Random):
+    """Endless pause flags: True with ``probability`` each cycle (seeded, so reruns
+    repeat), the cocotbext-axi idea of a pause generator."""
+    while True:
+        yield probability > 0 and rng.random() < probability
+
+
+class LoadDriver:
+    """Drives the ``load`` stream: one packed word per transfer, idling on pauses."""
+
+    def __init__(self, dut, pause):
+        self.dut = dut
+        self.pause = pause
+
+    async def send(self, words) -> None:
+        dut = self.dut
+        for word in words:
+            await FallingEdge(dut.clk)
+            while next(self.pause):
+                dut.load__valid.value = 0
+                await FallingEdge(dut.clk)
+            dut.load__payload.value = word
+            dut.load__valid.value = 1
+            while not dut.load__ready.value:
+                await FallingEdge(dut.clk)
+        await FallingEdge(dut.clk)
+        dut.load__valid.value = 0
+
+
+class OutputMonitor:
+    """Takes ``count`` words from the ``out`` stream, back-pressuring on pauses."""
+
+    def __init__(self, dut, pause):
+        self.dut = dut
+        self.pause = pause
+
+    async def collect(self, count: int) -> list:
+        dut = self.dut
+        values = []
+        while not dut.out__valid.value:
+            await RisingEdge(dut.out__valid)
+        while len(values) < count:
+            await FallingEdge(dut.clk)
+            ready = not next(self.pause)
+            dut.out__ready.value = int(ready)
+            if ready and dut.out__valid.value:
+                values.append(dut.out__payload.value.to_signed())
+        await FallingEdge(dut.clk)
+        dut.out__ready.value = 0
+        return values
+
+
+async def reset(dut, cycles: int = 2) -> None:
+    """Synchronous reset for ``cycles`` clocks."""
+    await FallingEdge(dut.clk)
+    dut.rst.value = 1
+    await ClockCycles(dut.clk, cycles)
+    await FallingEdge(dut.clk)
+    dut.rst.value = 0
+
+
+async def start(dut, n_layers: int) -> None:
+    """One transfer on the ``start`` stream."""
+    await FallingEdge(dut.clk)
+    dut.start__payload.value = n_layers
+    dut.start__valid.value = 1
+    while not dut.start__ready.value:
+        await FallingEdge(dut.clk)
+    await FallingEdge(dut.clk)
+    dut.start__valid.value = 0
+
+
+async def read_cycles(dut, n_layers: int) -> list:
+    """Per-layer cycle counts of the last run."""
+    out = []
+    for layer in range(n_layers):
+        dut.cycle_addr.value = layer
+        await FallingEdge(dut.clk)
+        out.append(int(dut.cycle_data.value.to_unsigned()))
+    return out
+
+
+@cocotb.test()
+async def run_job(dut):
+    """Play every run of the job in ``$DCSIM_JOB``; results to ``$DCSIM_RESULT``."""
+    with open(os.environ["DCSIM_JOB"], "rb") as f:
+        job = pickle.load(f)
+    rng = random.Random(job.get("seed", 0))
+    load_pause = pauses(job.get("load_pause", 0.0), rng)
+    out_pause = pauses(job.get("out_pause", 0.0), rng)
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    for name in ("load__valid", "start__valid", "out__ready", "cycle_addr"):
+        getattr(dut, name).value = 0
+    await reset(dut)
+    loader = LoadDriver(dut, load_pause)
+    monitor = OutputMonitor(dut, out_pause)
+    results = []
+    t0 = time.perf_counter()
+    for run in job["runs"]:
+        first = get_sim_time(unit="ns")
+        if run.get("load"):
+            await loader.send(run["load"])
+        await loader.send(run["input"])
+        await start(dut, run["n_layers"])
+        started = time.perf_counter()
+        if run.get("reset_after") is not None:
+            await ClockCycles(dut.clk, run["reset_after"])
+            busy = bool(dut.busy.value)
+            await reset(dut)
+            results.append({"reset": True, "busy_at_reset": busy})
+            continue
+        if not dut.out__valid.value:
+            await RisingEdge(dut.out__valid)
+        compute_seconds = time.perf_counter() - started
+        outputs = await monitor.collect(run["n_out"])
+        while dut.busy.value:
+            await FallingEdge(dut.clk)
+        assert dut.done.value, "done must be set after the last output"
+        clocks = int((get_sim_time(unit="ns") - first) // 10)
+        results.append({"outputs": outputs, "cycles": await read_cycles(dut, run["n_layers"]),
+                        "clocks": clocks, "compute_seconds": compute_seconds})
+    seconds = time.perf_counter() - t0
+    with open(os.environ["DCSIM_RESULT"], "wb") as f:
+        pickle.dump({"runs": results, "seconds": seconds}, f)

@@ -1,0 +1,101 @@
+"""The image compiler: words decode back to the interleaved CSC, FitError messages."""
+
+import numpy as np
+import pytest
+
+from dcsim.compress.layer import CompressedModel
+from dcsim.compress.sparse import interleave
+from dcsim.errors import FitError
+from dcsim.hw.config import EngineConfig
+from dcsim.hw.image import compile_model
+from dcsim.hw.layouts import Target
+from dcsim.hw.workloads import lenet_300_100, random_layer, single_layer_model
+
+
+def _entries(image, p):
+    """(z, code) of every stored entry of PE p, unpacked from its sparse words."""
+    c = image.config
+    z, code = [], []
+    for word in image.sparse[p]:
+        for s in range(c.entries_per_word):
+            e = (int(word) >> (s * c.entry_bits)) & ((1 << c.entry_bits) - 1)
+            z.append(e & ((1 << c.idx_bits) - 1))
+            code.append(e >> c.idx_bits)
+    return np.array(z), np.array(code)
+
+
+def _entry_index(pointer, c):
+    return (pointer >> c.slot_bits) * c.entries_per_word + (pointer & ((1 << c.slot_bits) - 1))
+
+
+@pytest.mark.parametrize("n_pe", [1, 3, 4])
+def test_words_and_pointers_decode_to_interleave(n_pe):
+    rng = np.random.default_rng(10 + n_pe)
+    model = CompressedModel("m", (40,), [random_layer("a", 23, 40, 0.2, rng),
+                                         random_layer("b", 9, 23, 0.5, rng, relu=False)])
+    c = EngineConfig(n_pe=n_pe, sparse_words=256, ptr_depth=256, act_depth=64, bias_depth=64)
+    image = compile_model(model, c)
+    for li, layer in zip(image.layers, model.layers):
+        assert li.ptr_base % 2 == 0
+        for p, m in enumerate(interleave(layer.codes, n_pe, c.idx_bits)):
+            z, code = _entries(image, p)
+            ptr = image.pointers[p][li.ptr_base:li.ptr_base + layer.cols + 1]
+            first = _entry_index(ptr, c)
+            assert np.array_equal(first - first[0], m.line_ptr)
+            sl = slice(int(first[0]), int(first[-1]))
+            assert np.array_equal(z[sl], m.z) and np.array_equal(code[sl], m.code)
+            assert np.array_equal(li.col_entries[p], np.diff(m.line_ptr))
+
+
+def test_biases_and_codebooks_are_the_fixed_kernels_integers():
+    rng = np.random.default_rng(5)
+    layer = random_layer("a", 10, 8, 0.5, rng)
+    c = EngineConfig(n_pe=3)
+    image = compile_model(single_layer_model(layer), c)
+    bias_q = c.fmt.to_fixed(layer.bias)
+    for p in range(3):
+        own = bias_q[p::3]
+        assert image.biases[p][:own.shape[0]].tolist() == own.tolist()
+    words = image.load_words()
+    cb = [d for t, _, b, a, d in words if t == Target.CODEBOOK]
+    assert len(cb) == 16 and cb[0] == 0
+    want = c.fmt.to_fixed(layer.codebook) & 0xFFFF
+    assert cb == want.tolist()
+    assert [t for t, *_ in words].count(Target.DESC) == 1
+
+
+def test_input_words_interleave():
+    rng = np.random.default_rng(6)
+    image = compile_model(single_layer_model(random_layer("a", 4, 7, 0.5, rng)), EngineConfig(n_pe=3))
+    words = image.input_words(np.array([1, -2, 3, 4, 5, 6, 7]))
+    assert [(p, a, d) for _, p, _, a, d in words][:3] == [(0, 0, 1), (1, 0, 0xFFFE), (2, 0, 3)]
+    assert words[6][1:4] == (0, 0, 2)
+
+
+def test_lenet_fits_small_at_every_test_n_pe():
+    model = lenet_300_100(np.random.default_rng(7))
+    for n in (1, 2, 4, 8):
+        image = compile_model(model, EngineConfig.preset("small", n_pe=n))
+        assert image.n_layers == 3
+
+
+def test_fit_errors_name_the_memory_and_overflow():
+    rng = np.random.default_rng(8)
+    model = single_layer_model(random_layer("big", 64, 64, 1.0, rng))
+    with pytest.raises(FitError, match=r"^Model 'layer-big' needs 512 sparse-matrix words on its "
+                                       r"busiest PE \(PE 0\) but the engine has 100: over by 412 "
+                                       r"words; raise sparse_words or n_pe$"):
+        compile_model(model, EngineConfig(n_pe=1, sparse_words=100, act_depth=64))
+    with pytest.raises(FitError, match=r"^Layer 'big' has 64 inputs: 64 per PE overflow the "
+                                       r"activation memory of 32 by 32; raise act_depth or n_pe$"):
+        compile_model(model, EngineConfig(n_pe=1, act_depth=32))
+    with pytest.raises(FitError, match=r"needs 65 column pointers per PE but the engine has 64: "
+                                       r"over by 1; raise ptr_depth$"):
+        compile_model(model, EngineConfig(n_pe=1, ptr_depth=64, act_depth=64, sparse_words=1000))
+    wide = single_layer_model(random_layer("w", 4, 4, 1.0, rng, code_bits=5))
+    with pytest.raises(FitError, match=r"^Layer 'w' needs 5 code bits but the engine has "
+                                       r"code_bits=4; build with code_bits=5$"):
+        compile_model(wide, EngineConfig())
+    deep = CompressedModel("d", (4,), [random_layer(f"l{i}", 4, 4, 1.0, rng) for i in range(3)])
+    with pytest.raises(FitError, match=r"has 3 layers but the engine's descriptor table holds 2"):
+        compile_model(deep, EngineConfig(max_layers=2))
