@@ -197,6 +197,31 @@ def cmd_sim(args) -> int:
     return EXIT_OK if result["outputs_match"] else EXIT_FAIL
 
 
+def cmd_estimate(args) -> int:
+    from dcsim import container
+    from dcsim.perf.estimate import estimate
+    from dcsim.perf.tech import load_tech
+
+    model = container.read(_existing_file(args.file))
+    x, _ = _mnist_test(args, args.images)
+    tech = load_tech(_existing_file(args.tech)) if args.tech else None
+    result = estimate(model, x, _engine_config(args), tech=tech, clock_mhz=args.clock_mhz)
+    energy = result["energy_pj"]
+    lines = [f"{args.file}: {result['images']} MNIST test images, {result['n_pe']} PEs at "
+             f"{result['clock_mhz']:g} MHz (cycle model)",
+             f"  cycles per layer (summed over images): {result['cycles_per_layer']}, "
+             f"total {result['cycles_total']} ({result['time_us']:.2f} us)",
+             "  load-balance efficiency per layer: "
+             + ", ".join(f"{e:.2f}" for e in result["efficiency"]),
+             f"  fits on chip: {'yes' if result['fits_on_chip'] else 'NO'}"
+             + ("" if result["fits_on_chip"] else f" ({result['fit']['error']})"),
+             "  energy per inference:"]
+    for scenario in ("sram", "dram_compressed", "dram_dense"):
+        lines.append(f"    {scenario:<16} {energy[scenario]['total'] / 1e6:10.3f} uJ")
+    _emit(args, result, "\n".join(lines))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dcsim", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -262,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="M.dcz")
     p.add_argument("--images", type=int, default=1, help="test images 0..N-1 (default 1)")
     p.add_argument("--mnist", metavar="DIR", default=None, help="folder with MNIST IDX files")
+    add_engine(p)
+
+    p = add("estimate", cmd_estimate, "cycles, time and energy per inference from the cycle and energy models")
+    p.add_argument("file", metavar="M.dcz")
+    p.add_argument("--images", type=int, default=1, help="test images 0..N-1 (default 1)")
+    p.add_argument("--mnist", metavar="DIR", default=None, help="folder with MNIST IDX files")
+    p.add_argument("--clock-mhz", type=float, default=800.0, help="clock for the time figures (default 800, EIE's)")
+    p.add_argument("--tech", metavar="TABLE", help="technology table (YAML/JSON/CSV) overriding the 45 nm defaults")
     add_engine(p)
 
     p = add("inspect", cmd_inspect, "print the per-layer table of a .dcz from the file alone")

@@ -1,9 +1,12 @@
 """Energy of the EIE-style engine: event counts times energy per event, per scenario.
 
-:class:`EventCounts` is the interface between the cycle model (which will fill it from
-its simulation) and this module; :func:`from_layer_stats` fills the same fields
-analytically now. :func:`energy` prices them with a :class:`~dcsim.perf.tech.TechTable`
-in one of three scenarios:
+:class:`EventCounts` is the interface between the cycle model and this module: for a
+real layer and input, ``dcsim.perf.cycles.layer_cycles(...).events`` fills every field
+(cycles included) from the modelled walk of the engine, exactly as the RTL runs it;
+:func:`from_layer_stats` fills the same fields analytically for layers known only by
+their shape and density (the papers' layers, :func:`paper_figures`), with the ideal
+bound as ``cycles``. :func:`energy` prices them with a
+:class:`~dcsim.perf.tech.TechTable` in one of three scenarios:
 
 ``"sram"``
     The compressed weights are resident in the PEs' on-chip SRAMs (EIE's design point).
@@ -190,7 +193,8 @@ def from_layer_stats(*, rows: int, cols: int, n_pe: int, entries_per_pe, n_activ
                      act_bits: int = _FMT.act_bits, acc_bits: int = _FMT.acc_bits,
                      src_regfile_bytes: int | None = None,
                      dst_regfile_bytes: int | None = None, layer: str = "") -> EventCounts:
-    """Event counts of one layer computed analytically (before the cycle model exists).
+    """Event counts of one layer known by its statistics only, computed analytically
+    (for a real layer use ``dcsim.perf.cycles.layer_cycles(...).events``).
 
     entries_per_pe : integers, shape (n_pe,) -- stored entries (fillers included) of
         each PE in the ``n_active`` active columns (see :func:`entries_per_pe`).
@@ -211,7 +215,7 @@ def from_layer_stats(*, rows: int, cols: int, n_pe: int, entries_per_pe, n_activ
     ``cols`` source activations and broadcasts the ``n_active`` non-zero ones, each
     pushed into and popped from every PE's queue. ``cycles`` is the ideal bound
     ``max(entries on the busiest PE, n_active)`` (ANCHORS.md, "Ideal cycles"; one
-    broadcast per cycle); the cycle model will replace it with the simulated count.
+    broadcast per cycle); the cycle model gives the engine's exact count for a real layer.
     """
     for name, value, floor in (("rows", rows, 1), ("cols", cols, 1), ("n_pe", n_pe, 1),
                                ("n_active", n_active, 0), ("code_bits", code_bits, 1),

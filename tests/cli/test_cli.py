@@ -87,3 +87,19 @@ def test_usage_error_exits_2():
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "invalid choice: 'vgg'" in proc.stderr
+
+
+def test_sim_and_estimate_print_the_same_cycles(compressed, capsys):
+    """DESIGN.md: for the same model, config and N, the RTL and the model agree."""
+    path, _ = compressed
+    assert main(["sim", str(path), "--images", "2", "--n-pe", "4", "--json"]) == 0
+    sim = json.loads(capsys.readouterr().out)
+    assert main(["estimate", str(path), "--images", "2", "--n-pe", "4", "--json"]) == 0
+    est = json.loads(capsys.readouterr().out)
+    assert sim["outputs_match"] is True and sim["images"] == est["images"] == 2
+    assert len(sim["cycles_per_layer"]) == 3 and all(c > 0 for c in sim["cycles_per_layer"])
+    assert sim["cycles_per_layer"] == est["cycles_per_layer"]
+    assert sim["cycles_total"] == est["cycles_total"] == sum(est["cycles_per_layer"])
+    assert est["fits_on_chip"] is True
+    energy = est["energy_pj"]
+    assert energy["sram"]["total"] < energy["dram_compressed"]["total"] < energy["dram_dense"]["total"]

@@ -1,0 +1,103 @@
+"""Tests of dcsim.perf.estimate: keys, types, consistency with the cycle model, fit."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from dcsim.compress.layer import CompressedModel
+from dcsim.errors import ConfigError
+from dcsim.hw.config import EngineConfig
+from dcsim.hw.workloads import lenet_300_100
+from dcsim.kernels.run import trace_fixed
+from dcsim.perf.cycles import BREAKDOWN, model_cycles
+from dcsim.perf.energy import SCENARIOS
+from dcsim.perf.estimate import estimate
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    return lenet_300_100(np.random.default_rng(2016))
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(11)
+    x = rng.random((3, 784)).astype(np.float32)
+    x[x < 0.7] = 0.0                     # MNIST-like: most pixels are zero
+    return x
+
+
+def test_keys_types_and_sums(lenet, images):
+    config = EngineConfig.preset("small", n_pe=4)
+    r = estimate(lenet, images, config)
+    assert r["images"] == 3 and r["n_pe"] == 4 and r["clock_mhz"] == 800.0
+    assert isinstance(r["cycles_per_layer"], list) and len(r["cycles_per_layer"]) == 3
+    assert all(type(c) is int for c in r["cycles_per_layer"])
+    assert r["cycles_total"] == sum(r["cycles_per_layer"])
+    assert r["time_us"] == pytest.approx(r["cycles_total"] / 800.0)
+    assert r["time_us_per_image"] == pytest.approx(r["time_us"] / 3)
+    assert r["fits_on_chip"] is True and r["fit"]["error"] is None
+    assert r["fit"]["overflows"] == []
+    assert len(r["efficiency"]) == 3 and all(0 < e <= 1 for e in r["efficiency"])
+    for layer, cycles in zip(r["layers"], r["cycles_per_layer"]):
+        assert layer["cycles"] == cycles
+        assert list(layer["breakdown"]) == list(BREAKDOWN)
+        assert sum(layer["breakdown"].values()) == cycles
+    assert set(r["energy_pj"]) == set(SCENARIOS)
+    for s in SCENARIOS:
+        e = r["energy_pj"][s]
+        assert e["total"] > 0
+        assert e["total"] == pytest.approx(sum(e["components"].values()))
+        assert e["total"] == pytest.approx(sum(pl["total"] for pl in e["per_layer"]))
+    totals = {s: r["energy_pj"][s]["total"] for s in SCENARIOS}
+    assert totals["sram"] < totals["dram_compressed"] < totals["dram_dense"]
+
+
+def test_cycles_are_the_cycle_model_on_the_fixed_kernels_activations(lenet, images):
+    config = EngineConfig.preset("small", n_pe=2, fifo_depth=2)
+    r = estimate(lenet, images, config)
+    want = np.zeros(3, np.int64)
+    for x in images:
+        inputs = [x_in for x_in, _ in trace_fixed(lenet, x, config.fmt)]
+        want += [lc.cycles for lc in model_cycles(lenet, inputs, config)]
+    assert r["cycles_per_layer"] == want.tolist()
+
+
+def test_energy_is_per_inference(lenet, images):
+    config = EngineConfig.preset("small", n_pe=4)
+    one = estimate(lenet, images[:1], config)
+    twice = estimate(lenet, np.concatenate([images[:1], images[:1]]), config)
+    assert twice["cycles_total"] == 2 * one["cycles_total"]
+    for s in SCENARIOS:
+        assert twice["energy_pj"][s]["total"] == pytest.approx(one["energy_pj"][s]["total"])
+    # dense weights from DRAM: one 32-bit read per weight, whatever the input
+    dense = one["energy_pj"]["dram_dense"]["components"]["dram_weights"]
+    assert dense == pytest.approx(266200 * 640.0)
+
+
+def test_not_fitting_is_reported_with_the_memory(lenet, images):
+    config = EngineConfig.preset("small", n_pe=4, sparse_words=64)
+    r = estimate(lenet, images[:1], config)
+    assert r["fits_on_chip"] is False
+    assert r["fit"]["overflows"] == ["sparse_words"]
+    assert "sparse-matrix words" in r["fit"]["error"]
+    assert r["cycles_total"] > 0                  # still modelled
+
+
+def test_errors(lenet, images):
+    config = EngineConfig.preset("small", n_pe=4)
+    conv = dataclasses.replace(lenet.layers[0], kind="conv", shape=(300, 784, 1, 1))
+    with pytest.raises(ConfigError) as err:
+        estimate(CompressedModel("c", (784,), (conv,)), images, config)
+    assert str(err.value) == ("model must have fc layers only (the engine runs no others), "
+                              "not conv layers ['ip1']")
+    with pytest.raises(ConfigError) as err:
+        estimate(lenet, images[:, :100], config)
+    assert str(err.value) == "x_images must have shape (N >= 1, 784), not (3, 100)"
+    with pytest.raises(ConfigError) as err:
+        estimate(lenet, images, config, clock_mhz=0)
+    assert str(err.value) == "clock_mhz must be a positive number, not 0"
+    with pytest.raises(ConfigError) as err:
+        estimate(lenet, images, {"n_pe": 4})
+    assert str(err.value) == "config must be an EngineConfig, not {'n_pe': 4}"
