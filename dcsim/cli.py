@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_training(p)
     p.add_argument("--baseline-epochs", type=int, default=None,
                    help="epochs of dense training (default: the recommended ones)")
-    p.add_argument("--prune-steps", type=int, default=None, help="prune/retrain rounds (default 3)")
+    p.add_argument("--prune-steps", type=int, default=None, help="prune/retrain rounds (default 4)")
     p.add_argument("--retrain-epochs", type=int, default=None, help="epochs per retraining round")
     p.add_argument("--finetune-epochs", type=int, default=None, help="epochs of centroid fine-tuning")
 

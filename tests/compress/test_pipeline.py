@@ -1,0 +1,60 @@
+"""The pipeline on a small MNIST slice: densities, masks held, codes and meta."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from dcsim.compress.pipeline import PAPER_DENSITY, CompressionConfig, DeepCompression
+from dcsim.errors import ConfigError
+from dcsim.nn import models
+from dcsim.nn.datasets import load_mnist
+
+
+@pytest.fixture(scope="module")
+def run():
+    data = load_mnist()
+    data = dataclasses.replace(data, train_x=data.train_x[:1000], train_y=data.train_y[:1000],
+                               test_x=data.test_x[:500], test_y=data.test_y[:500])
+    config = CompressionConfig(arch="lenet300", baseline_epochs=1, prune_steps=2,
+                               retrain_epochs=1, finetune_epochs=1, code_bits_fc=4)
+    model = models.build("lenet300", seed=0)
+    compressed = DeepCompression(config, progress=False, log=lambda msg: None).run(model, data)
+    return model, compressed
+
+
+def test_densities_reach_the_paper_targets(run):
+    _, compressed = run
+    for layer in compressed.layers:
+        assert layer.density == pytest.approx(PAPER_DENSITY["lenet300"][layer.name], abs=0.002)
+
+
+def test_model_weights_are_the_decoded_codes(run):
+    model, compressed = run
+    params = model.params()
+    for layer in compressed.layers:
+        assert np.array_equal(params[f"{layer.name}.W"], layer.weights())
+        assert layer.code_bits == 4 and layer.codebook.shape == (16,)
+        assert np.array_equal(params[f"{layer.name}.b"], layer.bias)
+
+
+def test_meta_records_every_stage(run):
+    _, compressed = run
+    for key in ("baseline_error", "pruned_error", "shared_error", "compressed_error"):
+        assert 0 <= compressed.meta[key] <= 100
+    assert compressed.meta["config"]["prune_steps"] == 2
+    assert [l.relu for l in compressed.layers] == [True, True, False]
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(arch="vgg"), "arch must be one of ['lenet300', 'lenet5'], not 'vgg'"),
+    (dict(density={"ip9": 0.1}), "density names a layer of lenet300: one of ['ip1', 'ip2', 'ip3'], not 'ip9'"),
+    (dict(density={"ip1": 0}), "density of ip1 must be in (0, 1], not 0"),
+    (dict(prune_steps=0), "prune_steps must be a positive integer, not 0"),
+    (dict(code_bits_fc=9), "code_bits_fc must be an integer in 1..8, not 9"),
+    (dict(init="kmeans++"), "init must be one of ('linear', 'density', 'forgy'), not 'kmeans++'"),
+])
+def test_bad_configs(kw, message):
+    with pytest.raises(ConfigError) as info:
+        CompressionConfig(**kw)
+    assert str(info.value) == message
