@@ -111,12 +111,21 @@ class DeepCompression:
     trained already), prunes it in ``prune_steps`` rounds with retraining, clusters each
     layer's surviving weights and fine-tunes the centroids. The returned model's
     ``meta`` records the errors (percent, on the MNIST test set) after each stage.
+
+    ``on_stage(stage, model)``, if given, is called after each stage with the live
+    model: ``"baseline"``, ``"prune 1"`` .. ``"prune N"``, ``"shared"`` (weights
+    replaced by centroids) and ``"finetuned"``; studies use it to look at the weights
+    in between (copy them: the model keeps changing).
     """
 
-    def __init__(self, config: CompressionConfig, progress: bool = True, log=None):
+    STAGES = ("baseline", "prune", "shared", "finetuned")
+
+    def __init__(self, config: CompressionConfig, progress: bool = True, log=None,
+                 on_stage=None):
         self.config = config
         self.progress = progress
         self.log = log if log is not None else (lambda msg: print(msg, file=sys.stderr))
+        self.on_stage = on_stage if on_stage is not None else (lambda stage, model: None)
 
     def _sgd(self, epochs: int, lr_scale: float, n_train: int):
         """Retraining SGD: the baseline's lr x ``lr_scale``, divided by 10 after 60%.
@@ -148,6 +157,7 @@ class DeepCompression:
                   desc="baseline")
         meta["baseline_error"] = float(model.error(data.test_x, data.test_y))
         self.log(f"baseline test error {meta['baseline_error']:.2f}%")
+        self.on_stage("baseline", model)
 
         params = model.params()
         specs = model.layer_specs()
@@ -172,6 +182,7 @@ class DeepCompression:
                      f"{model.error(data.test_x, data.test_y):.2f}%, density "
                      + ", ".join(f"{s['name']} {masks[s['name'] + '.W'].mean():.3f}"
                                  for s in specs))
+            self.on_stage(f"prune {step + 1}", model)
         meta["pruned_error"] = float(model.error(data.test_x, data.test_y))
         meta["quality"] = quality
 
@@ -184,6 +195,7 @@ class DeepCompression:
             shared[key] = (codes, codebook)
             params[key][...] = codebook[codes]
         meta["shared_error"] = float(model.error(data.test_x, data.test_y))
+        self.on_stage("shared", model)
         if cfg.finetune_epochs:
             train(model, data.train_x, data.train_y,
                   self._sgd(cfg.finetune_epochs, cfg.finetune_lr_scale, len(data.train_x)),
@@ -191,6 +203,7 @@ class DeepCompression:
                   desc="fine-tune centroids")
         meta["compressed_error"] = float(model.error(data.test_x, data.test_y))
         meta["seconds"] = round(time.perf_counter() - t0, 1)
+        self.on_stage("finetuned", model)
         self.log(f"weight sharing: test error {meta['shared_error']:.2f}% before, "
                  f"{meta['compressed_error']:.2f}% after centroid fine-tuning")
         return to_compressed(model, shared, cfg, meta)

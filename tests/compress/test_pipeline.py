@@ -19,18 +19,30 @@ def run():
     config = CompressionConfig(arch="lenet300", baseline_epochs=1, prune_steps=2,
                                retrain_epochs=1, finetune_epochs=1, code_bits_fc=4)
     model = models.build("lenet300", seed=0)
-    compressed = DeepCompression(config, progress=False, log=lambda msg: None).run(model, data)
-    return model, compressed
+    seen = []
+    compressed = DeepCompression(
+        config, progress=False, log=lambda msg: None,
+        on_stage=lambda stage, m: seen.append((stage, m.params()["ip1.W"].copy()))).run(model, data)
+    return model, compressed, seen
+
+
+def test_on_stage_sees_every_stage_in_order(run):
+    _, compressed, seen = run
+    assert [stage for stage, _ in seen] == ["baseline", "prune 1", "prune 2", "shared", "finetuned"]
+    ip1 = compressed.layer("ip1")
+    assert np.count_nonzero(seen[0][1]) == ip1.n_weights
+    assert np.array_equal(seen[2][1] != 0, ip1.codes != 0)
+    assert np.array_equal(seen[-1][1], ip1.weights())
 
 
 def test_densities_reach_the_paper_targets(run):
-    _, compressed = run
+    _, compressed, _ = run
     for layer in compressed.layers:
         assert layer.density == pytest.approx(PAPER_DENSITY["lenet300"][layer.name], abs=0.002)
 
 
 def test_model_weights_are_the_decoded_codes(run):
-    model, compressed = run
+    model, compressed, _ = run
     params = model.params()
     for layer in compressed.layers:
         assert np.array_equal(params[f"{layer.name}.W"], layer.weights())
@@ -39,7 +51,7 @@ def test_model_weights_are_the_decoded_codes(run):
 
 
 def test_meta_records_every_stage(run):
-    _, compressed = run
+    _, compressed, _ = run
     for key in ("baseline_error", "pruned_error", "shared_error", "compressed_error"):
         assert 0 <= compressed.meta[key] <= 100
     assert compressed.meta["config"]["prune_steps"] == 2
