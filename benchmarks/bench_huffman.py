@@ -8,8 +8,9 @@ Streams shaped like a compressed fc layer's (LeNet-300-100 ip1-like, 8% of weigh
 kept, 5-bit codes and 5-bit relative indices): weight codes from a linear-initialised
 31-level quantization of the surviving weights of a pruned Gaussian layer (a peaked,
 two-humped distribution, code 0 for fillers), and relative indices of a random 8%
-mask (fillers included). Sizes are compared with a plain heapq Huffman code and with
-the entropy; speeds with dahuffman and the bit-by-bit reference decoder.
+mask (fillers included). Sizes are compared with the plain (unlimited) Huffman size
+(``huffman.optimal_bits``) and with the entropy; speeds with dahuffman and the
+bit-by-bit reference decoder.
 
 Run: .venv/bin/python benchmarks/bench_huffman.py [--chunks 4] [--seed 0]
 Writes benchmarks/results/huffman.json.
@@ -18,7 +19,6 @@ Writes benchmarks/results/huffman.json.
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import os
 import platform
@@ -48,31 +48,6 @@ def layer_streams(rng, rows=1000, cols=10_000):
     return m.code.astype(np.int64), m.z.astype(np.int64)
 
 
-def huffman_depth(counts):
-    """Longest code of a plain (unlimited) Huffman code."""
-    heap = [(int(c), 0, i) for i, c in enumerate(counts) if c > 0]
-    heapq.heapify(heap)
-    tie = len(counts)
-    while len(heap) > 1:
-        (a, da, _), (b, db, _) = heapq.heappop(heap), heapq.heappop(heap)
-        tie += 1
-        heapq.heappush(heap, (a + b, max(da, db) + 1, tie))
-    return heap[0][1]
-
-
-def huffman_cost(counts):
-    heap = [int(c) for c in counts if c > 0]
-    if len(heap) == 1:
-        return heap[0]
-    heapq.heapify(heap)
-    cost = 0
-    while len(heap) > 1:
-        a, b = heapq.heappop(heap), heapq.heappop(heap)
-        cost += a + b
-        heapq.heappush(heap, a + b)
-    return cost
-
-
 def entropy_bits(counts):
     p = counts[counts > 0] / counts.sum()
     return float(-np.sum(counts[counts > 0] * np.log2(p)))
@@ -92,7 +67,7 @@ def bench_stream(name, symbols, alphabet, subset):
     counts = np.bincount(symbols, minlength=alphabet)
     stream = huffman.HuffmanStream.compress(symbols, alphabet)
     assert np.array_equal(stream.decode(), symbols)
-    optimal = huffman_cost(counts)
+    optimal = huffman.optimal_bits(counts)
     h = entropy_bits(counts)
     t_enc = best_time(lambda: huffman.encode(symbols, stream.lengths), 3)
     t_dec = best_time(lambda: huffman.decode(stream.data, n, stream.lengths,
@@ -113,7 +88,8 @@ def bench_stream(name, symbols, alphabet, subset):
     assert np.array_equal(ref_out, part)
     return {
         "stream": name, "n_symbols": n, "alphabet": alphabet,
-        "max_len": int(stream.lengths.max()), "huffman_depth": huffman_depth(counts),
+        "max_len": int(stream.lengths.max()),
+        "huffman_depth": huffman.huffman_depth(counts),
         "coded_bits": stream.n_bits, "optimal_huffman_bits": optimal,
         "equals_optimal": stream.n_bits == optimal,
         "excess_over_huffman_bits": stream.n_bits - optimal,

@@ -25,6 +25,7 @@ once ``alphabet_size`` lengths are read.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 import numba
@@ -50,15 +51,7 @@ def code_lengths(counts: np.ndarray, max_len: int = MAX_LEN) -> np.ndarray:
     ``sum(counts * lengths)`` is the minimum over prefix codes with lengths <= max_len
     (package-merge), so it equals the Huffman size when Huffman's code fits.
     """
-    counts = np.asarray(counts)
-    if counts.ndim != 1 or counts.dtype.kind not in "ui":
-        raise FormatError(f"counts must be a 1-D integer array, not {counts.ndim}-D "
-                          f"{counts.dtype}")
-    if counts.shape[0] > MAX_ALPHABET:
-        raise FormatError(f"alphabet size must be at most {MAX_ALPHABET}, not "
-                          f"{counts.shape[0]}")
-    if counts.size and counts.min() < 0:
-        raise FormatError(f"counts must be non-negative, not {int(counts.min())}")
+    counts = _check_counts(counts)
     if not isinstance(max_len, (int, np.integer)) or not 1 <= max_len <= MAX_LEN:
         raise ConfigError(f"max_len must be an integer in 1..{MAX_LEN}, not {max_len!r}")
     lengths = np.zeros(counts.shape[0], dtype=np.uint8)
@@ -75,6 +68,49 @@ def code_lengths(counts: np.ndarray, max_len: int = MAX_LEN) -> np.ndarray:
     order = used[np.argsort(counts[used], kind="stable")]
     lengths[order] = _package_merge(counts[order].astype(np.int64), int(max_len))
     return lengths
+
+
+def optimal_bits(counts: np.ndarray) -> int:
+    """Size in bits of the plain (unlimited-length) Huffman code of ``counts``.
+
+    counts : non-negative integer array, shape ``(alphabet_size,)`` -- occurrences.
+
+    Returns the sum of the weights of all merges of Huffman's algorithm, which is
+    ``sum(counts * lengths)`` for any Huffman code. As in :func:`code_lengths`, a single
+    used symbol costs 1 bit per occurrence and no used symbol costs 0. The size of the
+    codec's own code equals this whenever :func:`huffman_depth` is at most its
+    ``max_len`` and is larger otherwise (the price of the length limit).
+    """
+    return _huffman_merge(_check_counts(counts))[0]
+
+
+def huffman_depth(counts: np.ndarray) -> int:
+    """Longest code, in bits, of the plain (unlimited-length) Huffman code of ``counts``.
+
+    counts : as for :func:`optimal_bits`. Ties are merged shallowest first, which gives
+    the least depth of any Huffman code (Schwartz, 1964); 1 for a single used symbol,
+    0 for none. :func:`code_lengths` reaches :func:`optimal_bits` when this fits its
+    ``max_len``.
+    """
+    return _huffman_merge(_check_counts(counts))[1]
+
+
+def _huffman_merge(counts: np.ndarray) -> tuple[int, int]:
+    """``(bits, depth)`` of Huffman's algorithm on checked ``counts``: repeatedly merge
+    the two lightest trees (a heap of (weight, depth, tie-breaker)); bits is the sum of
+    the merged weights, depth that of the final tree."""
+    heap = [(int(c), 0, i) for i, c in enumerate(counts) if c > 0]
+    if len(heap) <= 1:
+        return (heap[0][0], 1) if heap else (0, 0)
+    heapq.heapify(heap)
+    bits = 0
+    tie = len(counts)
+    while len(heap) > 1:
+        (a, da, _), (b, db, _) = heapq.heappop(heap), heapq.heappop(heap)
+        bits += a + b
+        heapq.heappush(heap, (a + b, max(da, db) + 1, tie))
+        tie += 1
+    return bits, heap[0][1]
 
 
 def _package_merge(weights: np.ndarray, max_len: int) -> np.ndarray:
@@ -141,14 +177,27 @@ def kraft_sum(lengths: np.ndarray) -> float:
     return float(np.sum(np.ldexp(1.0, -used)))
 
 
-def _check_lengths(lengths) -> np.ndarray:
-    lengths = np.asarray(lengths)
-    if lengths.ndim != 1 or lengths.dtype.kind not in "ui":
-        raise FormatError(f"code lengths must be a 1-D integer array, not "
-                          f"{lengths.ndim}-D {lengths.dtype}")
-    if lengths.shape[0] > MAX_ALPHABET:
+def _check_table(name: str, table) -> np.ndarray:
+    """``table`` as a 1-D integer array of one entry per symbol of the alphabet."""
+    table = np.asarray(table)
+    if table.ndim != 1 or table.dtype.kind not in "ui":
+        raise FormatError(f"{name} must be a 1-D integer array, not {table.ndim}-D "
+                          f"{table.dtype}")
+    if table.shape[0] > MAX_ALPHABET:
         raise FormatError(f"alphabet size must be at most {MAX_ALPHABET}, not "
-                          f"{lengths.shape[0]}")
+                          f"{table.shape[0]}")
+    return table
+
+
+def _check_counts(counts) -> np.ndarray:
+    counts = _check_table("counts", counts)
+    if counts.size and counts.min() < 0:
+        raise FormatError(f"counts must be non-negative, not {int(counts.min())}")
+    return counts
+
+
+def _check_lengths(lengths) -> np.ndarray:
+    lengths = _check_table("code lengths", lengths)
     if lengths.size and (lengths.min() < 0 or lengths.max() > MAX_LEN):
         raise FormatError(f"code lengths must be in 0..{MAX_LEN}, not "
                           f"{int(lengths.min())}..{int(lengths.max())}")

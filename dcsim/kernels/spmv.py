@@ -8,9 +8,10 @@ decoded dense matrix. ``y = W x + b`` with ``W[i, j] = codebook[code]``.
   (a column per input, zero inputs skipped, parallel over column blocks with one
   partial output per block); batch 1 (``x`` of shape ``(cols,)``) and batches
   (``(batch, cols)``); float32 data and accumulation, like BLAS's sgemv.
-  ``spmv_csr`` / ``spmv_csc`` take a RelIndexMatrix as it is; the fast path
-  ``pack`` (validate once, pack each ``(z, code)`` into one 16-bit word) +
-  ``spmv_packed`` is what repeated products (benchmarks, ``run``) use.
+  One set of cores runs on packed entries: ``pack`` (validate once, pack each
+  ``(z, code)`` into one 16-bit word) + ``spmv_packed``, what repeated products
+  (benchmarks, ``run``) use; ``spmv_csr`` / ``spmv_csc`` take a RelIndexMatrix as it
+  is and pack it on every call.
 - fixed: the engine's interleaved CSC (row i on PE ``i % n_pe`` as local row
   ``i // n_pe``), integers throughout, rules from :mod:`dcsim.kernels.fixed`. This is
   the reference the RTL engine is verified against, integer for integer.
@@ -47,11 +48,15 @@ __all__ = [
 # validation helpers
 # ----------------------------------------------------------------------------------
 
-def _check_matrix(m, order: str, what: str = "matrix") -> None:
+def _check_kind(m, order: str | None = None, what: str = "matrix") -> None:
     if not isinstance(m, RelIndexMatrix):
         raise FormatError(f"{what} must be a RelIndexMatrix, not {type(m).__name__}")
-    if m.order != order:
+    if order is not None and m.order != order:
         raise FormatError(f"{what} must be in {order!r} order, not {m.order!r}")
+
+
+def _check_matrix(m, order: str, what: str = "matrix") -> None:
+    _check_kind(m, order, what)
     m.validate()
 
 
@@ -275,6 +280,13 @@ BATCH_BLOCK = 64
 
 
 @numba.njit(cache=True)
+def _n_tasks(n_parts, batch):
+    """Tasks of a batch: each of ``n_parts`` (PEs, row blocks) on each block of
+    BATCH_BLOCK inputs."""
+    return n_parts * ((batch + BATCH_BLOCK - 1) // BATCH_BLOCK)
+
+
+@numba.njit(cache=True)
 def _fixed_block(line_ptr, ent, shift, codebook_q, xt, local):
     """local (local_rows, nb) int64 += this PE's W times xt (cols, nb) int32;
     codebook_q int32."""
@@ -317,16 +329,14 @@ def _fixed_task(pe_ptr, pe_off, ent, shift, n_pe, codebook_q, x_q, acc, k):
 
 @numba.njit(cache=True)
 def _fixed_batch_serial(pe_ptr, pe_off, ent, shift, n_pe, codebook_q, x_q, acc):
-    n_tasks = n_pe * ((acc.shape[0] + BATCH_BLOCK - 1) // BATCH_BLOCK)
-    for k in range(n_tasks):
+    for k in range(_n_tasks(n_pe, acc.shape[0])):
         _fixed_task(pe_ptr, pe_off, ent, shift, n_pe, codebook_q, x_q, acc, k)
 
 
 @numba.njit(cache=True, parallel=True)
 def _fixed_batch_parallel(pe_ptr, pe_off, ent, shift, n_pe, codebook_q, x_q, acc):
     # tasks own disjoint (inputs, rows) blocks of acc: no races
-    n_tasks = n_pe * ((acc.shape[0] + BATCH_BLOCK - 1) // BATCH_BLOCK)
-    for k in numba.prange(n_tasks):
+    for k in numba.prange(_n_tasks(n_pe, acc.shape[0])):
         _fixed_task(pe_ptr, pe_off, ent, shift, n_pe, codebook_q, x_q, acc, k)
 
 
@@ -480,179 +490,7 @@ def layer_fixed(layer: CompressedLayer, x_q, fmt: FixedFormat, n_pe: int = 1,
 
 
 # ----------------------------------------------------------------------------------
-# float: CSR and CSC on relative indices
-# ----------------------------------------------------------------------------------
-
-# Two accumulators break the float add chain.
-
-
-@numba.njit(cache=True)
-def _csr_rows(line_ptr, z, code, codebook, bias, x, y, r0, r1):
-    """Rows r0..r1-1 of y (rows,) = W x + b; x (cols,) float32."""
-    for i in range(r0, r1):
-        acc0 = np.float32(0.0)
-        acc1 = np.float32(0.0)
-        pos = np.uint64(0)  # position of the next entry when z == 0
-        e = np.uint64(line_ptr[i])
-        end = np.uint64(line_ptr[i + 1])
-        while e + _U2 <= end:
-            p0 = pos + np.uint64(z[e])
-            p1 = p0 + np.uint64(z[e + _U1]) + _U1
-            acc0 += codebook[code[e]] * x[p0]
-            acc1 += codebook[code[e + _U1]] * x[p1]
-            pos = p1 + _U1
-            e += _U2
-        if e < end:
-            acc0 += codebook[code[e]] * x[pos + np.uint64(z[e])]
-        y[i] = (acc0 + acc1) + bias[i]
-
-
-@numba.njit(cache=True)
-def _csr_rows_batch(line_ptr, z, code, codebook, bias, xt, yt, r0, r1):
-    """Rows r0..r1-1 of yt (rows, batch) = W xt + b; xt (cols, batch) float32."""
-    batch = xt.shape[1]
-    for i in range(r0, r1):
-        for b in range(batch):
-            yt[i, b] = bias[i]
-        pos = np.uint64(0)
-        for e in range(np.uint64(line_ptr[i]), np.uint64(line_ptr[i + 1])):
-            p = pos + np.uint64(z[e])
-            w = codebook[code[e]]
-            for b in range(batch):
-                yt[i, b] += w * xt[p, b]
-            pos = p + _U1
-
-
-@numba.njit(cache=True)
-def _csr_serial(line_ptr, z, code, codebook, bias, x, y, bounds):
-    _csr_rows(line_ptr, z, code, codebook, bias, x, y, 0, y.shape[0])
-
-
-@numba.njit(cache=True, parallel=True)
-def _csr_parallel(line_ptr, z, code, codebook, bias, x, y, bounds):
-    for k in numba.prange(bounds.shape[0] - 1):
-        _csr_rows(line_ptr, z, code, codebook, bias, x, y, bounds[k], bounds[k + 1])
-
-
-@numba.njit(cache=True)
-def _csr_batch_serial(line_ptr, z, code, codebook, bias, xt, yt, bounds):
-    _csr_rows_batch(line_ptr, z, code, codebook, bias, xt, yt, 0, yt.shape[0])
-
-
-@numba.njit(cache=True, parallel=True)
-def _csr_batch_parallel(line_ptr, z, code, codebook, bias, xt, yt, bounds):
-    for k in numba.prange(bounds.shape[0] - 1):
-        _csr_rows_batch(line_ptr, z, code, codebook, bias, xt, yt, bounds[k], bounds[k + 1])
-
-
-@numba.njit(cache=True)
-def _csc_cols(line_ptr, z, code, codebook, xt, yt, c0, c1):
-    """yt (rows, batch) += columns c0..c1-1 of W times xt (cols, batch); zero x skipped."""
-    batch = xt.shape[1]
-    for j in range(c0, c1):
-        start = np.uint64(line_ptr[j])
-        end = np.uint64(line_ptr[j + 1])
-        for b in range(batch):
-            a = xt[j, b]
-            if a == 0:
-                continue
-            pos = np.uint64(0)
-            for e in range(start, end):
-                p = pos + np.uint64(z[e])
-                yt[p, b] += codebook[code[e]] * a
-                pos = p + _U1
-
-
-@numba.njit(cache=True)
-def _csc_serial(line_ptr, z, code, codebook, bias, xt, yt, bounds):
-    for i in range(yt.shape[0]):
-        for b in range(yt.shape[1]):
-            yt[i, b] = bias[i]
-    _csc_cols(line_ptr, z, code, codebook, xt, yt, 0, xt.shape[0])
-
-
-@numba.njit(cache=True, parallel=True)
-def _csc_parallel(line_ptr, z, code, codebook, bias, xt, yt, bounds):
-    # columns scatter into every row, so each block sums into its own partial output
-    n_blocks = bounds.shape[0] - 1
-    partial = np.zeros((n_blocks, yt.shape[0], yt.shape[1]), dtype=yt.dtype)
-    for k in numba.prange(n_blocks):
-        _csc_cols(line_ptr, z, code, codebook, xt, partial[k], bounds[k], bounds[k + 1])
-    for i in numba.prange(yt.shape[0]):
-        for b in range(yt.shape[1]):
-            s = bias[i]
-            for k in range(n_blocks):
-                s += partial[k, i, b]
-            yt[i, b] = s
-
-
-def _float_args(m, order, codebook, bias, x, check):
-    if check:
-        _check_matrix(m, order)
-    elif not isinstance(m, RelIndexMatrix) or m.order != order:
-        raise FormatError(f"matrix must be a RelIndexMatrix in {order!r} order, not {m!r}")
-    rows, cols = m.shape
-    codebook = _check_table("codebook", codebook, "float")
-    if check:
-        _check_codes_fit(m, codebook.shape[0])
-    bias = _check_vector("bias", bias, rows, "float")
-    x = _check_input("x", x, cols, "float")
-    return (np.ascontiguousarray(codebook, dtype=np.float32),
-            np.ascontiguousarray(bias, dtype=np.float32), x)
-
-
-def spmv_csr(m: RelIndexMatrix, codebook, bias, x, parallel: bool = False,
-             check: bool = True) -> np.ndarray:
-    """Float ``y = W x + b`` from a relative-index CSR matrix (a row per output).
-
-    m : RelIndexMatrix, order "csr", shape (rows, cols); codebook float (n_codes,);
-    bias float (rows,); x float (cols,) or (batch, cols).
-    parallel : bool -- split the rows into blocks over the numba threads.
-    check : bool -- validate ``m`` (pointers, positions, codes; O(entries)). Pass False
-        only for repeated products on a matrix that passed a checked call: a bad matrix
-        then reads out of bounds. ``codebook``, ``bias`` and ``x`` are always checked.
-    Returns float32 (rows,) or (batch, rows).
-    """
-    codebook, bias, x = _float_args(m, "csr", codebook, bias, x, check)
-    rows = m.shape[0]
-    bounds = _balanced(m.line_ptr, numba.get_num_threads())
-    if x.ndim == 1:
-        y = np.empty(rows, dtype=np.float32)
-        run = _csr_parallel if parallel else _csr_serial
-        run(m.line_ptr, m.z, m.code, codebook, bias,
-            np.ascontiguousarray(x, dtype=np.float32), y, bounds)
-        return y
-    yt = np.empty((rows, x.shape[0]), dtype=np.float32)
-    run = _csr_batch_parallel if parallel else _csr_batch_serial
-    run(m.line_ptr, m.z, m.code, codebook, bias,
-        np.ascontiguousarray(x.T, dtype=np.float32), yt, bounds)
-    return np.ascontiguousarray(yt.T)
-
-
-def spmv_csc(m: RelIndexMatrix, codebook, bias, x, parallel: bool = False,
-             check: bool = True) -> np.ndarray:
-    """Float ``y = W x + b`` from a relative-index CSC matrix; zero inputs are skipped.
-
-    m : RelIndexMatrix, order "csc", shape (rows, cols); codebook float (n_codes,);
-    bias float (rows,); x float (cols,) or (batch, cols).
-    parallel : bool -- split the columns into one block per numba thread, each
-    accumulating into its own partial output, summed at the end.
-    check : bool -- as for :func:`spmv_csr`.
-    Returns float32 (rows,) or (batch, rows).
-    """
-    codebook, bias, x = _float_args(m, "csc", codebook, bias, x, check)
-    rows, cols = m.shape
-    single = x.ndim == 1
-    xt = np.ascontiguousarray(np.atleast_2d(x).T, dtype=np.float32)
-    yt = np.empty((rows, xt.shape[1]), dtype=np.float32)
-    run = _csc_parallel if parallel else _csc_serial
-    run(m.line_ptr, m.z, m.code, codebook, bias, xt, yt,
-        _balanced(m.line_ptr, numba.get_num_threads()))
-    return yt[:, 0].copy() if single else np.ascontiguousarray(yt.T)
-
-
-# ----------------------------------------------------------------------------------
-# float, packed: the fast path for repeated products on one matrix
+# float: CSR (a row per output) and CSC (a column per input) on packed entries
 # ----------------------------------------------------------------------------------
 
 # The position of entry k of a line is k + (z_0 + ... + z_k): the loop keeps q, the
@@ -767,20 +605,15 @@ def _packed_csr_parallel(line_ptr, ent, shift, cb, bias, x, y, bounds):
 
 
 @numba.njit(cache=True)
-def _n_tasks(bounds, batch):
-    return (bounds.shape[0] - 1) * ((batch + BATCH_BLOCK - 1) // BATCH_BLOCK)
-
-
-@numba.njit(cache=True)
 def _packed_csr_batch_serial(line_ptr, ent, shift, cb, bias, x, y, bounds):
-    for k in range(_n_tasks(bounds, x.shape[0])):
+    for k in range(_n_tasks(bounds.shape[0] - 1, x.shape[0])):
         _packed_rows_batch(line_ptr, ent, shift, cb, bias, x, y, bounds, k)
 
 
 @numba.njit(cache=True, parallel=True)
 def _packed_csr_batch_parallel(line_ptr, ent, shift, cb, bias, x, y, bounds):
     # tasks own disjoint (inputs, rows) blocks of y: no races
-    for k in numba.prange(_n_tasks(bounds, x.shape[0])):
+    for k in numba.prange(_n_tasks(bounds.shape[0] - 1, x.shape[0])):
         _packed_rows_batch(line_ptr, ent, shift, cb, bias, x, y, bounds, k)
 
 
@@ -845,11 +678,18 @@ def pack(m: RelIndexMatrix, codebook) -> PackedMatrix:
     """Validate ``m`` (CSR or CSC) against ``codebook`` (float (n_codes,)) once and
     pack it for :func:`spmv_packed`. Raises FormatError if ``m`` is malformed or a code
     falls outside the codebook."""
-    if not isinstance(m, RelIndexMatrix):
-        raise FormatError(f"matrix must be a RelIndexMatrix, not {type(m).__name__}")
-    m.validate()
+    _check_kind(m)
+    return _pack(m, codebook, check=True)
+
+
+def _pack(m: RelIndexMatrix, codebook, check: bool) -> PackedMatrix:
+    """:func:`pack`; with ``check=False`` ``m`` is neither validated nor its codes
+    checked against ``codebook`` (``codebook`` itself always is)."""
+    if check:
+        m.validate()
     codebook = _check_table("codebook", codebook, "float")
-    _check_codes_fit(m, codebook.shape[0])
+    if check:
+        _check_codes_fit(m, codebook.shape[0])
     code_bits = _code_bits(codebook.shape[0])
     cb = np.zeros(1 << code_bits, dtype=np.float32)
     cb[:codebook.shape[0]] = codebook
@@ -861,9 +701,9 @@ def pack(m: RelIndexMatrix, codebook) -> PackedMatrix:
 
 
 def spmv_packed(p: PackedMatrix, bias, x, parallel: bool = True) -> np.ndarray:
-    """Float ``y = W x + b`` on a :class:`PackedMatrix`, the fast path of
-    :func:`spmv_csr` (CSR) and :func:`spmv_csc` (CSC, zero inputs skipped), with the
-    same results up to float32 summation order and no per-call pass over the matrix.
+    """Float ``y = W x + b`` on a :class:`PackedMatrix`: CSR, or CSC with zero inputs
+    skipped. :func:`spmv_csr` and :func:`spmv_csc` give the same results, packing the
+    matrix on every call; this makes no pass over the matrix beyond the product.
 
     bias float (rows,); x float (cols,) or (batch, cols).
     parallel : bool -- CSR: rows split into one block per numba thread, balanced by
@@ -894,6 +734,48 @@ def spmv_packed(p: PackedMatrix, bias, x, parallel: bool = True) -> np.ndarray:
     run = _packed_csc_parallel if parallel else _packed_csc_serial
     run(p.line_ptr, p.entries, p.code_bits, p.codebook, bias, xt, yt, p.bounds)
     return yt[:, 0].copy() if single else np.ascontiguousarray(yt.T)
+
+
+def _pack_order(m, order: str, codebook, check: bool) -> PackedMatrix:
+    """Check that ``m`` is a RelIndexMatrix in ``order`` (and, with ``check``, valid
+    against ``codebook``) and pack it."""
+    if check:
+        _check_kind(m, order)
+    elif not isinstance(m, RelIndexMatrix) or m.order != order:
+        raise FormatError(f"matrix must be a RelIndexMatrix in {order!r} order, not {m!r}")
+    return _pack(m, codebook, check)
+
+
+def spmv_csr(m: RelIndexMatrix, codebook, bias, x, parallel: bool = False,
+             check: bool = True) -> np.ndarray:
+    """Float ``y = W x + b`` from a relative-index CSR matrix (a row per output).
+
+    m : RelIndexMatrix, order "csr", shape (rows, cols); codebook float (n_codes,);
+    bias float (rows,); x float (cols,) or (batch, cols).
+    parallel : bool -- split the rows into blocks over the numba threads.
+    check : bool -- validate ``m`` (pointers, positions, codes; O(entries)). Pass False
+        only for a matrix that passed a checked call: a bad matrix then reads out of
+        bounds. ``codebook``, ``bias`` and ``x`` are always checked.
+    Packs ``m`` on every call (:func:`pack` + :func:`spmv_packed`); for repeated
+    products on one matrix, pack it once and call :func:`spmv_packed`.
+    Returns float32 (rows,) or (batch, rows).
+    """
+    return spmv_packed(_pack_order(m, "csr", codebook, check), bias, x, parallel=parallel)
+
+
+def spmv_csc(m: RelIndexMatrix, codebook, bias, x, parallel: bool = False,
+             check: bool = True) -> np.ndarray:
+    """Float ``y = W x + b`` from a relative-index CSC matrix; zero inputs are skipped.
+
+    m : RelIndexMatrix, order "csc", shape (rows, cols); codebook float (n_codes,);
+    bias float (rows,); x float (cols,) or (batch, cols).
+    parallel : bool -- split the columns into one block per numba thread, each
+    accumulating into its own partial output, summed at the end.
+    check : bool -- as for :func:`spmv_csr`, which this also follows in packing ``m``
+        on every call.
+    Returns float32 (rows,) or (batch, rows).
+    """
+    return spmv_packed(_pack_order(m, "csc", codebook, check), bias, x, parallel=parallel)
 
 
 def layer_float(layer: CompressedLayer, x, order: str = "csr",

@@ -1,6 +1,5 @@
 """Tests of dcsim.compress.huffman: optimal lengths, canonical codes, round trips, errors."""
 
-import heapq
 import itertools
 
 import numpy as np
@@ -11,44 +10,20 @@ from dcsim.compress import huffman
 from dcsim.errors import ConfigError, FormatError
 
 
-def huffman_cost(counts):
-    """Size in bits of a plain (unlimited) Huffman code: the sum of all merge weights."""
-    heap = [int(c) for c in counts if c > 0]
-    if len(heap) == 1:
-        return heap[0]
-    heapq.heapify(heap)
-    cost = 0
-    while len(heap) > 1:
-        a, b = heapq.heappop(heap), heapq.heappop(heap)
-        cost += a + b
-        heapq.heappush(heap, a + b)
-    return cost
-
-
-def huffman_max_len(counts):
-    """Longest code of a plain Huffman code (depth of the merge tree)."""
-    heap = [(int(c), 0, i) for i, c in enumerate(counts) if c > 0]
-    heapq.heapify(heap)
-    tie = len(counts)
-    while len(heap) > 1:
-        (a, da, _), (b, db, _) = heapq.heappop(heap), heapq.heappop(heap)
-        tie += 1
-        heapq.heappush(heap, (a + b, max(da, db) + 1, tie))
-    return heap[0][1]
-
-
-def brute_force_cost(counts, max_len):
-    """Minimum coded size over all prefix codes with lengths 1..max_len.
+def brute_force_best(counts, max_len):
+    """(minimum coded size, least longest code among the codes of that size) over all
+    prefix codes with lengths 1..max_len.
 
     An optimal code never gives a rarer symbol a shorter code (swapping would not
-    cost more), so only non-increasing lengths over ascending counts are tried.
+    cost more, nor change the longest code), so only non-increasing lengths over
+    ascending counts are tried.
     """
     used = sorted(int(c) for c in counts if c > 0)
     best = None
     for lens in itertools.combinations_with_replacement(range(max_len, 0, -1), len(used)):
         if sum(2.0 ** -l for l in lens) <= 1:
-            cost = sum(c * l for c, l in zip(used, lens))
-            best = cost if best is None else min(best, cost)
+            cand = (sum(c * l for c, l in zip(used, lens)), max(lens))
+            best = cand if best is None else min(best, cand)
     return best
 
 
@@ -84,8 +59,8 @@ def test_round_trip_and_optimal_size(params):
     counts = np.bincount(symbols, minlength=alphabet)
     assert stream.n_bits == int(np.sum(counts * stream.lengths.astype(np.int64)))
     assert len(stream.data) == (stream.n_bits + 7) // 8
-    if n and huffman_max_len(counts) <= huffman.MAX_LEN:
-        assert stream.n_bits == huffman_cost(counts)
+    if n and huffman.huffman_depth(counts) <= huffman.MAX_LEN:
+        assert stream.n_bits == huffman.optimal_bits(counts)
     packed = huffman.pack_lengths(stream.lengths)
     lengths, used = huffman.unpack_lengths(packed + b"\xff", alphabet)
     assert used == len(packed)
@@ -107,10 +82,10 @@ def test_lengths_are_optimal_and_kraft(counts, max_len):
     if used >= 2:
         assert huffman.kraft_sum(lengths) == 1.0
         cost = int(np.sum(counts * lengths))
-        if huffman_max_len(counts) <= max_len:
-            assert cost == huffman_cost(counts)
+        if huffman.huffman_depth(counts) <= max_len:
+            assert cost == huffman.optimal_bits(counts)
         else:
-            assert cost >= huffman_cost(counts)
+            assert cost >= huffman.optimal_bits(counts)
     elif used == 1:
         assert lengths.max() == 1
 
@@ -122,7 +97,35 @@ def test_length_limited_matches_brute_force(counts, max_len):
     if len(counts) > 2 ** max_len:
         return
     lengths = huffman.code_lengths(counts, max_len).astype(np.int64)
-    assert int(np.sum(counts * lengths)) == brute_force_cost(counts, max_len)
+    assert int(np.sum(counts * lengths)) == brute_force_best(counts, max_len)[0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.lists(st.integers(0, 2), min_size=1, max_size=7),  # ties decide depth
+                 st.lists(st.integers(0, 1000), min_size=1, max_size=7)))
+def test_optimal_bits_and_depth_match_brute_force(counts):
+    counts = np.array(counts, dtype=np.int64)
+    used = int(np.count_nonzero(counts))
+    if used == 0:
+        assert huffman.optimal_bits(counts) == huffman.huffman_depth(counts) == 0
+        return
+    # an optimal code of n symbols needs no code longer than n - 1 bits (1 for one)
+    assert (huffman.optimal_bits(counts), huffman.huffman_depth(counts)) == \
+        brute_force_best(counts, max(1, used - 1))
+
+
+def test_optimal_bits_known_values_and_errors():
+    assert huffman.optimal_bits(np.array([0, 7, 0])) == 7  # one symbol: 1 bit each
+    assert huffman.huffman_depth(np.array([0, 7, 0])) == 1
+    assert huffman.optimal_bits(np.array([5, 5, 5, 5])) == 40
+    fib = np.array([1, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512])
+    assert huffman.optimal_bits(fib) == int(np.sum(fib * np.r_[10, 10, 9:0:-1]))
+    assert huffman.huffman_depth(fib) == 10
+    with pytest.raises(FormatError, match=r"^counts must be non-negative, not -1$"):
+        huffman.optimal_bits(np.array([3, -1]))
+    with pytest.raises(FormatError, match=r"^counts must be a 1-D integer array, not "
+                                          r"1-D float64$"):
+        huffman.huffman_depth(np.array([1.0, 2.0]))
 
 
 def test_known_length_limited_code():
@@ -132,7 +135,7 @@ def test_known_length_limited_code():
     assert huffman.code_lengths(counts).tolist() == [10, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1]
     limited = huffman.code_lengths(counts, 4).astype(np.int64)
     assert limited.max() == 4 and huffman.kraft_sum(limited) == 1.0
-    assert int(np.sum(counts * limited)) == brute_force_cost(counts, 4) == 2688
+    assert int(np.sum(counts * limited)) == brute_force_best(counts, 4)[0] == 2688
 
 
 def test_edge_cases_of_lengths():
@@ -165,8 +168,8 @@ def test_large_alphabet_round_trip():
     stream = huffman.HuffmanStream.compress(symbols, 2 ** 16)
     assert np.array_equal(stream.decode(), symbols)
     counts = np.bincount(symbols, minlength=2 ** 16)
-    assert huffman_max_len(counts) <= 16
-    assert stream.n_bits == huffman_cost(counts)
+    assert huffman.huffman_depth(counts) <= 16
+    assert stream.n_bits == huffman.optimal_bits(counts)
     packed = huffman.pack_lengths(stream.lengths)
     assert np.array_equal(huffman.unpack_lengths(packed, 2 ** 16)[0], stream.lengths)
 

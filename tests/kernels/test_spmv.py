@@ -335,3 +335,22 @@ def test_pack_merges_fillers_and_keeps_long_gaps():
     np.testing.assert_array_equal(q.entries >> 2, [16383] * 4 + [69999 - 4 * 16384])
     np.testing.assert_array_equal(q.entries & 3, [0, 0, 0, 0, 1])
     np.testing.assert_array_equal(spmv_packed(q, [0.5], np.ones(70000)), [2.5])
+
+
+def test_csr_and_csc_wrappers_are_pack_then_spmv_packed():
+    print("seed", 11)
+    rng = np.random.default_rng(11)
+    layer = random_layer(rng, 23, 31, density=0.3, code_bits=3, index_bits=2)
+    x = rng.normal(0, 1, size=(3, 31)).astype(np.float32)
+    for order, kernel in (("csr", spmv_csr), ("csc", spmv_csc)):
+        m = encode(layer.codes, layer.index_bits, order)
+        p = pack(m, layer.codebook)
+        for inputs in (x, x[1]):  # a batch and one input take different loops
+            want = spmv_packed(p, layer.bias, inputs, parallel=False)
+            for check in (True, False):
+                got = kernel(m, layer.codebook, layer.bias, inputs, check=check)
+                np.testing.assert_array_equal(got, want, err_msg=f"{order} check={check}")
+    m = encode(layer.codes, layer.index_bits, "csr")
+    with pytest.raises(FormatError, match=r"^matrix must be a RelIndexMatrix in 'csc' "
+                                          r"order, not RelIndexMatrix\("):
+        spmv_csc(m, layer.codebook, layer.bias, x, check=False)
