@@ -14,7 +14,9 @@ from dcsim.errors import ConfigError, ToolError
 from dcsim.hw.config import EngineConfig
 from dcsim.hw.image import EngineImage, compile_model
 from dcsim.hw.layouts import load_layout, pack
+from dcsim.hw.scoreboard import WRITE_FIELDS, first_wrong_write
 from dcsim.hw.verilator import EngineBuild, build_engine
+from dcsim.kernels.fixed import FixedFormat
 from dcsim.kernels.run import trace_fixed
 
 TB_MODULE = "dcsim.hw.tb"
@@ -27,9 +29,12 @@ def pack_words(config: EngineConfig, words) -> list:
             for t, p, b, a, d in words]
 
 
-def image_run(image: EngineImage, x_q, load: bool = True, reset_after=None) -> dict:
+def image_run(image: EngineImage, x_q, load: bool = True, reset_after=None,
+              monitor: bool = False) -> dict:
     """One run of a job: (optionally) load ``image``, load input ``x_q``, start, and
-    either collect the last layer's outputs or reset ``reset_after`` cycles after start."""
+    either collect the last layer's outputs or reset ``reset_after`` cycles after start.
+    With ``monitor``, every PE's accumulator writes are recorded (slow: a Python read of
+    every PE each clock; for locating a mismatch with :func:`locate_mismatch`)."""
     c = image.config
     return {
         "load": pack_words(c, image.load_words()) if load else [],
@@ -37,6 +42,7 @@ def image_run(image: EngineImage, x_q, load: bool = True, reset_after=None) -> d
         "n_layers": image.n_layers,
         "n_out": image.layers[-1].rows,
         "reset_after": reset_after,
+        "monitor": monitor,
     }
 
 
@@ -48,9 +54,11 @@ def run_job(build: EngineBuild, runs: list, seed: int = 0, load_pause: float = 0
     back-pressure cycle on the output stream (seeded by ``seed``).
     Returns ``{"runs": [...], "seconds": wall time in the simulator}``; a run is
     ``{"outputs": [int], "cycles": [per-layer cycles], "clocks": simulator clocks of the
-    whole run (loads and output stream included), "compute_seconds": wall time from the
-    start handshake to the first output}`` or, for a reset run,
-    ``{"reset": True, "busy_at_reset": bool}``.
+    whole run (loads and output stream included), "load_seconds": wall time of the image
+    and input loads, "compute_seconds": wall time from the start handshake to the first
+    output}`` (plus ``"writes"``: ``scoreboard.WRITE_FIELDS`` rows for a monitored run) or,
+    for a reset run, ``{"reset": True, "busy_at_reset": bool}``. Loads go through the
+    testbench's ``$readmemh`` feeder, or word by word from Python when ``load_pause > 0``.
     """
     runner = build.runner()
     with tempfile.TemporaryDirectory(prefix="dcsim_job_") as tmp:
@@ -58,7 +66,7 @@ def run_job(build: EngineBuild, runs: list, seed: int = 0, load_pause: float = 0
         job, result = tmp / "job.pkl", tmp / "result.pkl"
         with open(job, "wb") as f:
             pickle.dump({"runs": runs, "seed": seed, "load_pause": load_pause,
-                         "out_pause": out_pause}, f)
+                         "out_pause": out_pause, "config": build.config}, f)
         runner.test(test_module=TB_MODULE, hdl_toplevel=build.toplevel, hdl_toplevel_lang="verilog",
                     build_dir=str(build.build_dir), test_dir=str(tmp),
                     extra_env={"DCSIM_JOB": str(job), "DCSIM_RESULT": str(result)},
@@ -83,6 +91,28 @@ def first_mismatch(got, want, n_pe: int, layer: str = "") -> str | None:
     i = int(bad[0])
     return (f"layer {layer} row {i} (PE {i % n_pe}, local row {i // n_pe}): got "
             f"{int(got[i])}, want {int(want[i])} ({bad.size} rows differ)")
+
+
+def locate_mismatch(model: CompressedModel, inputs, run: dict, n_pe: int,
+                    fmt: FixedFormat) -> str | None:
+    """The first wrong accumulator write of a monitored run (``image_run(...,
+    monitor=True)``) of ``model``, naming layer, column, row, PE and cycle; None if every
+    write matches the fixed kernel's partial sums.
+
+    inputs : each layer's input activations (int64), e.g. ``trace_fixed``'s ``x_in``.
+    """
+    if "writes" not in run:
+        raise ConfigError("run must be a monitored run (image_run(..., monitor=True)), "
+                          "not one without accumulator writes")
+    writes = np.asarray(run["writes"], dtype=np.int64).reshape(-1, len(WRITE_FIELDS))
+    offset = 0
+    for layer, x_in, cycles in zip(model.layers, inputs, run["cycles"]):
+        mine = writes[(writes[:, 0] > offset) & (writes[:, 0] <= offset + cycles)]
+        msg = first_wrong_write(layer, x_in, mine, n_pe, fmt, cycle_offset=offset)
+        if msg is not None:
+            return msg
+        offset += cycles
+    return None
 
 
 def simulate(model: CompressedModel, x_images, config: EngineConfig, build_root=None,

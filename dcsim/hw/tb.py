@@ -1,9 +1,10 @@
-"""cocotb side of an engine run: drivers for the load, start and output interfaces.
+"""cocotb side of an engine run: load and start drivers, output and accumulator monitors.
 
 Run by ``dcsim.hw.sim.run_job`` through the Verilator runner: it reads a job (a pickle
-named by ``$DCSIM_JOB``), plays its runs on the engine and writes the outputs and
-cycle counts to ``$DCSIM_RESULT``. Comparison with the fixed kernel happens on the
-Python side, so this module knows interfaces, not models.
+named by ``$DCSIM_JOB``), plays its runs on the testbench top (``dcsim.hw.feeder``: the
+engine plus a ``$readmemh`` load feeder) and writes the outputs and cycle counts to
+``$DCSIM_RESULT``. Comparison with the fixed kernel happens on the Python side, so this
+module knows interfaces, not models.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import os
 import pickle
 import random
 import time
+from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 from cocotb.utils import get_sim_time
+
+from dcsim.hw.feeder import FEED_FILE, feed_hex
 
 
 def pauses(probability: float, rng: random.Random):
@@ -46,6 +50,64 @@ class LoadDriver:
                 await FallingEdge(dut.clk)
         await FallingEdge(dut.clk)
         dut.load__valid.value = 0
+
+
+class FeedDriver:
+    """Drives the ``load`` stream through the testbench's ``$readmemh`` feeder: writes
+    the words to ``FEED_FILE`` in the simulator's working directory, pulses
+    ``feed_start`` and waits until the feeder has streamed them (one per clock)."""
+
+    def __init__(self, dut, config):
+        self.dut = dut
+        self.config = config
+
+    async def send(self, words) -> None:
+        if not words:
+            return
+        dut = self.dut
+        Path(FEED_FILE).write_text(feed_hex(self.config, words))
+        await FallingEdge(dut.clk)
+        dut.feed_count.value = len(words)
+        dut.feed_start.value = 1
+        await FallingEdge(dut.clk)
+        dut.feed_start.value = 0
+        while dut.feed_busy.value:
+            await FallingEdge(dut.feed_busy)
+
+
+class AccumulatorMonitor:
+    """Records every PE's accumulator writes (``dbg_wr``, ``dbg_row``, ``dbg_col``,
+    ``dbg_sum``) as ``(cycle, pe, local_row, column, sum)`` rows, sampled at falling
+    edges; ``cycle`` 1 is the clock in which :meth:`start` is called (the first layer's
+    descriptor cycle when called right after the start transfer)."""
+
+    def __init__(self, dut, n_pe: int):
+        self.clk = dut.clk
+        self.pes = [getattr(dut.engine, f"pe_{p}") for p in range(n_pe)]
+        self.writes = []
+        self._task = None
+
+    def start(self) -> None:
+        self.writes = []
+        self._task = cocotb.start_soon(self._record())
+
+    def stop(self) -> list:
+        """Stop recording; returns the rows recorded."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        return self.writes
+
+    async def _record(self) -> None:
+        cycle = 1
+        while True:
+            await FallingEdge(self.clk)
+            cycle += 1
+            for p, pe in enumerate(self.pes):
+                if pe.dbg_wr.value:
+                    self.writes.append((cycle, p, pe.dbg_row.value.to_unsigned(),
+                                        pe.dbg_col.value.to_unsigned(),
+                                        pe.dbg_sum.value.to_signed()))
 
 
 class OutputMonitor:
@@ -110,36 +172,52 @@ async def run_job(dut):
     load_pause = pauses(job.get("load_pause", 0.0), rng)
     out_pause = pauses(job.get("out_pause", 0.0), rng)
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    for name in ("load__valid", "start__valid", "out__ready", "cycle_addr"):
+    for name in ("load__valid", "start__valid", "out__ready", "cycle_addr", "feed_start",
+                 "feed_count"):
         getattr(dut, name).value = 0
     await reset(dut)
-    loader = LoadDriver(dut, load_pause)
-    monitor = OutputMonitor(dut, out_pause)
+    # The feeder streams without idles; a job with load pauses exercises the stream
+    # rules from Python instead.
+    loader = LoadDriver(dut, load_pause) if job.get("load_pause", 0.0) > 0 \
+        else FeedDriver(dut, job["config"])
+    outputs_monitor = OutputMonitor(dut, out_pause)
+    acc_monitor = AccumulatorMonitor(dut, job["config"].n_pe) \
+        if any(run.get("monitor") for run in job["runs"]) else None
     results = []
     t0 = time.perf_counter()
     for run in job["runs"]:
         first = get_sim_time(unit="ns")
+        loading = time.perf_counter()
         if run.get("load"):
             await loader.send(run["load"])
         await loader.send(run["input"])
+        load_seconds = time.perf_counter() - loading
         await start(dut, run["n_layers"])
         started = time.perf_counter()
+        if run.get("monitor"):
+            acc_monitor.start()
         if run.get("reset_after") is not None:
             await ClockCycles(dut.clk, run["reset_after"])
             busy = bool(dut.busy.value)
             await reset(dut)
+            if run.get("monitor"):
+                acc_monitor.stop()
             results.append({"reset": True, "busy_at_reset": busy})
             continue
         if not dut.out__valid.value:
             await RisingEdge(dut.out__valid)
         compute_seconds = time.perf_counter() - started
-        outputs = await monitor.collect(run["n_out"])
+        outputs = await outputs_monitor.collect(run["n_out"])
         while dut.busy.value:
             await FallingEdge(dut.clk)
         assert dut.done.value, "done must be set after the last output"
         clocks = int((get_sim_time(unit="ns") - first) // 10)
-        results.append({"outputs": outputs, "cycles": await read_cycles(dut, run["n_layers"]),
-                        "clocks": clocks, "compute_seconds": compute_seconds})
+        result = {"outputs": outputs, "cycles": await read_cycles(dut, run["n_layers"]),
+                  "clocks": clocks, "compute_seconds": compute_seconds,
+                  "load_seconds": load_seconds}
+        if run.get("monitor"):
+            result["writes"] = acc_monitor.stop()
+        results.append(result)
     seconds = time.perf_counter() - t0
     with open(os.environ["DCSIM_RESULT"], "wb") as f:
         pickle.dump({"runs": results, "seconds": seconds}, f)
