@@ -187,7 +187,7 @@ def cmd_sim(args) -> int:
     lines = [f"{args.file}: {result['images']} MNIST test images on the RTL engine "
              f"({result['n_pe']} PEs, Verilator)",
              f"  every output integer equals the fixed kernel's: "
-             f"{'yes' if result['outputs_match'] else 'NO'}",
+             f"{'yes' if result['outputs_match'] else 'NO: ' + result['first_mismatch']}",
              f"  labels: {result['labels'][:20]}{' ...' if result['images'] > 20 else ''} "
              f"({result['errors']} wrong)",
              f"  cycles per layer (summed over images): {result['cycles_per_layer']}, "
@@ -303,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    # numba's default OpenMP layer stalls for milliseconds per parallel region when the
+    # cores are shared (BENCHMARKS.md, section 4); the command owns its process.
+    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

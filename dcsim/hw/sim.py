@@ -123,7 +123,9 @@ def simulate(model: CompressedModel, x_images, config: EngineConfig, build_root=
     network runs on chip. Returns a dict: images, outputs (N, rows_last) int64,
     outputs_match (every integer equals ``trace_fixed``'s), labels (N,) argmax of the
     engine's outputs, cycles_per_layer (list, summed over images), cycles_total,
-    sim_seconds (simulator wall time), n_pe.
+    sim_seconds (simulator wall time), n_pe, and first_mismatch: None, or for the first
+    image whose outputs differ, the first wrong accumulator write (layer, column, row,
+    PE, cycle) found by rerunning that image with the accumulator monitor.
     """
     x_images = np.asarray(x_images, dtype=np.float32)
     if x_images.ndim != 2 or x_images.shape[0] < 1:
@@ -141,10 +143,19 @@ def simulate(model: CompressedModel, x_images, config: EngineConfig, build_root=
     want = np.array([tr[-1][1] for tr in traces], dtype=np.int64)
     cycles = np.array([r["cycles"] for r in result["runs"]], dtype=np.int64)
     per_layer = [int(v) for v in cycles.sum(axis=0)]
+    match = bool(np.array_equal(outputs, want))
+    first = None
+    if not match:
+        bad = int(np.flatnonzero((outputs != want).any(axis=1))[0])
+        rerun = run_job(build, [image_run(image, traces[bad][0][0], monitor=True)])["runs"][0]
+        where = locate_mismatch(model, [x_in for x_in, _ in traces[bad]], rerun,
+                                config.n_pe, fmt)
+        first = f"image {bad}: " + (where or "outputs differ, every accumulator write matches")
     return {
         "images": int(x_images.shape[0]),
         "outputs": outputs,
-        "outputs_match": bool(np.array_equal(outputs, want)),
+        "outputs_match": match,
+        "first_mismatch": first,
         "labels": [int(v) for v in outputs.argmax(axis=1)],
         "cycles_per_layer": per_layer,
         "cycles_total": int(sum(per_layer)),

@@ -83,3 +83,28 @@ def test_whole_network_monitored_and_loaded_by_feeder_or_python(build):
     assert msg is not None and msg.startswith(
         f"layer ip3: first wrong accumulator write at cycle ") \
         and f"column {j}, row {i} (PE {i % 2}, local row {i // 2})" in msg, msg
+
+
+def test_simulate_reports_where_the_first_mismatch_is(monkeypatch):
+    """simulate() on an engine image that differs from the model by one weight code."""
+    import dcsim.hw.sim as sim
+
+    seed = 5
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    layer = random_layer("fc", 10, 784, 0.3, rng, relu=False)
+    model = single_layer_model(layer)
+    x = np.zeros((1, 784), dtype=np.float32)
+    x[0, ::3] = 0.5
+    x_q = CONFIG.fmt.to_fixed(x[0])
+    active = np.argwhere((layer.codes != 0) & (x_q[None, :] != 0))
+    i, j = (int(v) for v in active[0])
+    codes = layer.codes.copy()
+    codes[i, j] = codes[i, j] % 15 + 1
+    faulty = single_layer_model(dataclasses.replace(layer, codes=codes))
+    monkeypatch.setattr(sim, "compile_model", lambda m, c: compile_model(faulty, c))
+    result = sim.simulate(model, x, CONFIG)
+    assert result["outputs_match"] is False
+    assert re.match(rf"image 0: layer fc: first wrong accumulator write at cycle \d+ of the "
+                    rf"layer: column {j}, row {i} \(PE {i % 2}, local row {i // 2}\)",
+                    result["first_mismatch"]), result["first_mismatch"]
