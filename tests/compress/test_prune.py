@@ -63,3 +63,24 @@ def test_bad_arguments(call, message):
     with pytest.raises(ConfigError) as info:
         call()
     assert str(info.value) == message
+
+
+def test_sensitivity_scan_restores_the_model_and_plots(tmp_path):
+    from dcsim.nn import models
+    from dcsim.nn.datasets import load_mnist
+
+    data = load_mnist()
+    model = models.build("lenet300", seed=0)
+    before = {k: v.copy() for k, v in model.params().items()}
+    x, y = data.test_x[:200], data.test_y[:200]
+    scan = prune.sensitivity_scan(model, x, y, fractions=(0.0, 0.5, 1.0))
+    assert list(scan["layers"]) == ["ip1", "ip2", "ip3"]
+    for name, errors in scan["layers"].items():
+        assert len(errors) == 3
+        assert errors[0] == pytest.approx(model.error(x, y))  # nothing pruned
+    # every weight of ip3 gone: the logits are the biases alone, one class for all
+    assert scan["layers"]["ip3"][2] == pytest.approx(100 * np.mean(y != np.argmax(model.params()["ip3.b"])))
+    assert all(np.array_equal(before[k], v) for k, v in model.params().items())
+    path = tmp_path / "sensitivity.png"
+    prune.plot_sensitivity(scan, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
