@@ -19,10 +19,6 @@ from dcsim.errors import DcsimError
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
 def _emit(args, result: dict, text: str) -> None:
     if args.json:
         print(json.dumps(result, sort_keys=False))
@@ -71,7 +67,13 @@ def _compress(args) -> tuple:
             raise DcsimError(f"{args.weights}: holds a {model.arch} model, not {args.model}")
     else:
         model = models.build(args.model, seed=args.seed)
-    compressed = DeepCompression(config, progress=not args.quiet).run(
+    save_to = getattr(args, "save_baseline", None)
+
+    def save_baseline(stage, live_model):
+        if stage == "baseline" and save_to:
+            models.save(live_model, save_to)
+
+    compressed = DeepCompression(config, progress=not args.quiet, on_stage=save_baseline).run(
         model, data, train_baseline=not args.weights)
     out = Path(args.out)
     container.write(compressed, out)
@@ -249,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", metavar="FLOAT.npz", help="a trained float model (skips baseline training)")
     p.add_argument("--out", required=True, metavar="M.dcz", help="the compressed model to write")
     p.add_argument("--report", metavar="R.json", help="also write the summary as JSON here")
+    p.add_argument("--save-baseline", metavar="FLOAT.npz",
+                   help="also save the trained dense model (reuse it with --weights)")
     add_training(p)
     p.add_argument("--baseline-epochs", type=int, default=None,
                    help="epochs of dense training (default: the recommended ones)")

@@ -19,7 +19,8 @@ def compressed(tmp_path_factory):
     """A LeNet-300-100 compressed on 1500 images (seconds, not minutes)."""
     out = tmp_path_factory.mktemp("cli") / "m.dcz"
     report = out.with_suffix(".json")
-    rc = main(["compress", "--model", "lenet300", "--out", str(out), "--report", str(report)] + FAST)
+    rc = main(["compress", "--model", "lenet300", "--out", str(out), "--report", str(report),
+               "--save-baseline", str(out.with_name("float.npz"))] + FAST)
     assert rc == 0
     return out, json.loads(report.read_text())
 
@@ -36,6 +37,18 @@ def test_compress_writes_file_and_report(compressed):
                     "index_bits_pq", "index_bits_pqh", "ratio_pq", "ratio_pqh"):
             assert key in layer
     assert report["layers"][0]["density"] == pytest.approx(0.08, abs=0.002)
+
+
+def test_saved_baseline_is_reused_with_weights(compressed, capsys):
+    path, report = compressed
+    again = path.with_name("again.dcz")
+    assert main(["compress", "--model", "lenet300", "--weights", str(path.with_name("float.npz")),
+                 "--out", str(again), "--json"] + FAST) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["baseline_error"] == report["baseline_error"]
+    assert main(["compress", "--model", "lenet5", "--weights", str(path.with_name("float.npz")),
+                 "--out", str(again)] + FAST) == 2
+    assert "lenet" in capsys.readouterr().err
 
 
 def test_inspect_json_matches_report(compressed, capsys):
