@@ -36,6 +36,9 @@ def main():
     parser.add_argument("--retrain-epochs", type=int, default=None)
     parser.add_argument("--retrain-lr-scale", type=float, default=None)
     parser.add_argument("--prune-steps", type=int, default=None)
+    parser.add_argument("--density", nargs="*", default=[], metavar="LAYER=D",
+                        help="target densities overriding the paper's, e.g. ip1=0.065")
+    parser.add_argument("--code-bits-fc", type=int, default=None)
     args = parser.parse_args()
 
     out_dir = Path(__file__).parent / "results"
@@ -44,7 +47,10 @@ def main():
     data = load_mnist()
     overrides = {k: v for k, v in (("retrain_epochs", args.retrain_epochs),
                                    ("retrain_lr_scale", args.retrain_lr_scale),
-                                   ("prune_steps", args.prune_steps)) if v is not None}
+                                   ("prune_steps", args.prune_steps),
+                                   ("code_bits_fc", args.code_bits_fc)) if v is not None}
+    if args.density:
+        overrides["density"] = {k: float(v) for k, v in (d.split("=") for d in args.density)}
     config = CompressionConfig(arch=args.model, seed=args.seed, **overrides)
     pretrained = bool(args.baseline) and Path(args.baseline).exists()
     model = models.load(args.baseline, arch=args.model) if pretrained else models.build(args.model, seed=args.seed)

@@ -24,6 +24,9 @@ PAPER_DENSITY = {
     "lenet5": {"conv1": 0.66, "conv2": 0.12, "ip1": 0.08, "ip2": 0.19},
 }
 
+#: Retraining learning rate as a fraction of the baseline's (see CompressionConfig).
+RETRAIN_LR_SCALE = {"lenet300": 0.1, "lenet5": 1.0}
+
 
 @dataclass(frozen=True)
 class CompressionConfig:
@@ -32,8 +35,11 @@ class CompressionConfig:
     density : per-layer fraction of weights kept (default: the paper's Tables 2-3).
     prune_steps : prune/retrain rounds; densities fall geometrically to the target.
     retrain_epochs : epochs of retraining after each pruning round.
-    retrain_lr_scale : retraining learning rate as a fraction of the original one
-        (1/10 for the LeNets, Han et al. NIPS 2015 section 4).
+    retrain_lr_scale : retraining learning rate as a fraction of the baseline's first
+        one; None takes the arch's default (RETRAIN_LR_SCALE): 1/10 for LeNet-300-100
+        (Han et al., NIPS 2015, section 4: 0.1 -> 0.01); 1 for LeNet-5, whose solver
+        already starts at 0.01 and whose short retraining rounds here recover only at
+        that rate (BENCHMARKS.md, section 1).
     code_bits_fc, code_bits_conv : bits per weight code (paper: 5 fc, 8 conv).
     index_bits_fc, index_bits_conv : relative-index bits of the storage form.
     init : centroid initialisation, "linear" (default, the paper's best), "density",
@@ -48,7 +54,7 @@ class CompressionConfig:
     density: dict = field(default_factory=dict)
     prune_steps: int = 4
     retrain_epochs: int = 4
-    retrain_lr_scale: float = 0.1
+    retrain_lr_scale: float | None = None
     code_bits_fc: int = 5
     code_bits_conv: int = 8
     index_bits_fc: int = 5
@@ -73,6 +79,8 @@ class CompressionConfig:
                 raise ConfigError(f"density of {name} must be in (0, 1], not {value!r}")
             density[name] = float(value)
         object.__setattr__(self, "density", density)
+        if self.retrain_lr_scale is None:
+            object.__setattr__(self, "retrain_lr_scale", RETRAIN_LR_SCALE[self.arch])
         for name in ("prune_steps",):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
