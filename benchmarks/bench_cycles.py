@@ -22,9 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from dcsim.compress.layer import CompressedLayer, CompressedModel
-from dcsim.errors import FitError
 from dcsim.hw.config import EngineConfig
-from dcsim.hw.image import compile_model
+from dcsim.hw.image import fit_error
 from dcsim.hw.workloads import EIE_LAYERS, EIE_TIMES_US, lenet_300_100, random_activations, \
     random_layer
 from dcsim.nn.datasets import load_mnist
@@ -220,11 +219,7 @@ def bench_fit_and_energy(seed: int, quick: bool) -> dict:
     acts = [rng.random(9216) < 0.351, rng.random(4096) < 0.353, rng.random(4096) < 0.375]
     for label, config in (("eie64", CONFIG),
                           ("eie64, ptr_depth 32K", EngineConfig.preset("eie64", ptr_depth=32768))):
-        try:
-            compile_model(alex, config)
-            err = None
-        except FitError as exc:
-            err = str(exc)
+        err = fit_error(alex, config)
         result = model_cycles(alex, acts, config)
         events = [lc.events for lc in result]
         dense_bytes = sum(layer.rows * layer.cols * 4 for layer in layers)

@@ -105,6 +105,15 @@ def _unsigned(value: int, bits: int) -> int:
     return value & ((1 << bits) - 1)
 
 
+def fit_error(model: CompressedModel, config: EngineConfig) -> str | None:
+    """Why ``model`` does not fit ``config`` (the FitError message), or None if it fits."""
+    try:
+        compile_model(model, config)
+    except FitError as err:
+        return str(err)
+    return None
+
+
 def compile_model(model: CompressedModel, config: EngineConfig) -> EngineImage:
     """Memory images of ``model`` on an engine of ``config``; FitError if it does not fit.
 

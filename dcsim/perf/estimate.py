@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from dcsim.compress.layer import CompressedModel
-from dcsim.errors import ConfigError, FitError
+from dcsim.errors import ConfigError
 from dcsim.hw.config import EngineConfig
-from dcsim.hw.image import compile_model
+from dcsim.hw.image import fit_error
 from dcsim.kernels.run import trace_fixed
 from dcsim.perf.cycles import BREAKDOWN, engine_col_entries, model_cycles
 from dcsim.perf.energy import SCENARIOS, energy
@@ -88,11 +88,7 @@ def estimate(model: CompressedModel, x_images, config: EngineConfig,
         raise ConfigError(f"x_images must have shape (N >= 1, {features}), not {x.shape}")
 
     col_entries = [engine_col_entries(layer, config) for layer in model.layers]
-    try:
-        compile_model(model, config)
-        fit_error = None
-    except FitError as err:
-        fit_error = str(err)
+    not_fitting = fit_error(model, config)
     memories = memory_use(model, config, col_entries)
 
     n_layers = len(model.layers)
@@ -143,8 +139,8 @@ def estimate(model: CompressedModel, x_images, config: EngineConfig,
                     "cycles": int(c), "ideal_cycles": int(i), "bound_cycles": int(b),
                     "efficiency": float(i / c), "breakdown": bd}
                    for layer, c, i, b, bd in zip(model.layers, cycles, ideal, bound, breakdown)],
-        "fits_on_chip": fit_error is None,
-        "fit": {"error": fit_error, "memories": memories,
+        "fits_on_chip": not_fitting is None,
+        "fit": {"error": not_fitting, "memories": memories,
                 "overflows": [m["memory"] for m in memories if m["required"] > m["capacity"]]},
         "energy_pj": energy_pj,
         "tech": tech.origin,

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-from dcsim import container
 from dcsim.cli import main
 
 FAST = ["--train-images", "1500", "--baseline-epochs", "1", "--prune-steps", "1",

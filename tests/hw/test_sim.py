@@ -81,7 +81,7 @@ def test_whole_network_monitored_and_loaded_by_feeder_or_python(build):
     layers[2] = dataclasses.replace(layers[2], codes=codes)
     msg = locate_mismatch(dataclasses.replace(model, layers=layers), inputs, fed, 2, fmt)
     assert msg is not None and msg.startswith(
-        f"layer ip3: first wrong accumulator write at cycle ") \
+        "layer ip3: first wrong accumulator write at cycle ") \
         and f"column {j}, row {i} (PE {i % 2}, local row {i // 2})" in msg, msg
 
 

@@ -1,6 +1,5 @@
 """The fixed-point format: conversion, rounding, saturation, ReLU, accumulator bound."""
 
-import numpy as np
 import pytest
 
 from dcsim.errors import ConfigError
