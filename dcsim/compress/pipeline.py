@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,23 +24,35 @@ PAPER_DENSITY = {
     "lenet5": {"conv1": 0.66, "conv2": 0.12, "ip1": 0.08, "ip2": 0.19},
 }
 
-#: Retraining learning rate as a fraction of the baseline's (see CompressionConfig).
-RETRAIN_LR_SCALE = {"lenet300": 0.1, "lenet5": 1.0}
+#: Per-arch defaults of the fields left as None (measured: BENCHMARKS.md, section 1).
+#: LeNet-5 departs from the paper in three places, each needed to reach its 39x at
+#: <= +0.10 points in our short retraining budget: ip1 keeps 7% (paper 8%), fc codes
+#: have 4 bits (paper 5), and retraining runs at the solver's own 0.01 for 5 epochs
+#: per round (at 0.001 the pruned net lost 0.33 points).
+ARCH_DEFAULTS = {
+    "lenet300": {"density": {}, "retrain_lr_scale": 0.1, "retrain_epochs": 4,
+                 "code_bits_fc": 5},
+    "lenet5": {"density": {"ip1": 0.07}, "retrain_lr_scale": 1.0, "retrain_epochs": 5,
+               "code_bits_fc": 4},
+}
 
 
 @dataclass(frozen=True)
 class CompressionConfig:
     """How to compress one of the model zoo's networks.
 
-    density : per-layer fraction of weights kept (default: the paper's Tables 2-3).
+    Fields left as None take the arch's value from ARCH_DEFAULTS.
+
+    density : per-layer fraction of weights kept, overriding the paper's Tables 2-3
+        (PAPER_DENSITY) layer by layer (LeNet-5 default: ip1 at 7%).
     prune_steps : prune/retrain rounds; densities fall geometrically to the target.
-    retrain_epochs : epochs of retraining after each pruning round.
+    retrain_epochs : epochs of retraining after each pruning round (4 LeNet-300-100,
+        5 LeNet-5).
     retrain_lr_scale : retraining learning rate as a fraction of the baseline's first
-        one; None takes the arch's default (RETRAIN_LR_SCALE): 1/10 for LeNet-300-100
-        (Han et al., NIPS 2015, section 4: 0.1 -> 0.01); 1 for LeNet-5, whose solver
-        already starts at 0.01 and whose short retraining rounds here recover only at
-        that rate (BENCHMARKS.md, section 1).
-    code_bits_fc, code_bits_conv : bits per weight code (paper: 5 fc, 8 conv).
+        one: 1/10 for LeNet-300-100 (Han et al., NIPS 2015, section 4: 0.1 -> 0.01); 1
+        for LeNet-5, whose solver already starts at 0.01.
+    code_bits_fc, code_bits_conv : bits per weight code (paper: 5 fc, 8 conv; our
+        LeNet-5 default uses 4 fc bits).
     index_bits_fc, index_bits_conv : relative-index bits of the storage form.
     init : centroid initialisation, "linear" (default, the paper's best), "density",
         "forgy".
@@ -51,11 +63,11 @@ class CompressionConfig:
     """
 
     arch: str = "lenet300"
-    density: dict = field(default_factory=dict)
+    density: dict | None = None
     prune_steps: int = 4
-    retrain_epochs: int = 4
+    retrain_epochs: int | None = None
     retrain_lr_scale: float | None = None
-    code_bits_fc: int = 5
+    code_bits_fc: int | None = None
     code_bits_conv: int = 8
     index_bits_fc: int = 5
     index_bits_conv: int = 8
@@ -69,8 +81,11 @@ class CompressionConfig:
         if self.arch not in PAPER_DENSITY:
             raise ConfigError(
                 f"arch must be one of {sorted(PAPER_DENSITY)}, not {self.arch!r}")
-        density = dict(PAPER_DENSITY[self.arch])
-        for name, value in self.density.items():
+        for name, value in ARCH_DEFAULTS[self.arch].items():
+            if name != "density" and getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        density = dict(PAPER_DENSITY[self.arch], **ARCH_DEFAULTS[self.arch]["density"])
+        for name, value in (self.density or {}).items():
             if name not in density:
                 raise ConfigError(
                     f"density names a layer of {self.arch}: one of {sorted(density)}, "
@@ -79,8 +94,6 @@ class CompressionConfig:
                 raise ConfigError(f"density of {name} must be in (0, 1], not {value!r}")
             density[name] = float(value)
         object.__setattr__(self, "density", density)
-        if self.retrain_lr_scale is None:
-            object.__setattr__(self, "retrain_lr_scale", RETRAIN_LR_SCALE[self.arch])
         for name in ("prune_steps",):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
