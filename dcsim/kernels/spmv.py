@@ -6,7 +6,8 @@ decoded dense matrix. ``y = W x + b`` with ``W[i, j] = codebook[code]``.
 
 - float: CSR (a row per output, parallel over row blocks balanced by entries) and CSC
   (a column per input, zero inputs skipped, parallel over column blocks with one
-  partial output per block); batch 1 (``x`` of shape ``(cols,)``) and batches
+  partial output per block; one input runs the fixed kernel's unrolled scatter loop,
+  ``_scatter_column``); batch 1 (``x`` of shape ``(cols,)``) and batches
   (``(batch, cols)``); float32 data and accumulation, like BLAS's sgemv.
   One set of cores runs on packed entries: ``pack`` (validate once, pack each
   ``(z, code)`` into one 16-bit word) + ``spmv_packed``, what repeated products
@@ -182,10 +183,12 @@ def _balanced(line_ptr: np.ndarray, parts: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------
 
 @numba.njit(cache=True)
-def _fixed_column(ent, start, end, sh, mask, a, codebook_q, row):
-    """``row[r] += a * codebook_q[code]`` for one column's entries ``start..end-1``.
+def _scatter_column(ent, start, end, sh, mask, a, codebook, row):
+    """``row[r] += a * codebook[code]`` for one column's entries ``start..end-1``.
 
-    As in the float kernels, q is the row the next entry would have if its z were 0.
+    Generic over the number type: the fixed kernel runs it on int64 (exact), the float
+    CSC kernel on float32. As in the CSR kernel, q is the row the next entry would have
+    if its z were 0.
     Eight entries are unpacked before their eight read-modify-writes of ``row``: the
     writes go to distinct rows, and issuing the loads first keeps the compiler from
     waiting on each store (1.3 -> 0.93 ns per entry against four, 3.9 with one).
@@ -209,20 +212,20 @@ def _fixed_column(ent, start, end, sh, mask, a, codebook_q, row):
         q5 = q4 + np.uint64(w5 >> sh)
         q6 = q5 + np.uint64(w6 >> sh)
         q7 = q6 + np.uint64(w7 >> sh)
-        row[q0] += a * codebook_q[w0 & mask]
-        row[q1 + _U1] += a * codebook_q[w1 & mask]
-        row[q2 + _U2] += a * codebook_q[w2 & mask]
-        row[q3 + _U3] += a * codebook_q[w3 & mask]
-        row[q4 + _U4] += a * codebook_q[w4 & mask]
-        row[q5 + _U5] += a * codebook_q[w5 & mask]
-        row[q6 + _U6] += a * codebook_q[w6 & mask]
-        row[q7 + _U7] += a * codebook_q[w7 & mask]
+        row[q0] += a * codebook[w0 & mask]
+        row[q1 + _U1] += a * codebook[w1 & mask]
+        row[q2 + _U2] += a * codebook[w2 & mask]
+        row[q3 + _U3] += a * codebook[w3 & mask]
+        row[q4 + _U4] += a * codebook[w4 & mask]
+        row[q5 + _U5] += a * codebook[w5 & mask]
+        row[q6 + _U6] += a * codebook[w6 & mask]
+        row[q7 + _U7] += a * codebook[w7 & mask]
         q = q7 + _U8
         e += _U8
     while e < end:
         w = np.uint32(ent[e])
         q += np.uint64(w >> sh)
-        row[q] += a * codebook_q[w & mask]
+        row[q] += a * codebook[w & mask]
         q += _U1
         e += _U1
 
@@ -244,7 +247,7 @@ def _fixed_pe(line_ptr, ent, shift, codebook_q, x_q, acc):
         for b in range(x_q.shape[0]):
             a = x_q[b, j]
             if a != 0:  # the leading-non-zero detector never broadcasts a zero
-                _fixed_column(ent, start, end, sh, mask, a, codebook_q, acc[b])
+                _scatter_column(ent, start, end, sh, mask, a, codebook_q, acc[b])
 
 
 @numba.njit(cache=True)
@@ -497,9 +500,12 @@ def layer_fixed(layer: CompressedLayer, x_q, fmt: FixedFormat, n_pe: int = 1,
 # position the next entry would have if its z were 0, so each entry costs one add on the
 # dependency chain, and x[q + 1], x[q + 2], ... are constant offsets the compiler folds
 # into the load. Per entry: one load of the packed word, a shift (z), an add, a mask
-# (code), the codebook load and a fused multiply-add from x. Four accumulators hide the
-# multiply-add latency. Widening z to the rest of a 16-bit word drops the fillers of a
-# 4-bit index (22% of the entries at 9% density, 52% at 4%).
+# (code), the codebook load and a fused multiply-add from x: about 6.5 instructions, and
+# the core retires about 4 a cycle, which bounds this loop (BENCHMARKS.md, section 4).
+# Eight entries per pass and eight accumulators (the multiply-add's latency is 5 cycles
+# on Zen 1) trim the loop overhead: 0.75 -> 0.70 ns per entry on Alex-8. Widening z to
+# the rest of a 16-bit word drops the fillers of a 4-bit index (22% of the entries at 9%
+# density, 52% at 4%).
 
 @numba.njit(cache=True, fastmath={"contract"})
 def _packed_rows(line_ptr, ent, shift, cb, bias, x, y, r0, r1):
@@ -511,31 +517,47 @@ def _packed_rows(line_ptr, ent, shift, cb, bias, x, y, r0, r1):
         a1 = np.float32(0.0)
         a2 = np.float32(0.0)
         a3 = np.float32(0.0)
+        a4 = np.float32(0.0)
+        a5 = np.float32(0.0)
+        a6 = np.float32(0.0)
+        a7 = np.float32(0.0)
         e = np.uint64(line_ptr[i])
         end = np.uint64(line_ptr[i + 1])
         q = np.uint64(0)
-        while e + _U4 <= end:
+        while e + _U8 <= end:
             w0 = np.uint32(ent[e])
             w1 = np.uint32(ent[e + _U1])
             w2 = np.uint32(ent[e + _U2])
             w3 = np.uint32(ent[e + _U3])
+            w4 = np.uint32(ent[e + _U4])
+            w5 = np.uint32(ent[e + _U5])
+            w6 = np.uint32(ent[e + _U6])
+            w7 = np.uint32(ent[e + _U7])
             q0 = q + np.uint64(w0 >> sh)
             q1 = q0 + np.uint64(w1 >> sh)
             q2 = q1 + np.uint64(w2 >> sh)
             q3 = q2 + np.uint64(w3 >> sh)
+            q4 = q3 + np.uint64(w4 >> sh)
+            q5 = q4 + np.uint64(w5 >> sh)
+            q6 = q5 + np.uint64(w6 >> sh)
+            q7 = q6 + np.uint64(w7 >> sh)
             a0 += cb[w0 & mask] * x[q0]
             a1 += cb[w1 & mask] * x[q1 + _U1]
             a2 += cb[w2 & mask] * x[q2 + _U2]
             a3 += cb[w3 & mask] * x[q3 + _U3]
-            q = q3 + _U4
-            e += _U4
+            a4 += cb[w4 & mask] * x[q4 + _U4]
+            a5 += cb[w5 & mask] * x[q5 + _U5]
+            a6 += cb[w6 & mask] * x[q6 + _U6]
+            a7 += cb[w7 & mask] * x[q7 + _U7]
+            q = q7 + _U8
+            e += _U8
         while e < end:
             w = np.uint32(ent[e])
             q += np.uint64(w >> sh)
             a0 += cb[w & mask] * x[q]
             q += _U1
             e += _U1
-        y[i] = ((a0 + a1) + (a2 + a3)) + bias[i]
+        y[i] = (((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7))) + bias[i]
 
 
 @numba.njit(cache=True, fastmath={"contract"})
@@ -570,6 +592,19 @@ def _packed_rows_batch(line_ptr, ent, shift, cb, bias, x, y, bounds, k):
             q += _U1
         for b in range(nb):
             y[b0 + b, i] = acc[b]
+
+
+@numba.njit(cache=True)
+def _packed_cols1(line_ptr, ent, shift, cb, x, y, c0, c1):
+    """y (rows,) += columns c0..c1-1 of W times x (cols,), zero x skipped (one input:
+    the unrolled scatter loop the fixed kernel also uses)."""
+    sh = np.uint32(shift)
+    mask = (np.uint32(1) << sh) - np.uint32(1)
+    for j in range(c0, c1):
+        a = x[j]
+        if a != 0:
+            _scatter_column(ent, np.uint64(line_ptr[j]), np.uint64(line_ptr[j + 1]), sh,
+                            mask, a, cb, y)
 
 
 @numba.njit(cache=True, fastmath={"contract"})
@@ -615,6 +650,26 @@ def _packed_csr_batch_parallel(line_ptr, ent, shift, cb, bias, x, y, bounds):
     # tasks own disjoint (inputs, rows) blocks of y: no races
     for k in numba.prange(_n_tasks(bounds.shape[0] - 1, x.shape[0])):
         _packed_rows_batch(line_ptr, ent, shift, cb, bias, x, y, bounds, k)
+
+
+@numba.njit(cache=True)
+def _packed_csc1_serial(line_ptr, ent, shift, cb, bias, x, y, bounds):
+    y[:] = bias
+    _packed_cols1(line_ptr, ent, shift, cb, x, y, 0, x.shape[0])
+
+
+@numba.njit(cache=True, parallel=True)
+def _packed_csc1_parallel(line_ptr, ent, shift, cb, bias, x, y, bounds):
+    # as _packed_csc_parallel, for one input
+    n_blocks = bounds.shape[0] - 1
+    partial = np.zeros((n_blocks, y.shape[0]), dtype=y.dtype)
+    for k in numba.prange(n_blocks):
+        _packed_cols1(line_ptr, ent, shift, cb, x, partial[k], bounds[k], bounds[k + 1])
+    for i in range(y.shape[0]):
+        s = bias[i]
+        for k in range(n_blocks):
+            s += partial[k, i]
+        y[i] = s
 
 
 @numba.njit(cache=True)
@@ -708,6 +763,11 @@ def spmv_packed(p: PackedMatrix, bias, x, parallel: bool = True) -> np.ndarray:
     bias float (rows,); x float (cols,) or (batch, cols).
     parallel : bool -- CSR: rows split into one block per numba thread, balanced by
         entries; CSC: columns likewise, each block into its own partial output.
+        For batch-1 latency on a small VM, start the process with
+        ``NUMBA_THREADING_LAYER=omp OMP_PROC_BIND=true`` (as
+        ``benchmarks/bench_spmv.py`` does): unbound workers were woken onto the
+        caller's CPU and the split then ran serially or stalled (BENCHMARKS.md,
+        section 4, "Threads").
     Returns float32 (rows,) or (batch, rows).
     """
     if not isinstance(p, PackedMatrix):
@@ -728,12 +788,17 @@ def spmv_packed(p: PackedMatrix, bias, x, parallel: bool = True) -> np.ndarray:
         run(p.line_ptr, p.entries, p.code_bits, p.codebook, bias,
             np.ascontiguousarray(x, dtype=np.float32), y, p.bounds)
         return y
-    single = x.ndim == 1
-    xt = np.ascontiguousarray(np.atleast_2d(x).T, dtype=np.float32)
+    if x.ndim == 1:
+        y = np.empty(rows, dtype=np.float32)
+        run = _packed_csc1_parallel if parallel else _packed_csc1_serial
+        run(p.line_ptr, p.entries, p.code_bits, p.codebook, bias,
+            np.ascontiguousarray(x, dtype=np.float32), y, p.bounds)
+        return y
+    xt = np.ascontiguousarray(x.T, dtype=np.float32)
     yt = np.empty((rows, xt.shape[1]), dtype=np.float32)
     run = _packed_csc_parallel if parallel else _packed_csc_serial
     run(p.line_ptr, p.entries, p.code_bits, p.codebook, bias, xt, yt, p.bounds)
-    return yt[:, 0].copy() if single else np.ascontiguousarray(yt.T)
+    return np.ascontiguousarray(yt.T)
 
 
 def _pack_order(m, order: str, codebook, check: bool) -> PackedMatrix:
