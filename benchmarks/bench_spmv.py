@@ -10,16 +10,19 @@ layers) and a dense input vector. Compared on the same float32 weights, in one r
   cores (the headline) and on one;
 - ours CSC, EIE-style: the packed CSC kernel with zero activations skipped, on an input
   of stated activation density (EIE Table III: ~35% for AlexNet) -- a different input,
-  so labelled apart and not in the headline ratio;
+  so labelled apart and not in the headline ratio; dense GEMV on that same input is
+  timed beside it (BLAS gains nothing from the zeros);
 - fixed: the engine's bit-exact fixed-point kernel on a prepared plan
   (``plan_fixed`` + ``spmv_fixed_plan``), interleaved over 2 PEs on both cores and 1 PE
   on one core.
 
 The machine is shared: every repetition times all variants in turn (A B C ... A B C),
-so load hits them alike, and medians are reported. Warm: each timed call follows an
-untimed call of the same variant (its data in cache as far as it fits); cold: a 1 GiB
-buffer is touched before each timed call. Times are microseconds. numba runs on its
-workqueue threading layer (see THREADING_LAYER below).
+so load hits them alike, and medians are reported. Warm: each timed call follows three
+untimed calls of the same variant (its data in cache as far as it fits, its threads
+awake, the previous variant's spinning threads mostly out of the way); cold: the same
+three calls, then a 1 GiB buffer is touched before the timed call. Times are microseconds. numba runs on
+OpenMP with its threads bound to cores (see the environment set below, before numba
+starts).
 
 Run:  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/bench_spmv.py
 Writes benchmarks/results/spmv.json.
@@ -27,8 +30,18 @@ Writes benchmarks/results/spmv.json.
 
 from __future__ import annotations
 
-import json
 import os
+
+# Threads for batch-1 calls on this 2-vCPU VM (BENCHMARKS.md section 4, "Threads"): an
+# unbound worker woken by the main thread was placed on the main thread's CPU, so a
+# 2-block parallel region ran serially (workqueue; OpenMP passive) or stalled for a time
+# slice while the main thread spun (OpenMP's default wait: 4-7 ms). Threads bound to
+# cores avoid that; OpenMP's wait policy is left at its default (spin a while, then
+# sleep), as OpenBLAS's is. Set before numba loads libgomp.
+os.environ.setdefault("NUMBA_THREADING_LAYER", "omp")
+os.environ.setdefault("OMP_PROC_BIND", "true")
+
+import json
 import platform
 import subprocess
 import time
@@ -64,14 +77,9 @@ WARM_REPS = 21
 COLD_REPS = 7
 FLUSH_BYTES = 1 << 30
 KEYS = ("dense", "dense_1thr", "scipy_csr", "ours_csr", "ours_csr_1thr", "ours_csc_eie",
-        "fixed_2pe", "fixed_1pe")
+        "dense_eie", "fixed_2pe", "fixed_1pe")
+WARMUP_CALLS = 3
 OUT = Path(__file__).parent / "results" / "spmv.json"
-
-# numba's default layer here is GNU OpenMP, whose parallel regions stalled a median
-# ~12 ms each on this shared, loaded machine (a 2-block prange of 0.2 ms of work: omp
-# median 12 ms, workqueue 0.43 ms, serial 0.36 ms); workqueue does not
-numba.config.THREADING_LAYER = "workqueue"
-
 
 def random_codes(rng, rows, cols, density):
     codes = np.empty((rows, cols), dtype=np.uint8)
@@ -104,11 +112,13 @@ def interleaved(runs, reps, flush=None):
     """(median, minimum) microseconds per variant; each repetition runs every variant
     once, in turn. The minimum is the run least disturbed by the other users."""
     times = {k: [] for k in runs}
+    for run in runs.values():  # one untimed round: compilation, page faults, first wakes
+        run()
     for _ in range(reps):
         for key, run in runs.items():
-            if flush is None:
-                run()  # warm-up: the timed call finds its data in cache as far as it fits
-            else:
+            for _ in range(WARMUP_CALLS):
+                run()  # data in cache as far as it fits, this variant's threads awake
+            if flush is not None:
                 flush += 1.0  # touches every page and line of 1 GiB: evicts the caches
             times[key].append(run())
     return ({k: float(np.median(v)) * 1e6 for k, v in times.items()},
@@ -156,6 +166,7 @@ def bench_layer(name, rows, cols, density, act_density, rng, fmt, flush):
         "ours_csr": timer(lambda: spmv_packed(csr, bias, x)),
         "ours_csr_1thr": timer(lambda: spmv_packed(csr, bias, x, parallel=False)),
         "ours_csc_eie": timer(lambda: spmv_packed(csc, bias, x_sparse)),
+        "dense_eie": timer(lambda: dense_gemv(weights, bias, x_sparse)),
         "fixed_2pe": timer(lambda: spmv_fixed_plan(plan2, bias_acc, x_q, False, parallel=True)),
         "fixed_1pe": timer(lambda: spmv_fixed_plan(plan1, bias_acc, x_q, False)),
     }
@@ -174,6 +185,7 @@ def bench_layer(name, rows, cols, density, act_density, rng, fmt, flush):
             "scipy_over_ours": us["scipy_csr"] / us["ours_csr"],
             "dense_1thr_over_ours_1thr": us["dense_1thr"] / us["ours_csr_1thr"],
             "fixed_2pe_over_ours": us["fixed_2pe"] / us["ours_csr"],
+            "dense_eie_over_csc_eie": us["dense_eie"] / us["ours_csc_eie"],
             "fixed_1pe_over_ours_1thr": us["fixed_1pe"] / us["ours_csr_1thr"],
         }
         row[f"{t}_encoded_gbs"] = row["encoded_bytes_csr"] / us["ours_csr"] / 1e3
@@ -199,7 +211,8 @@ def main():
     blas = [{k: d.get(k) for k in ("internal_api", "version", "architecture", "num_threads",
                                    "threading_layer")} for d in threadpool_info()]
     print(f"cpu {model}, L3 {l3}, {os.cpu_count()} cpus, numba threads "
-          f"{numba.get_num_threads()}; "
+          f"{numba.get_num_threads()} ({os.environ['NUMBA_THREADING_LAYER']}, "
+          f"OMP_PROC_BIND={os.environ.get('OMP_PROC_BIND')}); "
           f"BLAS {blas}")
     print(f"numpy copy bandwidth {bandwidth:.1f} GB/s (read + write)")
     rows = []
@@ -209,11 +222,12 @@ def main():
     load_end = loadavg()
     short = {"dense": "dense", "dense_1thr": "dense1", "scipy_csr": "scipy",
              "ours_csr": "ours", "ours_csr_1thr": "ours1", "ours_csc_eie": "cscEIE",
-             "fixed_2pe": "fix2", "fixed_1pe": "fix1"}
+             "dense_eie": "dnsEIE", "fixed_2pe": "fix2", "fixed_1pe": "fix1"}
     print("batch 1, median microseconds over the repetitions; ours = packed CSR on both cores, ours1 = one "
-          "thread; cscEIE = CSC skipping zero inputs at the stated activation density")
+          "thread; cscEIE = CSC skipping zero inputs at the stated activation density, "
+          "dnsEIE = dense on that input, dE/cE their ratio")
     print(f"{'layer':7} {'t':4} " + " ".join(f"{short[k]:>7}" for k in KEYS)
-          + f" {'d/ours':>6} {'s/ours':>6} {'d1/o1':>6} {'fx/flt':>6} {'GB/s':>5}"
+          + f" {'d/ours':>6} {'s/ours':>6} {'d1/o1':>6} {'fx/flt':>6} {'GB/s':>5} {'dE/cE':>6}"
           f" {'paper':>6}")
     for row in rows:
         for t in ("warm", "cold"):
@@ -223,7 +237,7 @@ def main():
                   + f" {ratio['dense_over_ours']:5.1f}x {ratio['scipy_over_ours']:5.2f}x"
                   f" {ratio['dense_1thr_over_ours_1thr']:5.1f}x"
                   f" {ratio['fixed_2pe_over_ours']:5.2f}x {row[f'{t}_encoded_gbs']:5.2f}"
-                  f" {paper:5.1f}x")
+                  f" {ratio['dense_eie_over_csc_eie']:5.1f}x {paper:5.1f}x")
     print("the same, minimum over the repetitions (the least disturbed run of each):")
     for row in rows:
         for t in ("warm_min", "cold_min"):
@@ -231,7 +245,8 @@ def main():
             print(f"{row['layer']:7} {t[:4]:4} " + " ".join(f"{us[k]:7.0f}" for k in KEYS)
                   + f" {ratio['dense_over_ours']:5.1f}x {ratio['scipy_over_ours']:5.2f}x"
                   f" {ratio['dense_1thr_over_ours_1thr']:5.1f}x"
-                  f" {ratio['fixed_2pe_over_ours']:5.2f}x {row[f'{t}_encoded_gbs']:5.2f}")
+                  f" {ratio['fixed_2pe_over_ours']:5.2f}x {row[f'{t}_encoded_gbs']:5.2f}"
+                  f" {ratio['dense_eie_over_csc_eie']:5.1f}x")
     print(f"load average at end: {load_end[0]:.2f} {load_end[1]:.2f} {load_end[2]:.2f}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({
@@ -241,9 +256,11 @@ def main():
                     "memory_bandwidth_gbs": bandwidth,
                     "openblas_env": {k: v for k, v in os.environ.items()
                                      if k.startswith("OPENBLAS")},
+                    "thread_env": {k: v for k, v in os.environ.items()
+                                   if k.startswith(("OMP_", "NUMBA_", "GOMP_"))},
                     "load_average_start": load_start, "load_average_end": load_end},
         "config": {"code_bits": CODE_BITS, "index_bits": INDEX_BITS, "seed": SEED,
-                   "warm_reps": WARM_REPS, "cold_reps": COLD_REPS,
+                   "warm_reps": WARM_REPS, "cold_reps": COLD_REPS, "warmup_calls": WARMUP_CALLS,
                    "flush_bytes": FLUSH_BYTES, "fmt": fmt.__dict__, "order": "interleaved"},
         "paper_us": {"dense": PAPER_DENSE, "sparse": PAPER_SPARSE},
         "layers": rows}, indent=2))
