@@ -500,8 +500,9 @@ def layer_fixed(layer: CompressedLayer, x_q, fmt: FixedFormat, n_pe: int = 1,
 # position the next entry would have if its z were 0, so each entry costs one add on the
 # dependency chain, and x[q + 1], x[q + 2], ... are constant offsets the compiler folds
 # into the load. Per entry: one load of the packed word, a shift (z), an add, a mask
-# (code), the codebook load and a fused multiply-add from x: about 6.5 instructions, and
-# the core retires about 4 a cycle, which bounds this loop (BENCHMARKS.md, section 4).
+# (code), the codebook load and a fused multiply-add from x: 54 instructions per 8
+# entries, three of them loads per entry, which Zen 1's two load ports turn into >= 1.5
+# cycles per entry, the bound of this loop (BENCHMARKS.md, section 4).
 # Eight entries per pass and eight accumulators (the multiply-add's latency is 5 cycles
 # on Zen 1) trim the loop overhead: 0.75 -> 0.70 ns per entry on Alex-8. Widening z to
 # the rest of a 16-bit word drops the fillers of a 4-bit index (22% of the entries at 9%
