@@ -1,5 +1,6 @@
 """Tests of dcsim.container: round trips, byte accounting, corruption, atomic writes."""
 
+import dataclasses
 import json
 import os
 import struct
@@ -30,7 +31,7 @@ def random_layer(rng, name, kind, shape, density, code_bits, index_bits):
 def small_model(seed=0):
     rng = np.random.default_rng(seed)
     layers = [random_layer(rng, "conv1", "conv", (3, 1, 3, 3), 0.6, 8, 5),
-              random_layer(rng, "ip1", "fc", (6, 40), 0.15, 5, 3)]
+              random_layer(rng, "ip1", "fc", (6, 27), 0.15, 5, 3)]   # conv1 -> (3, 3, 3)
     return CompressedModel(arch="tiny", input_shape=(1, 8, 8), layers=layers,
                            meta={"baseline_error": 1.5, "compressed_error": 1.25})
 
@@ -49,14 +50,37 @@ def layer_params(draw):
     return kind, shape, density, code_bits, index_bits
 
 
+def chained_layers(rng, params):
+    """Random layers of the drawn kinds and sizes that connect (conv layers first, each
+    layer taking the previous one's output), and the model input shape they need."""
+    params = sorted(params, key=lambda p: p[0] != "conv")
+    kind, shape = params[0][:2]
+    shape_in = (shape[1], 12, 12) if kind == "conv" else (shape[1],)
+    layers, here = [], shape_in
+    for i, (kind, shape, *rest) in enumerate(params):
+        if kind == "conv":
+            shape = (shape[0], here[0]) + shape[2:]
+        else:
+            shape = (shape[0], int(np.prod(here)))
+        layer = random_layer(rng, f"l{i}", kind, shape, *rest)
+        try:
+            here = layer.output_shape(here)
+        except FormatError:                  # too small a map for this kernel: pad it
+            layer = dataclasses.replace(layer, stride=1, pool=0, padding=shape[2])
+            here = layer.output_shape(here)
+        layers.append(layer)
+    return layers, shape_in
+
+
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(layer_params(), min_size=1, max_size=3), st.integers(0, 2 ** 32 - 1))
 def test_round_trip_random_layers(tmp_path, params, seed):
     print("seed =", seed, "layers =", params)
     rng = np.random.default_rng(seed)
-    layers = [random_layer(rng, f"l{i}", *p) for i, p in enumerate(params)]
-    model = CompressedModel(arch="rand", input_shape=(7,), layers=layers, meta={"seed": seed})
+    layers, input_shape = chained_layers(rng, params)
+    model = CompressedModel(arch="rand", input_shape=input_shape, layers=layers,
+                            meta={"seed": seed})
     path = tmp_path / "m.dcz"
     n = container.write(model, path)
     assert n == os.path.getsize(path)

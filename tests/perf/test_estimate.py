@@ -89,7 +89,7 @@ def test_errors(lenet, images):
     config = EngineConfig.preset("small", n_pe=4)
     conv = dataclasses.replace(lenet.layers[0], kind="conv", shape=(300, 784, 1, 1))
     with pytest.raises(ConfigError) as err:
-        estimate(CompressedModel("c", (784,), (conv,)), images, config)
+        estimate(CompressedModel("c", (784, 1, 1), (conv,)), images, config)
     assert str(err.value) == ("model must have fc layers only (the engine runs no others), "
                               "not conv layers ['ip1']")
     with pytest.raises(ConfigError) as err:
