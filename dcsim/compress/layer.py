@@ -89,11 +89,19 @@ class CompressedLayer:
             raise FormatError(
                 f"Layer {self.name!r}: codebook[0] must be exactly 0 (the pruned weight), "
                 f"not {float(codebook[0])!r}")
+        if not np.all(np.isfinite(codebook)):
+            raise FormatError(
+                f"Layer {self.name!r}: codebook values must be finite, not "
+                f"{codebook[~np.isfinite(codebook)][:3].tolist()}")
         object.__setattr__(self, "codebook", codebook)
         bias = np.asarray(self.bias, dtype=np.float32)
         if bias.shape != (self.rows,):
             raise FormatError(
                 f"Layer {self.name!r}: bias must have shape ({self.rows},), not {bias.shape}")
+        if not np.all(np.isfinite(bias)):
+            raise FormatError(
+                f"Layer {self.name!r}: biases must be finite, not "
+                f"{bias[~np.isfinite(bias)][:3].tolist()}")
         object.__setattr__(self, "bias", bias)
 
     @property

@@ -76,15 +76,16 @@ class EngineImage:
         """``(target, pe, bcast, addr, data)`` tuples that write every image through the
         engine's load stream (codebooks and descriptors once, broadcast)."""
         words = []
+        fmt = self.config.fmt
         for p in range(self.config.n_pe):
             words += [(Target.SPARSE, p, 0, a, int(d)) for a, d in enumerate(self.sparse[p])]
             words += [(Target.POINTER, p, 0, a, int(d)) for a, d in enumerate(self.pointers[p])]
-            words += [(Target.BIAS, p, 0, a, _unsigned(int(d), self.config.act_bits))
+            words += [(Target.BIAS, p, 0, a, _act_word(int(d), fmt, f"PE {p} bias {a}"))
                       for a, d in enumerate(self.biases[p])]
         entries = self.config.codebook_entries
         for l, layer in enumerate(self.layers):
             words += [(Target.CODEBOOK, 0, 1, l * entries + c,
-                       _unsigned(int(v), self.config.act_bits))
+                       _act_word(int(v), fmt, f"layer {layer.name!r} codebook value {c}"))
                       for c, v in enumerate(layer.codebook_q)]
         words += [(Target.DESC, 0, 1, l, d) for l, d in enumerate(self.descs)]
         return words
@@ -97,12 +98,18 @@ class EngineImage:
         if x_q.shape != (cols,):
             raise ConfigError(f"x_q must have shape ({cols},), not {x_q.shape}")
         n = self.config.n_pe
-        return [(Target.ACT, j % n, 0, j // n, _unsigned(int(v), self.config.act_bits))
+        fmt = self.config.fmt
+        return [(Target.ACT, j % n, 0, j // n, _act_word(int(v), fmt, f"input activation {j}"))
                 for j, v in enumerate(x_q)]
 
 
-def _unsigned(value: int, bits: int) -> int:
-    return value & ((1 << bits) - 1)
+def _act_word(value: int, fmt, what: str) -> int:
+    """A signed activation-format value as the load stream's unsigned two's complement
+    field; ConfigError if it does not fit the format (nothing is masked silently)."""
+    if not fmt.min_int <= value <= fmt.max_int:
+        raise ConfigError(f"{what} must be in {fmt.min_int}..{fmt.max_int} "
+                          f"({fmt.act_bits}-bit fixed point), not {value}")
+    return value & ((1 << fmt.act_bits) - 1)
 
 
 def fit_error(model: CompressedModel, config: EngineConfig) -> str | None:
