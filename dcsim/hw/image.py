@@ -145,7 +145,7 @@ def compile_model(model: CompressedModel, config: EngineConfig) -> EngineImage:
     bias_base = 0
     for layer in model.layers:
         codebook_q, bias_acc = quantize_layer(layer, fmt)
-        bias_q = bias_acc >> c.frac_bits
+        bias_q = fmt.bias_word(bias_acc)
         rows_local = -(-layer.rows // n)
         vectors = -(-layer.cols // n)
         pes = interleave(layer.codes, n, c.idx_bits)
