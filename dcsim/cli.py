@@ -34,13 +34,9 @@ def _existing_file(path: str) -> Path:
 
 
 def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    from dcsim.files import write_bytes_atomic
+
+    write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def _compress(args) -> tuple:
@@ -81,7 +77,7 @@ def _compress(args) -> tuple:
 
 
 def cmd_compress(args) -> int:
-    from dcsim.compress import report
+    from dcsim import report
 
     _, out = _compress(args)
     summary = report.summary(out)
@@ -92,7 +88,7 @@ def cmd_compress(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from dcsim.compress import report
+    from dcsim import report
 
     args.model, args.weights = "lenet300", None
     _, out = _compress(args)
@@ -104,7 +100,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from dcsim.compress import report
+    from dcsim import report
 
     summary = report.summary(_existing_file(args.file))
     _emit(args, summary, report.format_table(summary, paper=summary.get("arch")))

@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import zlib
 
 import numpy as np
@@ -43,6 +42,7 @@ import numpy as np
 from dcsim.compress import huffman, sparse
 from dcsim.compress.layer import LAYER_KINDS, CompressedLayer, CompressedModel, code_dtype
 from dcsim.errors import ContainerError, FormatError
+from dcsim.files import write_bytes_atomic
 
 MAGIC = b"DCZ1"
 FORMAT_VERSION = 2
@@ -171,24 +171,11 @@ def _assemble(sections: list) -> bytes:
 
 
 def _write_atomic(path: str, blob: bytes) -> None:
-    """Write ``blob`` to a temporary file beside ``path``, then rename it over ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = None
+    """``files.write_bytes_atomic``, its OSError as a ContainerError naming the file."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory,
-                                   prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise ContainerError(f"{path}: cannot write the file ({e})") from e
-        raise
+        write_bytes_atomic(path, blob)
+    except OSError as e:
+        raise ContainerError(f"{path}: cannot write the file ({e})") from e
 
 
 class _Reader:

@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 from dcsim.compress.layer import CompressedLayer
-from dcsim.compress.sparse import RelIndexMatrix, encode, interleave
+from dcsim.compress.sparse import RelIndexMatrix, encode, fillers_for_gap, interleave
 from dcsim.errors import FormatError
 from dcsim.kernels.fixed import FixedFormat
 
@@ -132,12 +132,12 @@ def _repack(line_ptr, z, code, span, out_ptr, out_z, out_code, fill):
             if code[e] == 0:  # a filler stands at a zero position
                 gap += 1
                 continue
-            while gap >= span:
+            for _ in range(fillers_for_gap(gap, span)):
                 if fill:
                     out_z[n] = span - 1
                     out_code[n] = 0
                 n += 1
-                gap -= span
+            gap -= fillers_for_gap(gap, span) * span
             if fill:
                 out_z[n] = gap
                 out_code[n] = code[e]

@@ -121,3 +121,26 @@ def test_load_words_refuse_values_outside_the_format():
     with pytest.raises(ConfigError, match=r"^PE 1 bias 0 must be in -32768..32767 \(16-bit "
                                           r"fixed point\), not 32768$"):
         dataclasses.replace(image, biases=biases).load_words()
+
+
+def test_memory_use_is_the_rule_compile_model_refuses_by():
+    import dataclasses
+
+    from dcsim.hw.image import memory_use
+
+    model = lenet_300_100(np.random.default_rng(10))
+    c = EngineConfig.preset("small", n_pe=4)
+    use = {name: req for name, req, _ in memory_use(model, c).memories}
+    # by hand: pointers 785 (+1 to stay even) + 301 (+1) + 101; biases 75 + 25 + 3
+    assert use["ptr_depth"] == 786 + 302 + 101 and use["bias_depth"] == 103
+    assert use["act_depth"] == 196 and use["max_layers"] == 3
+    entries = max(sum(int(np.diff(m.line_ptr).sum()) for m in
+                      [interleave(layer.codes, 4, c.idx_bits)[p] for layer in model.layers])
+                  for p in range(4))
+    assert use["sparse_words"] == -(-entries // c.entries_per_word)
+    for field, ok, short in (("sparse_words", use["sparse_words"], use["sparse_words"] - 1),
+                             ("ptr_depth", use["ptr_depth"] + 1, use["ptr_depth"] - 1),
+                             ("bias_depth", use["bias_depth"], use["bias_depth"] - 1)):
+        compile_model(model, dataclasses.replace(c, **{field: ok}))
+        with pytest.raises(FitError, match=f"over by 1"):
+            compile_model(model, dataclasses.replace(c, **{field: short}))

@@ -1,4 +1,4 @@
-"""Tests of dcsim.compress.report: the per-layer table agrees with the file."""
+"""Tests of dcsim.report: the per-layer table agrees with the file."""
 
 import os
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dcsim import container
-from dcsim.compress import report
+from dcsim import report
 from dcsim.compress.layer import CompressedLayer, CompressedModel
 from dcsim.errors import ConfigError
 
