@@ -18,7 +18,7 @@ from dcsim.hw.layouts import load_layout, pack
 from dcsim.hw.scoreboard import WRITE_FIELDS, first_wrong_write
 from dcsim.hw.verilator import EngineBuild, build_engine
 from dcsim.kernels.fixed import FixedFormat
-from dcsim.kernels.run import trace_fixed
+from dcsim.kernels.run import trace_fixed_batch
 
 TB_MODULE = "dcsim.hw.tb"
 
@@ -146,7 +146,7 @@ def simulate(model: CompressedModel, x_images, config: EngineConfig, build_root=
                           f"{x_images.shape}")
     image = compile_model(model, config)
     fmt = config.fmt
-    traces = [trace_fixed(model, x, fmt) for x in x_images]
+    traces = trace_fixed_batch(model, x_images, fmt)
     runs = [image_run(image, tr[0][0], load=(i == 0)) for i, tr in enumerate(traces)]
     build = build_engine(config, build_root)
     t0 = time.perf_counter()

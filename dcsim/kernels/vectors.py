@@ -11,7 +11,7 @@ from dcsim.compress.sparse import interleave
 from dcsim.errors import FormatError
 from dcsim.files import write_atomic
 from dcsim.kernels.fixed import FixedFormat
-from dcsim.kernels.run import im2col, trace_fixed
+from dcsim.kernels.run import im2col, trace_fixed_batch
 from dcsim.kernels.spmv import layer_float, quantize_layer, spmv_fixed
 
 
@@ -27,8 +27,8 @@ def _layer_inputs(model, index, images, n_inputs, fmt, rng):
         x_q[rng.random(x_q.shape) < 0.5] = 0
         return x_q.astype(np.int64)
     vectors = []
-    for image in images:
-        x_in = trace_fixed(model, image, fmt)[index][0]
+    for trace in trace_fixed_batch(model, images, fmt):
+        x_in = trace[index][0]
         if layer.kind == "conv":
             _, _, kh, kw = layer.shape
             x_in = im2col(x_in[None], kh, kw, layer.stride, layer.padding)

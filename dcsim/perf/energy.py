@@ -49,7 +49,7 @@ import numpy as np
 
 from dcsim.compress.sparse import fillers_for_gap, interleave
 from dcsim.errors import ConfigError, DcsimError
-from dcsim.hw.image import FitCheck, fits_on_chip  # noqa: F401  (the one fit check)
+from dcsim.hw.image import fits_on_chip  # the one fit check (FitCheck)
 from dcsim.kernels.fixed import FixedFormat
 from dcsim.perf.tech import TechTable, default_tech, load_tech
 

@@ -13,7 +13,7 @@ from dcsim.compress.layer import CompressedModel
 from dcsim.errors import ConfigError
 from dcsim.hw.config import EngineConfig
 from dcsim.hw.image import fit_error, memory_use
-from dcsim.kernels.run import trace_fixed
+from dcsim.kernels.run import trace_fixed_batch
 from dcsim.perf.cycles import BREAKDOWN, engine_col_entries, model_cycles
 from dcsim.perf.energy import SCENARIOS, energy
 from dcsim.perf.tech import TechTable, default_tech
@@ -69,8 +69,8 @@ def estimate(model: CompressedModel, x_images, config: EngineConfig,
     breakdown = [dict.fromkeys(BREAKDOWN, 0) for _ in range(n_layers)]
     sums = {s: {"total": 0.0, "components": {}, "per_layer": [{} for _ in range(n_layers)]}
             for s in SCENARIOS}
-    for image in x:
-        inputs = [xin for xin, _ in trace_fixed(model, image, config.fmt)]
+    for trace in trace_fixed_batch(model, x, config.fmt):
+        inputs = [xin for xin, _ in trace]
         result = model_cycles(model, inputs, config, col_entries)
         for li, lc in enumerate(result):
             cycles[li] += lc.cycles

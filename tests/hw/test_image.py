@@ -142,5 +142,5 @@ def test_memory_use_is_the_rule_compile_model_refuses_by():
                              ("ptr_depth", use["ptr_depth"] + 1, use["ptr_depth"] - 1),
                              ("bias_depth", use["bias_depth"], use["bias_depth"] - 1)):
         compile_model(model, dataclasses.replace(c, **{field: ok}))
-        with pytest.raises(FitError, match=f"over by 1"):
+        with pytest.raises(FitError, match="over by 1"):
             compile_model(model, dataclasses.replace(c, **{field: short}))
