@@ -131,8 +131,8 @@ def _encode_layer(layer: CompressedLayer) -> tuple[dict, list]:
     best = None
     for order in ORDERS:
         line = layer.codes if order == "row" else layer.codes.T
-        z_line, code_line = _line_entries(np.ascontiguousarray(line).reshape(-1),
-                                          layer.index_bits)
+        z_line, code_line = line_entries(np.ascontiguousarray(line).reshape(-1),
+                                         layer.index_bits)
         code = huffman.HuffmanStream.compress(code_line, 2 ** layer.code_bits)
         z = huffman.HuffmanStream.compress(z_line, 2 ** layer.index_bits)
         payloads = fixed + [huffman.pack_lengths(code.lengths), code.data,
@@ -149,7 +149,7 @@ def _encode_layer(layer: CompressedLayer) -> tuple[dict, list]:
     return desc, payloads
 
 
-def _line_entries(line: np.ndarray, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
+def line_entries(line: np.ndarray, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """The one-line relative-index entries ``(z, code)`` of a flattened code matrix, with
     fillers to the end of the line: after the last entry fewer than ``2**index_bits``
     positions are left, so the declared size of a layer is bounded by its streams."""
