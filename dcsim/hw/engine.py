@@ -16,6 +16,9 @@ from dcsim.hw.lnzd import LeadingNonZero
 from dcsim.hw.pe import ProcessingElement, pe_signature
 
 CYCLE_BITS = 32
+#: Clocks from the edge that takes a start to the edge after which the first output is
+#: valid, beyond the sum of the layers' cycle counts (``docs/engine.md``, "Timing").
+START_TO_OUTPUT = 1
 
 
 class State(enum.IntEnum):
