@@ -172,14 +172,19 @@ def build_engine(config: EngineConfig, root: Path | None = None,
 
 
 def lint_engine(config: EngineConfig, work_dir) -> str:
-    """``verilator --lint-only -Wall`` on the engine's Verilog and its testbench top for
-    ``config`` (written into ``work_dir``), with ``LINT_WAIVERS``; returns Verilator's
-    output (also in ``work_dir/lint.log``), ToolError naming the first warning and the
-    log if any warning remains."""
-    root = setup_environment()
+    """:func:`lint_verilog` on the engine's Verilog and its testbench top for ``config``
+    (written into ``work_dir``)."""
     control, verilog, toplevel = _sources(config, Path(work_dir))
+    return lint_verilog([control, *verilog], toplevel, work_dir)
+
+
+def lint_verilog(sources, toplevel: str, work_dir) -> str:
+    """``verilator --lint-only -Wall`` on ``sources`` (Verilog and control files) with
+    ``LINT_WAIVERS``; returns Verilator's output (also in ``work_dir/lint.log``),
+    ToolError naming the first warning and the log if any warning remains."""
+    root = setup_environment()
     cmd = [str(root / "bin" / "verilator"), "--lint-only", "-Wall", "--top-module", toplevel,
-           str(LINT_WAIVERS), str(control), *(str(f) for f in verilog)]
+           str(LINT_WAIVERS), *(str(f) for f in sources)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work_dir)
     out = proc.stdout + proc.stderr
     log = Path(work_dir) / "lint.log"

@@ -12,20 +12,22 @@ _SMALL_MEMORIES = dict(sparse_words=512, ptr_depth=512, act_depth=64, bias_depth
 #: the suite's build time down: name -> (config, built with X_UNIQUE_ARGS).
 VARIANTS = {
     # the shallowest queue, the narrowest index (fillers every 4 rows), an odd PE count,
-    # 3-bit codes in 128-bit words (25 entries a word, slots up to bit 124)
+    # 3-bit codes in 128-bit words (25 entries a word, slots up to bit 124); built with
+    # --x-assign unique --x-initial unique
     "narrow": (EngineConfig(n_pe=3, fifo_depth=1, idx_bits=2, code_bits=3, word_bits=128,
-                            **_SMALL_MEMORIES), False),
+                            **_SMALL_MEMORIES), True),
     # a deep queue, 16 PEs, 3-bit index, 8-bit codes (5 entries of 11 bits a 64-bit word)
     "wide": (EngineConfig(n_pe=16, fifo_depth=16, idx_bits=3, code_bits=8,
                           **dict(_SMALL_MEMORIES, act_depth=16)), False),
-    # a 2-deep queue, built with --x-assign unique --x-initial unique
-    "x_unique": (EngineConfig(n_pe=2, fifo_depth=2, idx_bits=4, code_bits=5,
-                              **_SMALL_MEMORIES), True),
 }
 
 
 def rtl_config(n_pe: int) -> EngineConfig:
-    """The configuration every RTL test with ``n_pe`` PEs uses (one build each)."""
+    """The configuration every RTL test with ``n_pe`` PEs uses (one build each): the
+    ``small`` preset, with a 2-deep queue at n_pe=1 (queue depths 1 and 16 are in
+    ``VARIANTS``)."""
+    if n_pe == 1:
+        return EngineConfig.preset("small", n_pe=1, fifo_depth=2)
     return EngineConfig.preset("small", n_pe=n_pe)
 
 
