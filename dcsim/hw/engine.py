@@ -60,9 +60,9 @@ class Engine(wiring.Component):
     -----
     load : In(stream of layouts.load_layout) -- memory image words; ``ready`` while idle.
     start : In(stream of n_layers) -- run layers ``0..n_layers-1`` on the input in bank 0;
-        ``ready`` while idle. A start of 0 layers, or of more layers than the descriptors
-        loaded (the last descriptor written was layer ``n_layers - 2`` or lower), is
-        refused: it is taken, nothing runs, and ``done`` and ``error`` rise at once.
+        ``ready`` while idle. A start of 0 layers, or of more than the layers loaded (1 +
+        the address of the last descriptor written), is refused: it is taken, nothing
+        runs, and ``done`` and ``error`` rise in the next cycle.
     out : Out(stream of signed(act_bits)) -- after the last layer, its outputs in order
         ``j = 0..rows-1``.
     busy : Out(1) -- from an accepted start until the last output is taken.
