@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcsim.errors import ToolError
+from dcsim.files import write_text_if_changed
 from dcsim.hw.build import write_rtl
 from dcsim.hw.config import EngineConfig
 from dcsim.hw.feeder import write_harness
@@ -48,10 +49,6 @@ def control_file(toplevel: str, pe_module: str, engine_module: str) -> str:
             f"public_flat_rd -module \"{pe_module}\" -var \"dbg_*\"\n"
             f"public_flat_rd -module \"{engine_module}\" -var \"layer\"\n")
 
-
-def _write_if_changed(path: Path, text: str) -> None:
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
 
 
 def verilator_root() -> Path:
@@ -131,7 +128,7 @@ def _sources(config: EngineConfig, staging: Path):
     verilog = [f for f in files if f.suffix == ".v"] + [write_harness(config, engine, staging)]
     toplevel = verilog[-1].stem
     control = staging / f"{toplevel}.vlt"
-    _write_if_changed(control, control_file(toplevel, pe, engine))
+    write_text_if_changed(control, control_file(toplevel, pe, engine))
     return control, verilog, toplevel
 
 
