@@ -99,9 +99,12 @@ def test_stalls_change_clocks_not_results(engine_build, lenet, mnist_test):
     for x, trace, run, got in zip(mnist_test[0][:2], traces, runs, busy["runs"]):
         assert first_mismatch(got["outputs"], trace[-1][1], n_pe, "ip3") is None
         assert got["cycles"] == _model_cycles(lenet, config, x)
-        # one clock per load word, the layers, one per output: what no stall would take
-        stall_free = len(run["load"]) + len(run["input"]) + sum(got["cycles"]) + run["n_out"]
-        assert got["clocks"] > 1.2 * stall_free
+        # one clock per load word, the layers, one per output: what no stall would take;
+        # the pauses add p / (1 - p) idle clocks per transfer on average
+        words = len(run["load"]) + len(run["input"])
+        stall_free = words + sum(got["cycles"]) + run["n_out"]
+        idles = words * 0.3 / 0.7 + run["n_out"] * 0.5 / 0.5
+        assert got["clocks"] - stall_free >= idles / 2
 
 
 def test_reset_mid_layer_then_clean_rerun(engine_build, lenet, mnist_test):
