@@ -9,9 +9,8 @@ from conftest import RTL_N_PE, rtl_config
 from dcsim.compress.pipeline import CompressionConfig, DeepCompression
 from dcsim.hw.image import compile_model
 from dcsim.hw.sim import first_mismatch, image_run, run_job, simulate
-from dcsim.hw.workloads import random_activations, random_layer, single_layer_model
+from dcsim.hw.workloads import single_layer_model
 from dcsim.kernels.run import run_fixed, trace_fixed
-from dcsim.kernels.spmv import layer_fixed
 from dcsim.nn.datasets import load_mnist
 from dcsim.nn.models import build
 from dcsim.perf.cycles import layer_cycles, model_cycles
