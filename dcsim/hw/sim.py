@@ -47,7 +47,7 @@ def cycle_limit(image: EngineImage) -> int:
     return HANG_FACTOR * total + HANG_MARGIN
 
 
-def _stream_limit(words: int, pause: float) -> int:
+def stream_limit(words: int, pause: float) -> int:
     """Clocks for ``words`` transfers on a stream idle with probability ``pause``."""
     return HANG_MARGIN + math.ceil(HANG_FACTOR * words / max(1.0 - pause, 0.01))
 
@@ -106,9 +106,9 @@ def run_job(build: EngineBuild, runs: list, seed: int = 0, load_pause: float = 0
     streams: ``HANG_FACTOR`` x their words at their pause rate + ``HANG_MARGIN``) ends the
     job with a ToolError naming the run and the layer; so does the wall-clock limit.
     """
-    runs = [dict(run, max_load_cycles=_stream_limit(len(run["load"]) + len(run["input"]),
+    runs = [dict(run, max_load_cycles=stream_limit(len(run["load"]) + len(run["input"]),
                                                     load_pause),
-                 max_out_cycles=_stream_limit(run["n_out"], out_pause)) for run in runs]
+                 max_out_cycles=stream_limit(run["n_out"], out_pause)) for run in runs]
     if wall_seconds is None:
         cycles = sum(r["max_cycles"] + r["max_load_cycles"] + r["max_out_cycles"] for r in runs)
         wall_seconds = WALL_MARGIN_S + cycles / WALL_CYCLES_PER_S

@@ -12,7 +12,7 @@ from dcsim.compress.layer import CompressedModel
 from dcsim.errors import ToolError
 from dcsim.hw.image import compile_model
 from dcsim.hw.layouts import desc_layout
-from dcsim.hw.sim import _stream_limit, cycle_limit, image_run, run_job
+from dcsim.hw.sim import stream_limit, cycle_limit, image_run, run_job
 from dcsim.hw.workloads import random_activations, random_layer, single_layer_model
 
 N_PE = 2
@@ -70,7 +70,7 @@ def test_a_hung_layer_is_a_tool_error_naming_it(engine_build, models):
 def test_an_output_stream_never_ready_is_a_tool_error(engine_build, models):
     config = rtl_config(N_PE)
     _, one, x = models
-    limit = _stream_limit(7, 1.0)
+    limit = stream_limit(7, 1.0)
     with pytest.raises(ToolError, match=rf"^The engine must finish every run, not hang: run 0: "
                                         rf"the engine hung in layer 0 \('c'\): the output "
                                         rf"stream gave 0 of 7 outputs in {limit} cycles$"):
