@@ -107,7 +107,7 @@ def run_job(build: EngineBuild, runs: list, seed: int = 0, load_pause: float = 0
     job with a ToolError naming the run and the layer; so does the wall-clock limit.
     """
     runs = [dict(run, max_load_cycles=stream_limit(len(run["load"]) + len(run["input"]),
-                                                    load_pause),
+                                                   load_pause),
                  max_out_cycles=stream_limit(run["n_out"], out_pause)) for run in runs]
     if wall_seconds is None:
         cycles = sum(r["max_cycles"] + r["max_load_cycles"] + r["max_out_cycles"] for r in runs)

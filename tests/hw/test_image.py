@@ -61,7 +61,8 @@ def test_wide_words_keep_every_slot(word_bits, idx_bits, code_bits):
         assert all(0 <= int(w) < 1 << word_bits for w in image.sparse[p])
         assert max(int(w) for w in image.sparse[p]) >= 1 << 64
         z, code = _entries(image, p)
-        assert np.array_equal(z[:m.n_entries], m.z) and np.array_equal(code[:m.n_entries], m.code)
+        n = m.n_entries
+        assert np.array_equal(z[:n], m.z) and np.array_equal(code[:n], m.code)
         assert not z[m.n_entries:].any() and not code[m.n_entries:].any()
         sparse = [d for t, q, _, _, d in image.load_words() if t == Target.SPARSE and q == p]
         assert sparse == [int(w) for w in image.sparse[p]]

@@ -12,7 +12,7 @@ from dcsim.compress.layer import CompressedModel
 from dcsim.errors import ToolError
 from dcsim.hw.image import compile_model
 from dcsim.hw.layouts import desc_layout
-from dcsim.hw.sim import stream_limit, cycle_limit, image_run, run_job
+from dcsim.hw.sim import cycle_limit, image_run, run_job, stream_limit
 from dcsim.hw.workloads import random_activations, random_layer, single_layer_model
 
 N_PE = 2
