@@ -53,7 +53,8 @@ class LayerImage:
 class EngineImage:
     """Every memory image of a model for one EngineConfig.
 
-    sparse : list (n_pe) of uint64 arrays -- sparse-matrix SRAM words.
+    sparse : list (n_pe) of object arrays of Python ints -- sparse-matrix SRAM words
+        (``word_bits`` wide, up to 256).
     pointers : list (n_pe) of int64 arrays -- pointer SRAM, by pointer index.
     biases : list (n_pe) of int64 arrays -- biases in the activation format.
     descs : list of int -- packed layer descriptors (``layouts.desc_layout``).
@@ -288,15 +289,16 @@ def _pointer(entry: int, c: EngineConfig) -> int:
 
 
 def _pack_words(z: np.ndarray, code: np.ndarray, c: EngineConfig) -> np.ndarray:
+    """Entries -> sparse words as an object array of Python ints (``word_bits`` may
+    exceed 64), slot s of a word at bits ``s * entry_bits`` up."""
     per = c.entries_per_word
     n_words = -(-z.shape[0] // per)
-    entry = np.zeros(n_words * per, dtype=np.uint64)
-    entry[:z.shape[0]] = (z.astype(np.uint64)
-                          | (code.astype(np.uint64) << np.uint64(c.idx_bits)))
-    slots = entry.reshape(n_words, per)
-    shifts = (np.arange(per, dtype=np.uint64) * np.uint64(c.entry_bits))
-    return np.bitwise_or.reduce(slots << shifts[None, :], axis=1).astype(np.uint64) \
-        if n_words else np.zeros(0, dtype=np.uint64)
+    entry = np.zeros(n_words * per, dtype=np.int64)
+    entry[:z.shape[0]] = z | (code << c.idx_bits)
+    words = np.zeros(n_words, dtype=object)
+    for s in range(per):
+        words |= entry[s::per].astype(object) << (s * c.entry_bits)
+    return words
 
 
 def _check_model(model: CompressedModel, c: EngineConfig) -> None:

@@ -148,6 +148,24 @@ class EventCounts:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def row_and_source_events(rows: int, cols: int, n_pe: int) -> dict:
+    """The events of a layer that depend on its shape only, as the engine runs it (the
+    one rule for :func:`from_layer_stats` and ``dcsim.perf.cycles.layer_cycles``).
+
+    INIT and FINISH walk ``R = ceil(rows / n_pe)`` local rows on every PE (padding rows
+    of the last PEs included): ``n_pe * R`` bias writes into the accumulators, final
+    accumulator reads and output writes. The scanner reads one source vector (one
+    activation per PE) at RUN's first cycle and one per vector it moves past, the last
+    one past the end: ``n_pe * (ceil(cols / n_pe) + 1)`` source reads.
+    Returns a dict: ``acc_init_reads`` (== bias writes == output writes),
+    ``act_src_reads``.
+    """
+    local_rows = -(-int(rows) // int(n_pe))
+    vectors = -(-int(cols) // int(n_pe))
+    return {"acc_init_reads": int(n_pe) * local_rows,
+            "act_src_reads": int(n_pe) * (vectors + 1)}
+
+
 def entries_per_pe(codes, n_pe: int, index_bits: int, active=None) -> np.ndarray:
     """Stored entries (fillers included) per PE in the active columns, int64 (n_pe,).
 
@@ -212,9 +230,9 @@ def from_layer_stats(*, rows: int, cols: int, n_pe: int, entries_per_pe, n_activ
     and one accumulator read and write per entry; words read = ``ceil(entries /
     entries_per_word)`` per PE, i.e. each word once (a column starting mid-word uses the
     word already read), a lower bound on a real schedule by at most one word per (PE,
-    active column). Per layer: each row's accumulator is written once with its bias and
-    read once at the end, then one output is written per row; the detector reads all
-    ``cols`` source activations and broadcasts the ``n_active`` non-zero ones, each
+    active column). Per layer, :func:`row_and_source_events`: bias writes, final
+    accumulator reads and output writes of every local row of every PE, and the
+    scanner's source-vector reads; the ``n_active`` non-zero inputs are broadcast, each
     pushed into and popped from every PE's queue. ``cycles`` is the ideal bound
     ``max(entries on the busiest PE, n_active)`` (ANCHORS.md, "Ideal cycles"; one
     broadcast per cycle); the cycle model gives the engine's exact count for a real layer.
@@ -237,6 +255,7 @@ def from_layer_stats(*, rows: int, cols: int, n_pe: int, entries_per_pe, n_activ
             f"(one per PE), not {entries.dtype} {entries.shape}")
     entries = entries.astype(np.int64)
     total = int(entries.sum())
+    fixed = row_and_source_events(rows, cols, n_pe)
     col_bits = max(1, math.ceil(math.log2(cols)))
     fifo_entry_bits = col_bits + act_bits
     if src_regfile_bytes is None:
@@ -249,10 +268,10 @@ def from_layer_stats(*, rows: int, cols: int, n_pe: int, entries_per_pe, n_activ
         sparse_sram_word_reads=int(np.sum(-(-entries // entries_per_word))),
         ptr_reads=2 * n_pe * n_active,
         codebook_reads=total, macs=total,
-        acc_reads=total + rows, acc_writes=total + rows,
-        act_src_reads=cols, broadcasts=n_active,
+        acc_reads=total + fixed["acc_init_reads"], acc_writes=total + fixed["acc_init_reads"],
+        act_src_reads=fixed["act_src_reads"], broadcasts=n_active,
         fifo_pushes=n_pe * n_active, fifo_pops=n_pe * n_active,
-        output_writes=rows,
+        output_writes=fixed["acc_init_reads"],
         sparse_sram_bytes=sparse_sram_bytes, ptr_sram_bytes=ptr_sram_bytes,
         src_regfile_bytes=src_regfile_bytes, dst_regfile_bytes=dst_regfile_bytes,
         codebook_bytes=math.ceil((1 << code_bits) * act_bits / 8),

@@ -47,6 +47,27 @@ def test_words_and_pointers_decode_to_interleave(n_pe):
             assert np.array_equal(li.col_entries[p], np.diff(m.line_ptr))
 
 
+@pytest.mark.parametrize("word_bits, idx_bits, code_bits", [(128, 2, 3), (256, 4, 4),
+                                                            (72, 3, 6)])
+def test_wide_words_keep_every_slot(word_bits, idx_bits, code_bits):
+    # slots above bit 63 used to be lost in uint64 words
+    rng = np.random.default_rng(word_bits)
+    layer = random_layer("a", 61, 30, 0.7, rng, code_bits=code_bits)
+    c = EngineConfig(n_pe=2, idx_bits=idx_bits, code_bits=code_bits, word_bits=word_bits,
+                     sparse_words=256, ptr_depth=256, act_depth=64, bias_depth=64)
+    assert c.entries_per_word * c.entry_bits > 64
+    image = compile_model(single_layer_model(layer), c)
+    for p, m in enumerate(interleave(layer.codes, 2, idx_bits)):
+        assert all(0 <= int(w) < 1 << word_bits for w in image.sparse[p])
+        assert max(int(w) for w in image.sparse[p]) >= 1 << 64
+        z, code = _entries(image, p)
+        n = m.n_entries
+        assert np.array_equal(z[:n], m.z) and np.array_equal(code[:n], m.code)
+        assert not z[m.n_entries:].any() and not code[m.n_entries:].any()
+        sparse = [d for t, q, _, _, d in image.load_words() if t == Target.SPARSE and q == p]
+        assert sparse == [int(w) for w in image.sparse[p]]
+
+
 def test_biases_and_codebooks_are_the_fixed_kernels_integers():
     rng = np.random.default_rng(5)
     layer = random_layer("a", 10, 8, 0.5, rng)
