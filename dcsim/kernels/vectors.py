@@ -102,6 +102,9 @@ def write_vectors(model: CompressedModel, layer_name: str, out_dir, n_inputs: in
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
+        umask = os.umask(0)  # mkstemp makes the file private; give it open()'s mode
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -214,8 +214,9 @@ def from_layer_stats(*, rows: int, cols: int, n_pe: int, entries_per_pe, n_activ
     read once at the end, then one output is written per row; the detector reads all
     ``cols`` source activations and broadcasts the ``n_active`` non-zero ones, each
     pushed into and popped from every PE's queue. ``cycles`` is the ideal bound
-    ``max(entries on the busiest PE, n_active)`` (ANCHORS.md, "Ideal cycles"; one
-    broadcast per cycle); the cycle model gives the engine's exact count for a real layer.
+    ``max(entries on the busiest PE, n_active)`` (EIE, ISCA 2016: the bound of perfect
+    load balance; one broadcast per cycle); the cycle model gives the engine's exact
+    count for a real layer.
     """
     for name, value, floor in (("rows", rows, 1), ("cols", cols, 1), ("n_pe", n_pe, 1),
                                ("n_active", n_active, 0), ("code_bits", code_bits, 1),

@@ -3,11 +3,14 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from dcsim import container
 from dcsim.cli import main
+from dcsim.hw.config import EngineConfig
 
 FAST = ["--train-images", "1500", "--baseline-epochs", "1", "--prune-steps", "1",
         "--retrain-epochs", "1", "--finetune-epochs", "1", "--quiet"]
@@ -115,3 +118,153 @@ def test_sim_and_estimate_print_the_same_cycles(compressed, capsys):
     assert est["fits_on_chip"] is True
     energy = est["energy_pj"]
     assert energy["sram"]["total"] < energy["dram_compressed"]["total"] < energy["dram_dense"]["total"]
+
+
+# --- eie64 end to end: the engine's code width and one rule for sim and estimate -----
+
+def _run(capsys, argv):
+    """``main(argv)`` -> (exit status, stdout, stderr lines)."""
+    rc = main(argv)
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err.strip().splitlines()
+
+
+def test_pinned_narrow_code_width_is_refused_alike_by_sim_and_estimate(compressed, capsys):
+    path, _ = compressed
+    reason = (f"{path}: Layer 'ip1' needs 5 code bits but the engine has code_bits=4; "
+              f"build with code_bits=5")
+    rc, out, err = _run(capsys, ["sim", str(path), "--set", "code_bits=4"])
+    assert rc == 2 and out == "" and err == [f"dcsim sim: error: {reason}"]
+    rc, out, err = _run(capsys, ["estimate", str(path), "--set", "code_bits=4", "--json"])
+    assert rc == 2 and err == [f"dcsim estimate: error: {reason} (dcsim sim refuses this "
+                               f"model; the printed figures are a what-if)"]
+    shown = json.loads(out)                      # the what-if figures are still printed
+    assert shown["fits_on_chip"] is False and shown["config"]["code_bits"] == 4
+
+
+def test_eie64_code_width_follows_a_wider_model(compressed, capsys):
+    path, _ = compressed                         # 5-bit fc codes, eie64 has 4
+    rc, out, err = _run(capsys, ["estimate", str(path), "--config", "eie64", "--json"])
+    assert rc == 0
+    assert err == ["dcsim estimate: note: engine code_bits 4 -> 5 to hold the model's "
+                   "5-bit codebooks (pin it with --set code_bits=N, or compress with "
+                   "--code-bits-fc 4)"]
+    shown = json.loads(out)
+    assert shown["fits_on_chip"] is True and shown["n_pe"] == 64
+    assert shown["config"]["code_bits"] == 5 and shown["config"]["sparse_words"] == 16384
+
+
+@pytest.fixture(scope="module")
+def eie_model(tmp_path_factory):
+    """LeNet-300-100 compressed for EIE's design point: 4-bit fc codes and indices,
+    ip1 kept at 5%, from the same 1500 images."""
+    out = tmp_path_factory.mktemp("eie") / "eie.dcz"
+    report = out.with_suffix(".json")
+    assert main(["compress", "--model", "lenet300", "--out", str(out), "--report", str(report),
+                 "--code-bits-fc", "4", "--index-bits-fc", "4", "--density", "ip1=0.05",
+                 "--density", "ip3=0.5", "--finetune-lr-scale", "0.02"] + FAST) == 0
+    return out, json.loads(report.read_text())
+
+
+def test_compress_study_knobs_reach_the_file(eie_model):
+    path, report = eie_model
+    rows = {row["name"]: row for row in report["layers"]}
+    assert rows["ip1"]["density"] == pytest.approx(0.05, abs=0.002)
+    assert rows["ip2"]["density"] == pytest.approx(0.09, abs=0.002)     # the paper's
+    assert rows["ip3"]["density"] == pytest.approx(0.5, abs=0.01)
+    assert all(row["weight_bits_pq"] == 4 and row["index_bits_pq"] == 4
+               for row in rows.values())
+    meta = container.read(path).meta["config"]
+    assert meta["finetune_lr_scale"] == 0.02 and meta["code_bits_fc"] == 4
+
+
+def test_eie64_runs_a_4_bit_model_as_is(eie_model, capsys):
+    path, _ = eie_model
+    rc, out, err = _run(capsys, ["estimate", str(path), "--config", "eie64", "--images", "3",
+                                 "--json"])
+    assert rc == 0 and err == []
+    shown = json.loads(out)
+    assert shown["config"] == EngineConfig.preset("eie64").to_dict()
+    assert shown["fits_on_chip"] is True and shown["images"] == 3
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--density", "ip9=0.1"], "compression options: density names a layer of lenet300: "
+                               "one of ['ip1', 'ip2', 'ip3'], not 'ip9'"),
+    (["--density", "ip1"], "--density must be NAME=VALUE, not 'ip1'"),
+    (["--density", "ip1=lots"], "--density ip1= must be a fraction in (0, 1], not 'lots'"),
+    (["--density", "ip1=1.5"], "compression options: density of ip1 must be in (0, 1], "
+                               "not 1.5"),
+    (["--code-bits-fc", "9"], "compression options: code_bits_fc must be an integer in "
+                              "1..8, not 9"),
+    (["--retrain-lr-scale", "0"], "compression options: retrain_lr_scale must be a "
+                                  "positive number, not 0.0"),
+])
+def test_bad_compress_knob_exits_2_before_training(argv, message, tmp_path, capsys):
+    out = tmp_path / "m.dcz"
+    rc, _, err = _run(capsys, ["compress", "--model", "lenet300", "--out", str(out),
+                               "--mnist", str(tmp_path / "no-mnist")] + argv)
+    assert rc == 2 and err == [f"dcsim compress: error: {message}"]
+    assert not out.exists()
+
+
+# --- every EngineConfig field from the shell: --config small|eie64|FILE.json, --set ---
+
+def test_set_reaches_the_engine_and_a_shallower_fifo_never_helps(compressed, capsys):
+    path, _ = compressed
+    cycles = {}
+    for depth in (1, 8):
+        rc, out, _ = _run(capsys, ["estimate", str(path), "--n-pe", "8", "--images", "2",
+                                   "--set", f"fifo_depth={depth}", "--json"])
+        assert rc == 0
+        shown = json.loads(out)
+        assert shown["config"]["fifo_depth"] == depth and shown["config"]["n_pe"] == 8
+        cycles[depth] = shown["cycles_total"]
+    assert cycles[1] > cycles[8]
+
+
+@pytest.mark.parametrize("item, message", [
+    ("fifo_depth=0", "--set fifo_depth=0: fifo_depth must be in 1..64, not 0"),
+    ("fifo_depth=deep", "--set fifo_depth must be an integer, not 'deep'"),
+    ("ptr_depth=7", "--set ptr_depth=7: ptr_depth must be even (two pointer banks), not 7"),
+    ("fifo=4", "--set FIELD must be one of ['acc_bits', 'act_bits', 'act_depth', "
+               "'bias_depth', 'code_bits', 'fifo_depth', 'frac_bits', 'idx_bits', "
+               "'max_layers', 'n_pe', 'ptr_depth', 'sparse_words', 'word_bits'], not 'fifo'"),
+    ("fifo_depth", "--set must be NAME=VALUE, not 'fifo_depth'"),
+])
+def test_bad_set_exits_2_with_the_fields_own_message(compressed, item, message, capsys):
+    path, _ = compressed
+    rc, out, err = _run(capsys, ["estimate", str(path), "--set", item])
+    assert rc == 2 and out == "" and err == [f"dcsim estimate: error: {message}"]
+
+
+def test_config_file_written_by_rtl_is_read_back(compressed, tmp_path, capsys):
+    path, _ = compressed
+    rc, out, _ = _run(capsys, ["rtl", "--config", "small", "--set", "n_pe=2",
+                               "--set", "fifo_depth=4", "--out", str(tmp_path), "--json"])
+    assert rc == 0
+    config_file = next(p for p in json.loads(out)["files"] if p.endswith(".json"))
+    want = EngineConfig.preset("small", n_pe=2, fifo_depth=4).to_dict()
+    assert json.loads(Path(config_file).read_text()) == want
+    rc, out, _ = _run(capsys, ["estimate", str(path), "--config", config_file, "--json"])
+    assert rc == 0 and json.loads(out)["config"] == want
+
+    partial = tmp_path / "partial.json"
+    partial.write_text('{"n_pe": 4, "code_bits": 6}')
+    rc, out, _ = _run(capsys, ["estimate", str(path), "--config", str(partial), "--json"])
+    assert rc == 0
+    assert json.loads(out)["config"] == dict(EngineConfig().to_dict(), n_pe=4, code_bits=6)
+
+    for text, why in (("[1, 2]", "must be a JSON object of EngineConfig fields, not a list"),
+                      ('{"fifo": 2}', "fields must be EngineConfig's ['acc_bits', "
+                       "'act_bits', 'act_depth', 'bias_depth', 'code_bits', 'fifo_depth', "
+                       "'frac_bits', 'idx_bits', 'max_layers', 'n_pe', 'ptr_depth', "
+                       "'sparse_words', 'word_bits'], not ['fifo']"),
+                      ('{"fifo_depth": 99}', "fifo_depth must be in 1..64, not 99")):
+        partial.write_text(text)
+        rc, _, err = _run(capsys, ["estimate", str(path), "--config", str(partial)])
+        assert rc == 2 and err == [f"dcsim estimate: error: {partial}: {why}"]
+    file_pinned = tmp_path / "narrow.json"
+    file_pinned.write_text('{"code_bits": 4, "sparse_words": 8192, "act_depth": 1024}')
+    rc, _, err = _run(capsys, ["sim", str(path), "--config", str(file_pinned)])
+    assert rc == 2 and "needs 5 code bits but the engine has code_bits=4" in err[0]
