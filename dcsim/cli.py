@@ -1,4 +1,4 @@
-"""The ``dcsim`` command: demo, compress, inspect, eval, vectors, rtl, sim, estimate.
+"""The ``dcsim`` command: demo, compress, inspect, eval, vectors, rtl, sim, estimate, cache.
 
 Contract (DESIGN.md): commands that print figures take ``--json`` and then print one
 JSON object on stdout; logs and progress bars go to stderr. Exit status 0 on success,
@@ -8,7 +8,9 @@ JSON object on stdout; logs and progress bars go to stderr. Exit status 0 on suc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from dcsim import __version__
 from dcsim.errors import ConfigError, DcsimError, UsageError
+from dcsim.progress import progress_bar
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 130     # 128 + SIGINT, what shells report for Ctrl-C
@@ -27,6 +30,39 @@ def _emit(args, result: dict, text: str) -> None:
         print(json.dumps(result, sort_keys=False))
     else:
         print(text)
+
+
+def _say(args):
+    """A logger for one-line notes on stderr, prefixed with the command."""
+    return lambda message: print(f"dcsim {args.command}: {message}", file=sys.stderr,
+                                 flush=True)
+
+
+#: Modules whose numba kernels are compiled on first use (``cache=True``).
+NUMBA_MODULES = ("dcsim.kernels.spmv", "dcsim.kernels.run", "dcsim.perf.cycles",
+                 "dcsim.compress.sparse", "dcsim.compress.huffman", "dcsim.nn.layers")
+
+
+@contextlib.contextmanager
+def _numba_first_use(args):
+    """Say so when numba compiles the kernels (first run after an install or an edit:
+    ~15 s, then cached); numba's own cache is keyed like this marker, by its version and
+    each module file's time stamp and size."""
+    import importlib.util
+
+    import numba
+
+    from dcsim import cache
+
+    stamps = [numba.__version__]
+    for name in NUMBA_MODULES:
+        st = os.stat(importlib.util.find_spec(name).origin)
+        stamps.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
+    key = hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:16]
+    if not cache.done_once("numba", key):
+        _say(args)("compiling the numba kernels, once (~15 s; cached afterwards)")
+    yield
+    cache.mark_done("numba", key)
 
 
 def _total_seconds(args) -> float:
@@ -225,7 +261,9 @@ def cmd_eval(args) -> int:
 
     model = container.read(_existing_file(args.file))
     x, y = _mnist_test(args, args.images)
-    result = evaluate(model, x.reshape((len(x),) + model.input_shape), y, _fixed_format(args))
+    with _numba_first_use(args):
+        result = evaluate(model, x.reshape((len(x),) + model.input_shape), y,
+                          _fixed_format(args))
     result["total_seconds"] = _total_seconds(args)
     text = (f"{args.file}: {result['images']} MNIST test images\n"
             f"  dense (decoded weights, float) error {result['dense_error']:.2f}%\n"
@@ -248,9 +286,10 @@ def cmd_vectors(args) -> int:
     model = container.read(_existing_file(args.file))
     layer = model.layer(args.layer)
     x, _ = _mnist_test(args, args.images)
-    path = write_vectors(model, args.layer, out, n_inputs=args.images,
-                         fmt=_fixed_format(args), n_pe=args.n_pe, idx_bits=args.idx_bits,
-                         images=x.reshape((len(x),) + model.input_shape))
+    with _numba_first_use(args):
+        path = write_vectors(model, args.layer, out, n_inputs=args.images,
+                             fmt=_fixed_format(args), n_pe=args.n_pe, idx_bits=args.idx_bits,
+                             images=x.reshape((len(x),) + model.input_shape))
     result = {"path": str(path), "layer": args.layer, "kind": layer.kind,
               "inputs": args.images, "n_pe": args.n_pe, "idx_bits": args.idx_bits}
     text = (f"wrote {path}: layer {layer.name}, {layer.rows} x {layer.cols} weights "
@@ -351,7 +390,22 @@ def cmd_sim(args) -> int:
     config = _engine_config(args, model)
     _check_fit(args.file, model, config)
     x, y = _mnist_test(args, args.images)
-    result = simulate(model, x, config)
+    bar, done = [], [0]
+
+    def on_image(n):
+        # made at the first finished image, after any build message
+        if not bar:
+            bar.append(progress_bar(args.images, "images on the RTL", unit="image",
+                                    enabled=args.images > 1))
+        bar[0].update(n - done[0])
+        done[0] = n
+
+    try:
+        with _numba_first_use(args):
+            result = simulate(model, x, config, log=_say(args), on_image=on_image)
+    finally:
+        for b in bar:
+            b.close()
     result.pop("outputs")
     result["errors"] = int(sum(int(a != b) for a, b in zip(result["labels"], y)))
     result["total_seconds"] = _total_seconds(args)
@@ -363,7 +417,8 @@ def cmd_sim(args) -> int:
              f"({result['errors']} wrong)",
              f"  cycles per layer, all {result['images']} images: "
              f"{result['cycles_per_layer']}, total {result['cycles_total']}",
-             f"  simulated in {result['sim_seconds']:.1f} s"]
+             f"  built in {result['build_seconds']:.1f} s, simulated in "
+             f"{result['sim_seconds']:.1f} s, {result['total_seconds']:.1f} s in all"]
     _emit(args, result, "\n".join(lines))
     return EXIT_OK if result["outputs_match"] else EXIT_FAIL
 
@@ -377,7 +432,8 @@ def cmd_estimate(args) -> int:
     config = _engine_config(args, model)
     x, _ = _mnist_test(args, args.images)
     tech = load_tech(_existing_file(args.tech)) if args.tech else None
-    result = estimate(model, x, config, tech=tech, clock_mhz=args.clock_mhz)
+    with _numba_first_use(args):
+        result = estimate(model, x, config, tech=tech, clock_mhz=args.clock_mhz)
     result["total_seconds"] = _total_seconds(args)
     energy, n = result["energy_pj"], result["images"]
     lines = [f"{args.file}: {n} MNIST test images, {result['n_pe']} PEs at "
@@ -401,6 +457,24 @@ def cmd_estimate(args) -> int:
     if not result["fits_on_chip"]:
         raise UsageError(f"{args.file}: {result['fit']['error']} (dcsim sim refuses this "
                          f"model; the printed figures are a what-if)")
+    return EXIT_OK
+
+
+def cmd_cache(args) -> int:
+    from dcsim import cache
+
+    if args.action == "clear":
+        result = cache.clear()
+        text = (f"{result['path']}: removed {result['removed']} entries, "
+                f"{result['bytes_freed'] / 1e6:.1f} MB freed"
+                + "".join(f"\n  left {p}: in use by another process" for p in result["busy"]))
+    else:
+        result = cache.info()
+        text = "\n".join([f"{result['path']}: {len(result['entries'])} entries, "
+                          f"{result['bytes'] / 1e6:.1f} MB"]
+                         + [f"  {e['kind']}/{e['name']}  {e['bytes'] / 1e6:.1f} MB"
+                            for e in result["entries"]])
+    _emit(args, result, text)
     return EXIT_OK
 
 
@@ -517,6 +591,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("inspect", cmd_inspect, "print the per-layer table of a .dcz from the file alone")
     p.add_argument("file", metavar="M.dcz")
+
+    p = add("cache", cmd_cache, "the per-user cache of Verilator builds ($DCSIM_CACHE, "
+                                "else $XDG_CACHE_HOME/dcsim or ~/.cache/dcsim)")
+    p.add_argument("action", choices=["info", "clear"],
+                   help="info: where it is, what it holds and its size; clear: remove "
+                        "every entry not in use")
     return parser
 
 

@@ -15,15 +15,18 @@ import importlib.util
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dcsim.cache import LOCK_NAME, cache_root, locked
 from dcsim.errors import ToolError
-from dcsim.hw.build import write_rtl
-from dcsim.hw.config import EngineConfig
+from dcsim.hw.build import config_tag, write_rtl
+from dcsim.hw.config import PRESETS, EngineConfig
 from dcsim.hw.feeder import write_harness
 
 BUILD_DIR_ENV = "DCSIM_BUILD_DIR"
+STAMP_NAME = "dcsim_build.json"   # in a build folder once its build has finished
 # cocotb's runner passes --public-flat-rw, which makes every signal visible to VPI and
 # keeps Verilator from optimising the model (the 64-PE engine: ~8 k cycles/s with it,
 # ~38 k without); turn it off and make public only what the testbench touches (control_file).
@@ -100,44 +103,87 @@ class EngineBuild:
 
 
 def default_build_root() -> Path:
-    """``$DCSIM_BUILD_DIR`` or ``./build/verilator``."""
-    return Path(os.environ.get(BUILD_DIR_ENV, Path.cwd() / "build" / "verilator"))
+    """Where Verilator builds go: ``$DCSIM_BUILD_DIR`` if set (that folder itself), else
+    ``verilator/`` in the per-user cache (``dcsim.cache.cache_root``: ``$DCSIM_CACHE``,
+    ``$XDG_CACHE_HOME/dcsim`` or ``~/.cache/dcsim``), shared by every working folder."""
+    if os.environ.get(BUILD_DIR_ENV):
+        return Path(os.environ[BUILD_DIR_ENV])
+    return cache_root() / "verilator"
 
 
-def build_engine(config: EngineConfig, root: Path | None = None) -> EngineBuild:
+def _verilate(sources: list, toplevel: str, build_dir: Path, log_file: Path) -> None:
+    """One Verilator build through cocotb's runner (the slow step: tens of seconds)."""
+    from cocotb_tools.runner import get_runner
+    try:
+        get_runner("verilator").build(
+            sources=[str(f) for f in sources], hdl_toplevel=toplevel,
+            build_dir=str(build_dir), build_args=list(BUILD_ARGS), always=True,
+            log_file=str(log_file))
+    except (SystemExit, RuntimeError) as err:
+        raise ToolError(f"Verilator build of {toplevel} must succeed, not fail ({err}); "
+                        f"see {log_file}") from None
+
+
+def _expected_seconds(root: Path, config: EngineConfig) -> int:
+    """A guess of a build's time: the last recorded build of as many PEs under ``root``,
+    else of any config, else a minute (a 4-PE build takes ~80 s on 2 loaded cores)."""
+    stamps = sorted(root.glob(f"*/build_*/{STAMP_NAME}"), key=lambda p: p.stat().st_mtime)
+    times = []
+    for stamp in stamps:
+        try:
+            record = json.loads(stamp.read_text())
+            times.append((record["config"]["n_pe"] == config.n_pe,
+                          float(record["build_seconds"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    same = [t for match, t in times if match]
+    return round((same or [t for _, t in times] or [60.0])[-1])
+
+
+
+def build_engine(config: EngineConfig, root: Path | None = None, log=None) -> EngineBuild:
     """Build (or reuse) the Verilator model of ``config``.
 
     Sources: the engine's Verilog (``build.write_rtl``), the testbench top
-    (``feeder.write_harness``) and a Verilator control file (:func:`control_file`). The
-    build directory is keyed by a hash of the config, those sources and ``BUILD_ARGS``;
-    a directory that already holds a finished build of the same key is reused.
+    (``feeder.write_harness``) and a Verilator control file (:func:`control_file`).
+    ``root`` (default :func:`default_build_root`) holds one entry per config,
+    ``<preset>_<config digest>/`` or ``engine_<config digest>/``, with the sources in ``rtl/`` and each build in
+    ``build_<key>/``, keyed by a hash of the config, those sources and ``BUILD_ARGS``;
+    a finished build of the same key is reused. The entry's lock (``dcsim.cache.locked``)
+    is held throughout, so concurrent calls for one config build it once.
+
+    log : optional ``f(message)``, told (once) when this call waits for another
+    process's build and when it starts a build (with the expected time).
     """
-    from cocotb_tools.runner import get_runner
     setup_environment()
+    say = log if log is not None else (lambda message: None)
     root = Path(root) if root is not None else default_build_root()
-    staging = root / f"rtl_{config.digest()}"
-    files = write_rtl(config, staging)
-    engine = next(f.stem for f in files if f.stem.endswith("_engine"))
-    pe = next(f.stem for f in files if f.stem.endswith("_pe"))
-    verilog = [f for f in files if f.suffix == ".v"] + [write_harness(config, engine, staging)]
-    toplevel = verilog[-1].stem
-    control = staging / f"{toplevel}.vlt"
-    _write_if_changed(control, control_file(toplevel, pe))
-    text = "".join(f.read_text() for f in [control, *verilog]) + " ".join(BUILD_ARGS)
-    key = hashlib.sha256((json.dumps(config.to_dict(), sort_keys=True) + text).encode()) \
-        .hexdigest()[:16]
-    build_dir = root / f"{toplevel}_{key}"
-    stamp = build_dir / "dcsim_build.json"
-    if stamp.exists() and (build_dir / toplevel).exists():
-        return EngineBuild(config, build_dir, toplevel, key)
-    runner = get_runner("verilator")
-    try:
-        runner.build(
-            sources=[str(f) for f in [control, *verilog]], hdl_toplevel=toplevel,
-            build_dir=str(build_dir), build_args=list(BUILD_ARGS), always=True,
-            log_file=str(root / f"{toplevel}_{key}.build.log"))
-    except (SystemExit, RuntimeError) as err:
-        raise ToolError(f"Verilator build of {toplevel} must succeed, not fail ({err}); "
-                        f"see {build_dir}") from None
-    stamp.write_text(json.dumps({"key": key, "config": config.to_dict()}))
+    tag = config_tag(config)          # a preset's name, or engine_<digest>
+    entry = root / (f"{tag}_{config.digest()}" if tag in PRESETS else tag)
+    with locked(entry / LOCK_NAME, on_wait=lambda: say(
+            f"waiting for another dcsim process to build the Verilator model of config "
+            f"{tag} ({entry})")):
+        staging = entry / "rtl"
+        files = write_rtl(config, staging)
+        engine = next(f.stem for f in files if f.stem.endswith("_engine"))
+        pe = next(f.stem for f in files if f.stem.endswith("_pe"))
+        verilog = [f for f in files if f.suffix == ".v"] + [write_harness(config, engine,
+                                                                          staging)]
+        toplevel = verilog[-1].stem
+        control = staging / f"{toplevel}.vlt"
+        _write_if_changed(control, control_file(toplevel, pe))
+        text = "".join(f.read_text() for f in [control, *verilog]) + " ".join(BUILD_ARGS)
+        key = hashlib.sha256((json.dumps(config.to_dict(), sort_keys=True) + text)
+                             .encode()).hexdigest()[:16]
+        build_dir = entry / f"build_{key}"
+        stamp = build_dir / STAMP_NAME
+        if stamp.exists() and (build_dir / toplevel).exists():
+            return EngineBuild(config, build_dir, toplevel, key)
+        say(f"building the Verilator model for config {tag} ({config.n_pe} PEs), once, "
+            f"~{_expected_seconds(root, config)} s; cached in {entry}")
+        started = time.perf_counter()
+        _verilate([control, *verilog], toplevel, build_dir, entry / f"build_{key}.log")
+        stamp.write_text(json.dumps({"key": key, "config": config.to_dict(),
+                                     "build_seconds": round(time.perf_counter() - started,
+                                                            1)}))
     return EngineBuild(config, build_dir, toplevel, key)

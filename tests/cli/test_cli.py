@@ -268,3 +268,180 @@ def test_config_file_written_by_rtl_is_read_back(compressed, tmp_path, capsys):
     file_pinned.write_text('{"code_bits": 4, "sparse_words": 8192, "act_depth": 1024}')
     rc, _, err = _run(capsys, ["sim", str(path), "--config", str(file_pinned)])
     assert rc == 2 and "needs 5 code bits but the engine has code_bits=4" in err[0]
+
+
+# --- output paths are checked before any work, and nothing is left behind ------------
+
+@pytest.mark.parametrize("option", ["--out", "--report", "--save-baseline"])
+def test_compress_output_paths_checked_before_training(option, tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    base = {"--out": str(tmp_path / "m.dcz")}
+    for target, why in ((tmp_path / "missing" / "x", "must be in an existing folder, not in "
+                         f"missing {str(tmp_path / 'missing')!r}; create the folder first"),
+                        (tmp_path / "folder", "must name a file, not a directory")):
+        paths = dict(base, **{option: str(target)})
+        argv = ["compress", "--model", "lenet300", "--mnist", str(tmp_path / "no-mnist")]
+        for name, value in paths.items():
+            argv += [name, value]
+        rc, out, err = _run(capsys, argv)
+        assert rc == 2 and out == ""
+        assert err == [f"dcsim compress: error: {target}: {option} {why}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["folder"]
+
+
+def test_rtl_and_vectors_out_naming_a_file_exit_2(compressed, tmp_path, capsys):
+    path, _ = compressed
+    regular = tmp_path / "regular"
+    regular.write_text("keep me")
+    for argv in (["rtl", "--out", str(regular)],
+                 ["vectors", str(path), "--layer", "ip1", "--out", str(regular)]):
+        rc, out, err = _run(capsys, argv)
+        assert rc == 2 and out == ""
+        assert err == [f"dcsim {argv[0]}: error: {regular}: --out must name a folder, "
+                       f"not a file"]
+    rc, _, err = _run(capsys, ["rtl", "--out", str(regular / "sub")])
+    assert rc == 2 and err == [f"dcsim rtl: error: {regular / 'sub'}: --out must be under a "
+                               f"folder, not under the file {str(regular)!r}"]
+    assert regular.read_text() == "keep me"
+
+
+def test_rtl_model_that_does_not_fit_writes_nothing(compressed, tmp_path, capsys):
+    path, _ = compressed
+    out = tmp_path / "rtl"
+    rc, _, err = _run(capsys, ["rtl", "--model", str(path), "--set", "sparse_words=64",
+                               "--out", str(out)])
+    assert rc == 2 and len(err) == 1
+    assert err[0].startswith(f"dcsim rtl: error: {path}: Model 'lenet300' needs ")
+    assert err[0].endswith("words on its busiest PE (PE 0) but the engine has 64: over by "
+                           + err[0].split("over by ")[1])
+    assert not out.exists()
+
+
+# --- reproducible files ---------------------------------------------------------------
+
+def test_same_command_and_seed_give_a_byte_identical_file(compressed, tmp_path, capsys):
+    path, _ = compressed
+    again = tmp_path / "again.dcz"
+    assert main(["compress", "--model", "lenet300", "--out", str(again), "--json"] + FAST) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert again.read_bytes() == path.read_bytes()
+    assert shown["total_seconds"] > 0                 # the run's time: in the JSON only
+    assert "seconds" not in json.dumps(container.read(again).meta)
+
+
+# --- small things a user notices ------------------------------------------------------
+
+def test_version_is_the_installed_distributions():
+    from importlib.metadata import version
+    proc = subprocess.run([sys.executable, "-m", "dcsim.cli", "--version"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"dcsim {version('dcsim')}"
+
+
+def test_unknown_option_prints_the_commands_usage():
+    proc = subprocess.run([sys.executable, "-m", "dcsim.cli", "inspect", "m.dcz", "--bogus"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == ["usage: dcsim inspect [-h] [--json] M.dcz",
+                                        "dcsim inspect: error: unrecognized arguments: --bogus"]
+
+
+def test_ctrl_c_prints_interrupted_and_exits_130(tmp_path):
+    import signal
+    import time
+    out = tmp_path / "m.dcz"
+    proc = subprocess.Popen([sys.executable, "-m", "dcsim.cli", "compress", "--model",
+                             "lenet300", "--out", str(out), "--baseline-epochs", "50"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stderr.readline()       # training has started: dcsim's handler is live
+        assert first.startswith("baseline:"), first
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 130
+    assert err.strip().splitlines()[-1] == "dcsim compress: interrupted"
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_inspect_a_directory_says_so(tmp_path, capsys):
+    rc, _, err = _run(capsys, ["inspect", str(tmp_path)])
+    assert rc == 2 and err == [f"dcsim inspect: error: {tmp_path}: is a directory, not a file"]
+
+
+@pytest.mark.parametrize("argv, why", [
+    (["--n-pe", "0"], "--n-pe 0 --idx-bits 4: n_pe must be in 1..256, not 0"),
+    (["--n-pe", "1000"], "--n-pe 1000 --idx-bits 4: n_pe must be in 1..256, not 1000"),
+    (["--idx-bits", "9"], "--n-pe 4 --idx-bits 9: idx_bits must be in 1..8, not 9"),
+])
+def test_vectors_engine_options_validated(compressed, argv, why, tmp_path, capsys):
+    path, _ = compressed
+    rc, _, err = _run(capsys, ["vectors", str(path), "--layer", "ip1", "--out",
+                               str(tmp_path / "v")] + argv)
+    assert rc == 2 and err == [f"dcsim vectors: error: {why}"]
+    assert not (tmp_path / "v").exists()
+
+
+def test_vector_files_are_readable_by_others(compressed, tmp_path, capsys):
+    import os
+    path, _ = compressed
+    umask = os.umask(0o022)
+    try:
+        assert main(["vectors", str(path), "--layer", "ip3", "--out", str(tmp_path),
+                     "--images", "1", "--json"]) == 0
+    finally:
+        os.umask(umask)
+    written = Path(json.loads(capsys.readouterr().out)["path"])
+    assert written.stat().st_mode & 0o777 == 0o644
+
+
+def test_vectors_of_a_conv_layer_say_what_and_for_whom(tmp_path, capsys):
+    from dcsim.compress.layer import CompressedLayer, CompressedModel
+    rng = np.random.default_rng(3)
+    conv = CompressedLayer(name="conv1", kind="conv", shape=(4, 1, 5, 5),
+                           codes=rng.integers(0, 16, (4, 25)), code_bits=4, index_bits=4,
+                           codebook=np.r_[0.0, rng.normal(0, 0.3, 15)].astype(np.float32),
+                           bias=np.zeros(4, np.float32), relu=True, pool=2)
+    fc = CompressedLayer(name="ip1", kind="fc", shape=(10, 576),
+                         codes=rng.integers(0, 16, (10, 576)) * (rng.random((10, 576)) < 0.1),
+                         codebook=np.r_[0.0, rng.normal(0, 0.3, 15)].astype(np.float32),
+                         bias=np.zeros(10, np.float32), code_bits=4, index_bits=4)
+    model_path = tmp_path / "conv.dcz"
+    container.write(CompressedModel(arch="lenet5", input_shape=(1, 28, 28),
+                                    layers=[conv, fc]), model_path)
+    rc, out, err = _run(capsys, ["vectors", str(model_path), "--layer", "conv1", "--out",
+                                 str(tmp_path / "v"), "--images", "2"])
+    assert rc == 0 and err == []
+    assert out.splitlines() == [
+        f"wrote {tmp_path / 'v' / 'conv1.npz'}: layer conv1, 4 x 25 weights interleaved "
+        f"over 4 PEs (4-bit relative indices), 2 inputs and their expected outputs",
+        "  conv1 is a conv layer: its filters are one 4 x 25 matrix and the inputs are "
+        "im2col patch vectors of MNIST test images 0..1, for an outside testbench of a "
+        "matrix-vector engine; dcsim's engine (sim, estimate) runs fc layers only"]
+    assert np.load(tmp_path / "v" / "conv1.npz")["x_q"].shape == (2, 25)
+
+
+def test_estimate_text_says_all_images_and_per_inference(compressed, capsys):
+    path, _ = compressed
+    rc, out, _ = _run(capsys, ["estimate", str(path), "--images", "4"])
+    rc_json, shown, _ = _run(capsys, ["estimate", str(path), "--images", "4", "--json"])
+    shown = json.loads(shown)
+    assert rc == rc_json == 0
+    lines = out.splitlines()
+    assert lines[1].startswith(f"  cycles per layer, all 4 images: {shown['cycles_per_layer']}, "
+                               f"total {shown['cycles_total']} (")
+    assert lines[2] == (f"  per inference (mean of 4): {shown['cycles_total'] / 4:.1f} cycles "
+                        f"({shown['time_us_per_image']:.2f} us)")
+    assert "  energy per inference (mean of 4):" in lines
+
+
+def test_tables_cite_the_papers(compressed, capsys):
+    path, _ = compressed
+    rc, out, _ = _run(capsys, ["inspect", str(path)])
+    assert rc == 0
+    assert ("source: Han, Mao, Dally, Deep Compression, ICLR 2016 (arXiv:1510.00149), "
+            "Table 2 (LeNet-300-100) and Table 3 (LeNet-5))") in out
+    assert "ANCHORS" not in out
