@@ -445,3 +445,42 @@ def test_tables_cite_the_papers(compressed, capsys):
     assert ("source: Han, Mao, Dally, Deep Compression, ICLR 2016 (arXiv:1510.00149), "
             "Table 2 (LeNet-300-100) and Table 3 (LeNet-5))") in out
     assert "ANCHORS" not in out
+
+
+# --- first runs say what they do; times named plainly ---------------------------------
+
+def test_sim_reports_progress_in_plain_lines_and_its_times(compressed, capsys):
+    path, _ = compressed
+    rc, out, err = _run(capsys, ["sim", str(path), "--images", "4", "--json"])
+    assert rc == 0
+    shown = json.loads(out)
+    assert all(shown[k] > 0 for k in ("build_seconds", "sim_seconds", "total_seconds"))
+    assert shown["total_seconds"] >= shown["build_seconds"] + shown["sim_seconds"]
+    progress = [line for line in err if line.startswith("images on the RTL: ")]
+    assert progress[0] in ("images on the RTL: 0/4 images", "images on the RTL: 1/4 images")
+    assert progress[-1].startswith("images on the RTL: 4/4 images in ")
+    assert not any("\r" in line for line in err)
+
+
+def test_first_eval_says_numba_compiles_once(compressed, monkeypatch, tmp_path, capsys):
+    path, _ = compressed
+    monkeypatch.setenv("DCSIM_CACHE", str(tmp_path / "fresh"))
+    rc, _, err = _run(capsys, ["eval", str(path), "--images", "20", "--json"])
+    assert rc == 0
+    assert err == ["dcsim eval: compiling the numba kernels, once (~15 s; cached afterwards)"]
+    rc, out, err = _run(capsys, ["eval", str(path), "--images", "20", "--json"])
+    assert rc == 0 and err == [] and json.loads(out)["total_seconds"] > 0
+
+
+def test_cache_info_and_clear(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("DCSIM_CACHE", str(tmp_path / "c"))
+    (tmp_path / "c" / "verilator" / "small_x").mkdir(parents=True)
+    (tmp_path / "c" / "verilator" / "small_x" / "blob").write_bytes(b"y" * 2000)
+    rc, out, _ = _run(capsys, ["cache", "info", "--json"])
+    assert rc == 0
+    assert json.loads(out) == {"path": str(tmp_path / "c"), "bytes": 2000, "entries": [
+        {"kind": "verilator", "name": "small_x", "bytes": 2000,
+         "path": str(tmp_path / "c" / "verilator" / "small_x")}]}
+    rc, out, _ = _run(capsys, ["cache", "clear"])
+    assert rc == 0 and out.strip() == f"{tmp_path / 'c'}: removed 1 entries, 0.0 MB freed"
+    assert json.loads(_run(capsys, ["cache", "info", "--json"])[1])["entries"] == []
