@@ -387,8 +387,7 @@ def cmd_sim(args) -> int:
     from dcsim.hw.sim import simulate
 
     model = container.read(_existing_file(args.file))
-    config = _engine_config(args, model)
-    _check_fit(args.file, model, config)
+    config = _engine_config(args, model)     # simulate() refuses a misfit before building
     x, y = _mnist_test(args, args.images)
     bar, done = [], [0]
 
