@@ -136,13 +136,11 @@ def _write_json_atomic(path: Path, obj: dict) -> None:
             tmp.unlink()
 
 
-#: CompressionConfig fields set from the command line, with each option's value type.
-COMPRESS_OPTIONS = {
-    "baseline_epochs": int, "prune_steps": int, "retrain_epochs": int,
-    "retrain_lr_scale": float, "code_bits_fc": int, "code_bits_conv": int,
-    "index_bits_fc": int, "index_bits_conv": int, "init": str, "finetune_epochs": int,
-    "finetune_lr_scale": float,
-}
+#: CompressionConfig fields set by the compress options of the same names (besides
+#: --model, --seed and --density).
+COMPRESS_OPTIONS = ("baseline_epochs", "prune_steps", "retrain_epochs", "retrain_lr_scale",
+                    "code_bits_fc", "code_bits_conv", "index_bits_fc", "index_bits_conv",
+                    "init", "finetune_epochs", "finetune_lr_scale")
 
 
 def _compression_config(args):
