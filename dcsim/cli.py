@@ -127,13 +127,9 @@ def _assignments(items, option: str) -> dict:
 
 
 def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    from dcsim.files import write_bytes_atomic
+
+    write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 #: CompressionConfig fields set by the compress options of the same names (besides
@@ -202,7 +198,7 @@ def _compress(args) -> tuple:
 
 
 def cmd_compress(args) -> int:
-    from dcsim.compress import report
+    from dcsim import report
 
     _, out = _compress(args)
     summary = report.summary(out)
@@ -215,7 +211,7 @@ def cmd_compress(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from dcsim.compress import report
+    from dcsim import report
 
     args.model, args.weights = "lenet300", None
     _, out = _compress(args)
@@ -230,21 +226,31 @@ def cmd_demo(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from dcsim.compress import report
+    from dcsim import report
 
     summary = report.summary(_existing_file(args.file))
     _emit(args, summary, report.format_table(summary, paper=summary.get("arch")))
     return EXIT_OK
 
 
-def _mnist_test(args, n: int):
-    """The first ``n`` MNIST test images (float32 (n, 784)) and labels."""
+def _mnist_test(args, n: int, model=None):
+    """The first ``n`` MNIST test images and their labels: float32 (n, 784), or
+    (n, *model.input_shape) for a ``model``, which must take 784 inputs."""
+    import numpy as np
+
     from dcsim.nn.datasets import load_mnist
 
+    if model is not None and int(np.prod(model.input_shape)) != 28 * 28:
+        raise DcsimError(
+            f"the model's input must be an MNIST image of 784 values (28 x 28), not shape "
+            f"{model.input_shape}; this command feeds it MNIST test images")
     data = load_mnist(args.mnist)
     if not 1 <= n <= len(data.test_x):
         raise DcsimError(f"--images must be in 1..{len(data.test_x)}, not {n}")
-    return data.test_x[:n], data.test_y[:n]
+    x = data.test_x[:n]
+    if model is not None:
+        x = x.reshape((n,) + model.input_shape)
+    return x, data.test_y[:n]
 
 
 def _fixed_format(args):
@@ -258,10 +264,9 @@ def cmd_eval(args) -> int:
     from dcsim.kernels import evaluate
 
     model = container.read(_existing_file(args.file))
-    x, y = _mnist_test(args, args.images)
+    x, y = _mnist_test(args, args.images, model)
     with _numba_first_use(args):
-        result = evaluate(model, x.reshape((len(x),) + model.input_shape), y,
-                          _fixed_format(args))
+        result = evaluate(model, x, y, _fixed_format(args))
     result["total_seconds"] = _total_seconds(args)
     text = (f"{args.file}: {result['images']} MNIST test images\n"
             f"  dense (decoded weights, float) error {result['dense_error']:.2f}%\n"
@@ -283,11 +288,11 @@ def cmd_vectors(args) -> int:
         raise UsageError(f"--n-pe {args.n_pe} --idx-bits {args.idx_bits}: {err}") from None
     model = container.read(_existing_file(args.file))
     layer = model.layer(args.layer)
-    x, _ = _mnist_test(args, args.images)
+    x, _ = _mnist_test(args, args.images, model)
     with _numba_first_use(args):
         path = write_vectors(model, args.layer, out, n_inputs=args.images,
                              fmt=_fixed_format(args), n_pe=args.n_pe, idx_bits=args.idx_bits,
-                             images=x.reshape((len(x),) + model.input_shape))
+                             images=x)
     result = {"path": str(path), "layer": args.layer, "kind": layer.kind,
               "inputs": args.images, "n_pe": args.n_pe, "idx_bits": args.idx_bits}
     text = (f"wrote {path}: layer {layer.name}, {layer.rows} x {layer.cols} weights "
@@ -386,7 +391,7 @@ def cmd_sim(args) -> int:
 
     model = container.read(_existing_file(args.file))
     config = _engine_config(args, model)     # simulate() refuses a misfit before building
-    x, y = _mnist_test(args, args.images)
+    x, y = _mnist_test(args, args.images, model)
     bar, done = [], [0]
 
     def on_image(n):
@@ -399,7 +404,7 @@ def cmd_sim(args) -> int:
 
     try:
         with _numba_first_use(args):
-            result = simulate(model, x, config, log=_say(args), on_image=on_image)
+            result = simulate(model, x.reshape(len(x), -1), config, log=_say(args), on_image=on_image)
     finally:
         for b in bar:
             b.close()
@@ -427,10 +432,10 @@ def cmd_estimate(args) -> int:
 
     model = container.read(_existing_file(args.file))
     config = _engine_config(args, model)
-    x, _ = _mnist_test(args, args.images)
+    x, _ = _mnist_test(args, args.images, model)
     tech = load_tech(_existing_file(args.tech)) if args.tech else None
     with _numba_first_use(args):
-        result = estimate(model, x, config, tech=tech, clock_mhz=args.clock_mhz)
+        result = estimate(model, x.reshape(len(x), -1), config, tech=tech, clock_mhz=args.clock_mhz)
     result["total_seconds"] = _total_seconds(args)
     energy, n = result["energy_pj"], result["images"]
     lines = [f"{args.file}: {n} MNIST test images, {result['n_pe']} PEs at "

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from dcsim.cache import LOCK_NAME, cache_root, locked
 from dcsim.errors import ToolError
+from dcsim.files import write_text_if_changed
 from dcsim.hw.build import config_tag, write_rtl
 from dcsim.hw.config import PRESETS, EngineConfig
 from dcsim.hw.feeder import write_harness
@@ -41,11 +42,6 @@ def control_file(toplevel: str, pe_module: str) -> str:
     return (f"`verilator_config\n"
             f"public_flat_rw -module \"{toplevel}\" -var \"*\"\n"
             f"public_flat_rd -module \"{pe_module}\" -var \"dbg_*\"\n")
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
 
 
 def verilator_root() -> Path:
@@ -147,9 +143,9 @@ def build_engine(config: EngineConfig, root: Path | None = None, log=None) -> En
     Sources: the engine's Verilog (``build.write_rtl``), the testbench top
     (``feeder.write_harness``) and a Verilator control file (:func:`control_file`).
     ``root`` (default :func:`default_build_root`) holds one entry per config,
-    ``<preset>_<config digest>/`` or ``engine_<config digest>/``, with the sources in ``rtl/`` and each build in
-    ``build_<key>/``, keyed by a hash of the config, those sources and ``BUILD_ARGS``;
-    a finished build of the same key is reused. The entry's lock (``dcsim.cache.locked``)
+    ``<preset>_<config digest>/`` or ``engine_<config digest>/``, with the sources in
+    ``rtl/`` and each build in ``build_<key>/``, keyed by a hash of the config, those
+    sources and ``BUILD_ARGS``; a finished build of the same key is reused. The entry's lock (``dcsim.cache.locked``)
     is held throughout, so concurrent calls for one config build it once.
 
     log : optional ``f(message)``, told (once) when this call waits for another
@@ -171,7 +167,7 @@ def build_engine(config: EngineConfig, root: Path | None = None, log=None) -> En
                                                                           staging)]
         toplevel = verilog[-1].stem
         control = staging / f"{toplevel}.vlt"
-        _write_if_changed(control, control_file(toplevel, pe))
+        write_text_if_changed(control, control_file(toplevel, pe))
         text = "".join(f.read_text() for f in [control, *verilog]) + " ".join(BUILD_ARGS)
         key = hashlib.sha256((json.dumps(config.to_dict(), sort_keys=True) + text)
                              .encode()).hexdigest()[:16]
