@@ -1,5 +1,7 @@
 """Verilator builds: where they go, and two concurrent builds of one config build once."""
 
+import json
+import os
 import threading
 
 from dcsim.hw import verilator
@@ -40,9 +42,22 @@ def test_concurrent_builds_of_one_config_build_once(monkeypatch, tmp_path):
     entry = tmp_path / tag
     assert builds[0].build_dir == entry / f"build_{builds[0].key}"
     assert sorted(messages) == [
-        f"building the Verilator model for config {tag} (1 PEs), once, ~60 s; cached in "
+        f"building the Verilator model for config {tag} (1 PEs), once, ~20 s; cached in "
         f"{entry}",
         f"waiting for another dcsim process to build the Verilator model of config {tag} "
         f"({entry})"]
     assert verilator.build_engine(config, tmp_path, log=messages.append) == builds[0]
     assert len(calls) == 1 and len(messages) == 2
+
+
+def test_build_time_guess_scales_the_nearest_recorded_build(tmp_path):
+    config = EngineConfig.preset("eie64")
+    assert verilator._expected_seconds(tmp_path, config) == round(60 * 16 ** 0.8)
+    for when, (name, n_pe, seconds) in enumerate((("a", 4, 100.0), ("b", 8, 150.0),
+                                                  ("c", 4, 90.0))):
+        stamp = tmp_path / name / "build_k" / verilator.STAMP_NAME
+        stamp.parent.mkdir(parents=True)
+        stamp.write_text(json.dumps({"config": {"n_pe": n_pe}, "build_seconds": seconds}))
+        os.utime(stamp, (1000 + when, 1000 + when))
+    assert verilator._expected_seconds(tmp_path, EngineConfig.preset("small")) == 90  # the last
+    assert verilator._expected_seconds(tmp_path, config) == round(150 * 8 ** 0.8)
