@@ -1,4 +1,4 @@
-"""The ``dcsim`` command: demo, compress, inspect, eval, vectors, rtl, sim, estimate.
+"""The ``dcsim`` command: demo, compress, inspect, eval, vectors, rtl, sim, estimate, cache.
 
 Contract (DESIGN.md): commands that print figures take ``--json`` and then print one
 JSON object on stdout; logs and progress bars go to stderr. Exit status 0 on success,
@@ -8,15 +8,21 @@ JSON object on stdout; logs and progress bars go to stderr. Exit status 0 on suc
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
-from dcsim.errors import DcsimError
+from dcsim import __version__
+from dcsim.errors import ConfigError, DcsimError, UsageError
+from dcsim.progress import progress_bar
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130     # 128 + SIGINT, what shells report for Ctrl-C
 
 
 def _emit(args, result: dict, text: str) -> None:
@@ -26,11 +32,98 @@ def _emit(args, result: dict, text: str) -> None:
         print(text)
 
 
+def _say(args):
+    """A logger for one-line notes on stderr, prefixed with the command."""
+    return lambda message: print(f"dcsim {args.command}: {message}", file=sys.stderr,
+                                 flush=True)
+
+
+#: Modules whose numba kernels are compiled on first use (``cache=True``).
+NUMBA_MODULES = ("dcsim.kernels.spmv", "dcsim.kernels.run", "dcsim.perf.cycles",
+                 "dcsim.compress.sparse", "dcsim.compress.huffman", "dcsim.nn.layers")
+
+
+@contextlib.contextmanager
+def _numba_first_use(args):
+    """Say so when numba compiles the kernels (first run after an install or an edit:
+    ~15 s, then cached); numba's own cache is keyed like this marker, by its version and
+    each module file's time stamp and size."""
+    import importlib.util
+
+    import numba
+
+    from dcsim import cache
+
+    stamps = [numba.__version__]
+    for name in NUMBA_MODULES:
+        st = os.stat(importlib.util.find_spec(name).origin)
+        stamps.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
+    key = hashlib.sha256("\n".join(stamps).encode()).hexdigest()[:16]
+    if not cache.done_once("numba", key):
+        _say(args)("compiling the numba kernels, once (~15 s; cached afterwards)")
+    yield
+    cache.mark_done("numba", key)
+
+
+def _total_seconds(args) -> float:
+    """Wall time of the whole command so far (JSON key ``total_seconds``)."""
+    return round(time.perf_counter() - args.started, 3)
+
+
 def _existing_file(path: str) -> Path:
     p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{path}: is a directory, not a file")
     if not p.is_file():
-        raise DcsimError(f"{path}: no such file")
+        raise UsageError(f"{path}: no such file")
     return p
+
+
+def _output_file(path: str | None, option: str) -> Path | None:
+    """Check, before any work, that a file can be written at ``path`` (None passes)."""
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        raise UsageError(f"{path}: {option} must name a file, not a directory")
+    folder = p.parent
+    if not folder.is_dir():
+        raise UsageError(f"{path}: {option} must be in an existing folder, not in "
+                         f"{'the file' if folder.exists() else 'missing'} {str(folder)!r}; "
+                         f"create the folder first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{path}: {option} must be in a writable folder, not in "
+                         f"read-only {str(folder)!r}")
+    return p
+
+
+def _output_dir(path: str, option: str) -> Path:
+    """Check, before any work, that ``path`` is or can become a folder (created later,
+    by the writer, with its missing parents)."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{path}: {option} must name a folder, not a file")
+    existing = p
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{path}: {option} must be under a folder, not under the file "
+                         f"{str(existing)!r}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"{path}: {option} must be in a writable folder, not in "
+                         f"read-only {str(existing)!r}")
+    return p
+
+
+def _assignments(items, option: str) -> dict:
+    """``["NAME=VALUE", ...]`` -> ``{"NAME": "VALUE"}``; UsageError naming a bad item."""
+    out = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name or not value:
+            raise UsageError(f"{option} must be NAME=VALUE, not {item!r}")
+        out[name] = value
+    return out
 
 
 def _write_json_atomic(path: Path, obj: dict) -> None:
@@ -39,31 +132,60 @@ def _write_json_atomic(path: Path, obj: dict) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
+#: CompressionConfig fields set by the compress options of the same names (besides
+#: --model, --seed and --density).
+COMPRESS_OPTIONS = ("baseline_epochs", "prune_steps", "retrain_epochs", "retrain_lr_scale",
+                    "code_bits_fc", "code_bits_conv", "index_bits_fc", "index_bits_conv",
+                    "init", "finetune_epochs", "finetune_lr_scale")
+
+
+def _compression_config(args):
+    """CompressionConfig from ``--model``, ``--seed``, ``--density NAME=F`` and the
+    options of COMPRESS_OPTIONS; UsageError with the field's own message."""
+    from dcsim.compress.pipeline import CompressionConfig
+
+    overrides = {name: getattr(args, name) for name in COMPRESS_OPTIONS
+                 if getattr(args, name, None) is not None}
+    density = {}
+    for name, value in _assignments(getattr(args, "density", None), "--density").items():
+        try:
+            density[name] = float(value)
+        except ValueError:
+            raise UsageError(f"--density {name}= must be a fraction in (0, 1], "
+                             f"not {value!r}") from None
+    try:
+        return CompressionConfig(arch=args.model, seed=args.seed, density=density or None,
+                                 **overrides)
+    except ConfigError as err:
+        raise UsageError(f"compression options: {err}") from None
+
+
 def _compress(args) -> tuple:
-    """Run the pipeline; returns (CompressedModel, path written)."""
+    """Run the pipeline; returns (CompressedModel, path written).
+
+    Every output path and option is checked before training starts."""
     from dcsim import container
-    from dcsim.compress.pipeline import CompressionConfig, DeepCompression
+    from dcsim.compress.pipeline import DeepCompression
     from dcsim.nn import models
     from dcsim.nn.datasets import load_mnist
 
-    overrides = {name: getattr(args, name) for name in
-                 ("baseline_epochs", "prune_steps", "retrain_epochs", "finetune_epochs")
-                 if getattr(args, name, None) is not None}
-    config = CompressionConfig(arch=args.model, seed=args.seed, **overrides)
-    data = load_mnist(args.mnist)
-    if args.train_images is not None:
-        if not 1 <= args.train_images <= len(data.train_x):
-            raise DcsimError(
-                f"--train-images must be in 1..{len(data.train_x)}, not {args.train_images}")
-        data = dataclasses.replace(data, train_x=data.train_x[:args.train_images],
-                                   train_y=data.train_y[:args.train_images])
+    out = _output_file(args.out, "--out")
+    _output_file(getattr(args, "report", None), "--report")
+    save_to = _output_file(getattr(args, "save_baseline", None), "--save-baseline")
+    config = _compression_config(args)
     if args.weights:
         model = models.load(_existing_file(args.weights))
         if model.arch != args.model:
-            raise DcsimError(f"{args.weights}: holds a {model.arch} model, not {args.model}")
+            raise UsageError(f"{args.weights}: holds a {model.arch} model, not {args.model}")
     else:
         model = models.build(args.model, seed=args.seed)
-    save_to = getattr(args, "save_baseline", None)
+    data = load_mnist(args.mnist)
+    if args.train_images is not None:
+        if not 1 <= args.train_images <= len(data.train_x):
+            raise UsageError(
+                f"--train-images must be in 1..{len(data.train_x)}, not {args.train_images}")
+        data = dataclasses.replace(data, train_x=data.train_x[:args.train_images],
+                                   train_y=data.train_y[:args.train_images])
 
     def save_baseline(stage, live_model):
         if stage == "baseline" and save_to:
@@ -71,7 +193,6 @@ def _compress(args) -> tuple:
 
     compressed = DeepCompression(config, progress=not args.quiet, on_stage=save_baseline).run(
         model, data, train_baseline=not args.weights)
-    out = Path(args.out)
     container.write(compressed, out)
     return compressed, out
 
@@ -81,6 +202,8 @@ def cmd_compress(args) -> int:
 
     _, out = _compress(args)
     summary = report.summary(out)
+    # The run's time goes into the report and the JSON, never into the .dcz.
+    summary["total_seconds"] = _total_seconds(args)
     if args.report:
         _write_json_atomic(Path(args.report), summary)
     _emit(args, summary, report.format_table(summary, paper=args.model))
@@ -93,9 +216,12 @@ def cmd_demo(args) -> int:
     args.model, args.weights = "lenet300", None
     _, out = _compress(args)
     summary = report.summary(out)
+    summary["total_seconds"] = _total_seconds(args)
     _emit(args, summary, report.format_table(summary, paper="lenet300")
           + f"\n\nwrote {out} ({summary['file_bytes']} bytes, {summary['ratio']:.1f}x smaller "
-            f"than the {summary['dense_bytes']} bytes of float32 weights and biases)")
+            f"than the {summary['dense_bytes']} bytes of float32 weights and biases)"
+          + (f" and {args.save_baseline} (the trained dense model, for --weights)"
+             if args.save_baseline else ""))
     return EXIT_OK
 
 
@@ -139,7 +265,9 @@ def cmd_eval(args) -> int:
 
     model = container.read(_existing_file(args.file))
     x, y = _mnist_test(args, args.images, model)
-    result = evaluate(model, x, y, _fixed_format(args))
+    with _numba_first_use(args):
+        result = evaluate(model, x, y, _fixed_format(args))
+    result["total_seconds"] = _total_seconds(args)
     text = (f"{args.file}: {result['images']} MNIST test images\n"
             f"  dense (decoded weights, float) error {result['dense_error']:.2f}%\n"
             f"  sparse float kernel error          {result['float_error']:.2f}%\n"
@@ -150,34 +278,108 @@ def cmd_eval(args) -> int:
 
 def cmd_vectors(args) -> int:
     from dcsim import container
+    from dcsim.hw.config import EngineConfig
     from dcsim.kernels import write_vectors
 
+    out = _output_dir(args.out, "--out")
+    try:
+        EngineConfig(n_pe=args.n_pe, idx_bits=args.idx_bits)   # the engine's own ranges
+    except ConfigError as err:
+        raise UsageError(f"--n-pe {args.n_pe} --idx-bits {args.idx_bits}: {err}") from None
     model = container.read(_existing_file(args.file))
-    model.layer(args.layer)
+    layer = model.layer(args.layer)
     x, _ = _mnist_test(args, args.images, model)
-    path = write_vectors(model, args.layer, Path(args.out), n_inputs=args.images,
-                         fmt=_fixed_format(args), n_pe=args.n_pe, idx_bits=args.idx_bits,
-                         images=x)
-    _emit(args, {"path": str(path), "layer": args.layer, "inputs": args.images},
-          f"wrote {path}")
+    with _numba_first_use(args):
+        path = write_vectors(model, args.layer, out, n_inputs=args.images,
+                             fmt=_fixed_format(args), n_pe=args.n_pe, idx_bits=args.idx_bits,
+                             images=x)
+    result = {"path": str(path), "layer": args.layer, "kind": layer.kind,
+              "inputs": args.images, "n_pe": args.n_pe, "idx_bits": args.idx_bits}
+    text = (f"wrote {path}: layer {layer.name}, {layer.rows} x {layer.cols} weights "
+            f"interleaved over {args.n_pe} PEs ({args.idx_bits}-bit relative indices), "
+            f"{args.images} inputs and their expected outputs")
+    if layer.kind == "conv":
+        text += (f"\n  {layer.name} is a conv layer: its filters are one {layer.rows} x "
+                 f"{layer.cols} matrix and the inputs are im2col patch vectors of "
+                 f"MNIST test images 0..{args.images - 1}, for an outside testbench of a "
+                 f"matrix-vector engine; dcsim's engine (sim, estimate) runs fc layers only")
+    _emit(args, result, text)
     return EXIT_OK
 
 
-def _engine_config(args):
-    from dcsim.hw.config import EngineConfig
+def _engine_config(args, model=None):
+    """EngineConfig from ``--config small|eie64|FILE.json``, ``--n-pe``, ``--frac-bits``
+    and ``--set FIELD=VALUE`` (applied in that order), validated with the fields' own
+    messages. With ``model``, an unpinned ``code_bits`` follows the model
+    (``hw.image.code_width_for``): pinned means set by ``--set`` or by FILE.json."""
+    from dcsim.hw.config import PRESETS, EngineConfig
 
-    overrides = {"frac_bits": args.frac_bits}
-    if getattr(args, "n_pe", None) is not None:
-        overrides["n_pe"] = args.n_pe
-    return EngineConfig.preset(args.config, **overrides)
+    fields = {f.name for f in dataclasses.fields(EngineConfig)}
+    if args.config in PRESETS:
+        base, source, pinned = dataclasses.asdict(PRESETS[args.config]), "--config", set()
+    else:
+        path = _existing_file(args.config)
+        try:
+            base = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise UsageError(f"{path}: must be a JSON object of EngineConfig fields, not "
+                             f"unreadable JSON ({err})") from None
+        if not isinstance(base, dict):
+            raise UsageError(f"{path}: must be a JSON object of EngineConfig fields, not "
+                             f"a {type(base).__name__}")
+        unknown = sorted(set(base) - fields)
+        if unknown:
+            raise UsageError(f"{path}: fields must be EngineConfig's {sorted(fields)}, "
+                             f"not {unknown}")
+        source, pinned = str(path), set(base)
+    overrides = {name: getattr(args, name) for name in ("n_pe", "frac_bits")
+                 if getattr(args, name, None) is not None}
+    for name, value in _assignments(getattr(args, "set", None), "--set").items():
+        if name not in fields:
+            raise UsageError(f"--set FIELD must be one of {sorted(fields)}, not {name!r}")
+        try:
+            overrides[name] = int(value)
+        except ValueError:
+            raise UsageError(f"--set {name} must be an integer, not {value!r}") from None
+        pinned.add(name)
+    try:
+        config = EngineConfig(**dict(base, **overrides))
+    except ConfigError as err:
+        field = str(err).split(" ", 1)[0]
+        where = f"--set {field}={overrides[field]}" if field in overrides else source
+        raise UsageError(f"{where}: {err}") from None
+    if model is not None and "code_bits" not in pinned:
+        from dcsim.hw.image import code_width_for
+        wide = code_width_for(model, config)
+        if wide != config:
+            print(f"dcsim {args.command}: note: engine code_bits {config.code_bits} -> "
+                  f"{wide.code_bits} to hold the model's {wide.code_bits}-bit codebooks "
+                  f"(pin it with --set code_bits=N, or compress with --code-bits-fc "
+                  f"{config.code_bits})", file=sys.stderr)
+            config = wide
+    return config
+
+
+def _check_fit(model_path, model, config) -> None:
+    """UsageError naming ``model_path`` if ``model`` does not fit ``config`` (the RTL's
+    own check, ``hw.image.fit_error``)."""
+    from dcsim.hw.image import fit_error
+
+    reason = fit_error(model, config)
+    if reason is not None:
+        raise UsageError(f"{model_path}: {reason}")
 
 
 def cmd_rtl(args) -> int:
     from dcsim import container
     from dcsim.hw.build import write_rtl
 
+    out = _output_dir(args.out, "--out")
     model = container.read(_existing_file(args.model)) if args.model else None
-    paths = write_rtl(_engine_config(args), Path(args.out), model=model)
+    config = _engine_config(args, model)
+    if model is not None:
+        _check_fit(args.model, model, config)
+    paths = write_rtl(config, out, model=model)
     _emit(args, {"files": [str(p) for p in paths]},
           "\n".join(f"wrote {p}" for p in paths))
     return EXIT_OK
@@ -188,19 +390,37 @@ def cmd_sim(args) -> int:
     from dcsim.hw.sim import simulate
 
     model = container.read(_existing_file(args.file))
+    config = _engine_config(args, model)     # simulate() refuses a misfit before building
     x, y = _mnist_test(args, args.images, model)
-    result = simulate(model, x.reshape(len(x), -1), _engine_config(args))
+    bar, done = [], [0]
+
+    def on_image(n):
+        # made at the first finished image, after any build message
+        if not bar:
+            bar.append(progress_bar(args.images, "images on the RTL", unit="image",
+                                    enabled=args.images > 1))
+        bar[0].update(n - done[0])
+        done[0] = n
+
+    try:
+        with _numba_first_use(args):
+            result = simulate(model, x.reshape(len(x), -1), config, log=_say(args), on_image=on_image)
+    finally:
+        for b in bar:
+            b.close()
     result.pop("outputs")
     result["errors"] = int(sum(int(a != b) for a, b in zip(result["labels"], y)))
+    result["total_seconds"] = _total_seconds(args)
     lines = [f"{args.file}: {result['images']} MNIST test images on the RTL engine "
              f"({result['n_pe']} PEs, Verilator)",
              f"  every output integer equals the fixed kernel's: "
              f"{'yes' if result['outputs_match'] else 'NO: ' + result['first_mismatch']}",
              f"  labels: {result['labels'][:20]}{' ...' if result['images'] > 20 else ''} "
              f"({result['errors']} wrong)",
-             f"  cycles per layer (summed over images): {result['cycles_per_layer']}, "
-             f"total {result['cycles_total']}",
-             f"  simulated in {result['sim_seconds']:.1f} s"]
+             f"  cycles per layer, all {result['images']} images: "
+             f"{result['cycles_per_layer']}, total {result['cycles_total']}",
+             f"  built in {result['build_seconds']:.1f} s, simulated in "
+             f"{result['sim_seconds']:.1f} s, {result['total_seconds']:.1f} s in all"]
     _emit(args, result, "\n".join(lines))
     return EXIT_OK if result["outputs_match"] else EXIT_FAIL
 
@@ -211,33 +431,64 @@ def cmd_estimate(args) -> int:
     from dcsim.perf.tech import load_tech
 
     model = container.read(_existing_file(args.file))
+    config = _engine_config(args, model)
     x, _ = _mnist_test(args, args.images, model)
     tech = load_tech(_existing_file(args.tech)) if args.tech else None
-    result = estimate(model, x.reshape(len(x), -1), _engine_config(args), tech=tech,
-                      clock_mhz=args.clock_mhz)
-    energy = result["energy_pj"]
-    lines = [f"{args.file}: {result['images']} MNIST test images, {result['n_pe']} PEs at "
+    with _numba_first_use(args):
+        result = estimate(model, x.reshape(len(x), -1), config, tech=tech, clock_mhz=args.clock_mhz)
+    result["total_seconds"] = _total_seconds(args)
+    energy, n = result["energy_pj"], result["images"]
+    lines = [f"{args.file}: {n} MNIST test images, {result['n_pe']} PEs at "
              f"{result['clock_mhz']:g} MHz (cycle model)",
-             f"  cycles per layer (summed over images): {result['cycles_per_layer']}, "
+             f"  cycles per layer, all {n} images: {result['cycles_per_layer']}, "
              f"total {result['cycles_total']} ({result['time_us']:.2f} us)",
+             f"  per inference (mean of {n}): {result['cycles_total'] / n:.1f} cycles "
+             f"({result['time_us_per_image']:.2f} us)",
              "  load-balance efficiency per layer: "
              + ", ".join(f"{e:.2f}" for e in result["efficiency"]),
              f"  fits on chip: {'yes' if result['fits_on_chip'] else 'NO'}"
-             + ("" if result["fits_on_chip"] else f" ({result['fit']['error']})"),
-             "  energy per inference:"]
+             + ("" if result["fits_on_chip"] else
+                f" ({result['fit']['error']}); the figures are a what-if: "
+                f"dcsim sim refuses this model"),
+             f"  energy per inference (mean of {n}):"]
     for scenario in ("sram", "dram_compressed", "dram_dense"):
         lines.append(f"    {scenario:<16} {energy[scenario]['total'] / 1e6:10.3f} uJ")
     _emit(args, result, "\n".join(lines))
+    # The rule shared with sim (README): where the RTL would refuse the model, the
+    # figures are still printed, but the command fails with the RTL's reason.
+    if not result["fits_on_chip"]:
+        raise UsageError(f"{args.file}: {result['fit']['error']} (dcsim sim refuses this "
+                         f"model; the printed figures are a what-if)")
+    return EXIT_OK
+
+
+def cmd_cache(args) -> int:
+    from dcsim import cache
+
+    if args.action == "clear":
+        result = cache.clear()
+        text = (f"{result['path']}: removed {result['removed']} entries, "
+                f"{result['bytes_freed'] / 1e6:.1f} MB freed"
+                + "".join(f"\n  left {p}: in use by another process" for p in result["busy"]))
+    else:
+        result = cache.info()
+        text = "\n".join([f"{result['path']}: {len(result['entries'])} entries, "
+                          f"{result['bytes'] / 1e6:.1f} MB"]
+                         + [f"  {e['kind']}/{e['name']}  {e['bytes'] / 1e6:.1f} MB"
+                            for e in result["entries"]])
+    _emit(args, result, text)
     return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dcsim", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"dcsim {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name, func, help_text):
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(func=func)
+        # the command's own parser, so an unknown option prints this command's usage
+        p.set_defaults(func=func, command_parser=p)
         p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
         return p
 
@@ -248,6 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--quiet", action="store_true", help="no progress bars")
         p.add_argument("--train-images", type=int, default=None,
                        help="train on the first N training images only (default: all 50000)")
+        p.add_argument("--save-baseline", metavar="FLOAT.npz", default=None,
+                       help="also save the trained dense model (reuse it with --weights)")
 
     p = add("demo", cmd_demo, "train, compress and report LeNet-300-100 (writes lenet300.dcz)")
     p.add_argument("--out", default="lenet300.dcz", help="where to write the model (default lenet300.dcz)")
@@ -255,17 +508,40 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("compress", cmd_compress, "run the three stages of Deep Compression on a model")
     p.add_argument("--model", required=True, choices=["lenet300", "lenet5"])
-    p.add_argument("--weights", metavar="FLOAT.npz", help="a trained float model (skips baseline training)")
+    p.add_argument("--weights", metavar="FLOAT.npz",
+                   help="a trained float model (skips baseline training): the .npz that "
+                        "--save-baseline writes, with 'arch' (a string) and float32 "
+                        "'<layer>.W' (fc: out x in; conv: out x in x kh x kw) and "
+                        "'<layer>.b' (out) arrays, e.g. ip1.W of shape (300, 784)")
     p.add_argument("--out", required=True, metavar="M.dcz", help="the compressed model to write")
     p.add_argument("--report", metavar="R.json", help="also write the summary as JSON here")
-    p.add_argument("--save-baseline", metavar="FLOAT.npz",
-                   help="also save the trained dense model (reuse it with --weights)")
     add_training(p)
+    p.add_argument("--density", action="append", metavar="LAYER=F",
+                   help="fraction of LAYER's weights kept after pruning, e.g. ip1=0.08 "
+                        "(repeat per layer; default: the paper's Tables 2-3)")
+    p.add_argument("--code-bits-fc", type=int, default=None,
+                   help="bits per weight code of fc layers (default 5 lenet300, 4 lenet5; "
+                        "4 = EIE's 16-entry codebook)")
+    p.add_argument("--code-bits-conv", type=int, default=None,
+                   help="bits per weight code of conv layers (default 8)")
+    p.add_argument("--index-bits-fc", type=int, default=None,
+                   help="relative-index bits of fc layers in the file (default 5)")
+    p.add_argument("--index-bits-conv", type=int, default=None,
+                   help="relative-index bits of conv layers in the file (default 8)")
+    p.add_argument("--init", default=None, choices=["linear", "density", "forgy"],
+                   help="centroid initialisation (default linear)")
     p.add_argument("--baseline-epochs", type=int, default=None,
                    help="epochs of dense training (default: the recommended ones)")
     p.add_argument("--prune-steps", type=int, default=None, help="prune/retrain rounds (default 4)")
-    p.add_argument("--retrain-epochs", type=int, default=None, help="epochs per retraining round")
-    p.add_argument("--finetune-epochs", type=int, default=None, help="epochs of centroid fine-tuning")
+    p.add_argument("--retrain-epochs", type=int, default=None,
+                   help="epochs per retraining round (default 4 lenet300, 5 lenet5)")
+    p.add_argument("--retrain-lr-scale", type=float, default=None,
+                   help="retraining learning rate / the baseline's first one "
+                        "(default 0.1 lenet300, 1 lenet5)")
+    p.add_argument("--finetune-epochs", type=int, default=None,
+                   help="epochs of centroid fine-tuning (default 3)")
+    p.add_argument("--finetune-lr-scale", type=float, default=None,
+                   help="centroid learning rate / the baseline's first one (default 0.01)")
 
     p = add("eval", cmd_eval, "test error of a .dcz on MNIST: dense, sparse float and fixed-point kernels")
     p.add_argument("file", metavar="M.dcz")
@@ -284,10 +560,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mnist", metavar="DIR", default=None, help="folder with MNIST IDX files")
 
     def add_engine(p):
-        p.add_argument("--config", default="small", choices=["small", "eie64"],
-                       help="engine preset (default small)")
-        p.add_argument("--n-pe", type=int, default=None, help="processing elements (default: the preset's)")
-        p.add_argument("--frac-bits", type=int, default=10, help="fixed-point fraction bits (default 10)")
+        p.add_argument("--config", default="small", metavar="small|eie64|FILE.json",
+                       help="engine preset, or a JSON object of EngineConfig fields (as "
+                            "'dcsim rtl' writes beside the Verilog; missing fields take "
+                            "EngineConfig's defaults); default small")
+        p.add_argument("--n-pe", type=int, default=None, help="processing elements (default: the config's)")
+        p.add_argument("--frac-bits", type=int, default=None,
+                       help="fixed-point fraction bits (default: the config's, 10)")
+        p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                       help="set any EngineConfig field, e.g. fifo_depth=4 or "
+                            "sparse_words=2048 (repeatable; applied last). code_bits "
+                            "follows the model unless set here or in FILE.json")
 
     p = add("rtl", cmd_rtl, "write the engine's Verilog (and $readmemh images of a model)")
     add_engine(p)
@@ -310,6 +593,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("inspect", cmd_inspect, "print the per-layer table of a .dcz from the file alone")
     p.add_argument("file", metavar="M.dcz")
+
+    p = add("cache", cmd_cache, "the per-user cache of Verilator builds ($DCSIM_CACHE, "
+                                "else $XDG_CACHE_HOME/dcsim or ~/.cache/dcsim)")
+    p.add_argument("action", choices=["info", "clear"],
+                   help="info: where it is, what it holds and its size; clear: remove "
+                        "every entry not in use")
     return parser
 
 
@@ -317,10 +606,17 @@ def main(argv=None) -> int:
     # numba's default OpenMP layer stalls for milliseconds per parallel region when the
     # cores are shared (BENCHMARKS.md, section 4); the command owns its process.
     os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+    started = time.perf_counter()
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.started = started
     try:
         return args.func(args)
+    except UsageError as exc:
+        print(f"dcsim {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except DcsimError as exc:
         message = str(exc)
         where = getattr(args, "file", None)
@@ -329,7 +625,8 @@ def main(argv=None) -> int:
         print(f"dcsim {args.command}: error: {message}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        return EXIT_FAIL
+        print(f"dcsim {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

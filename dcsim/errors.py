@@ -32,3 +32,8 @@ class FitError(DcsimError):
 
 class ToolError(DcsimError):
     """An external tool (Verilator, the C++ compiler) is missing or failed."""
+
+
+class UsageError(DcsimError):
+    """A command-line argument is wrong; the message names the argument or path itself
+    (the command line adds no input file in front of it)."""

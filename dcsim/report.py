@@ -18,8 +18,7 @@ from dcsim.compress.layer import CompressedModel
 from dcsim.errors import ConfigError
 
 PAPER_SOURCE = ("Han, Mao, Dally, Deep Compression, ICLR 2016 (arXiv:1510.00149), "
-                "Table 2 (LeNet-300-100) and Table 3 (LeNet-5), as quoted in "
-                "shared/ANCHORS.md")
+                "Table 2 (LeNet-300-100) and Table 3 (LeNet-5)")
 
 PAPER_TABLES = {
     "lenet300": {

@@ -11,6 +11,7 @@ at the even index ``ptr_base[l]``, the same on every PE. Codebooks and biases co
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -221,6 +222,20 @@ def fit_error(model: CompressedModel, config: EngineConfig) -> str | None:
     except FitError as err:
         return str(err)
     return None
+
+
+def code_width_for(model: CompressedModel, config: EngineConfig) -> EngineConfig:
+    """``config`` with ``code_bits`` raised to the model's widest codebook, if narrower.
+
+    The rule "the engine's code width follows the model" (DESIGN.md): an engine of
+    ``code_bits`` runs codes of at most that width (narrower ones zero-extend), so a
+    config is widened only when the model needs more bits, never narrowed. Callers that
+    pin ``code_bits`` skip this and let :func:`compile_model` refuse the model instead.
+    """
+    widest = max((layer.code_bits for layer in model.layers), default=config.code_bits)
+    if widest <= config.code_bits:
+        return config
+    return dataclasses.replace(config, code_bits=widest)
 
 
 def compile_model(model: CompressedModel, config: EngineConfig) -> EngineImage:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import pickle
@@ -21,6 +22,7 @@ from dcsim.hw.verilator import EngineBuild, build_engine
 from dcsim.kernels.fixed import FixedFormat
 from dcsim.kernels.run import trace_fixed_batch
 from dcsim.perf.cycles import layer_cycles
+from dcsim.progress import follow_count
 
 TB_MODULE = "dcsim.hw.tb"
 #: A run hangs if a phase takes more than HANG_FACTOR x its expected cycles + HANG_MARGIN.
@@ -83,7 +85,7 @@ def image_run(image: EngineImage, x_q, load: bool = True, reset_after=None,
 
 
 def run_job(build: EngineBuild, runs: list, seed: int = 0, load_pause: float = 0.0,
-            out_pause: float = 0.0, wall_seconds: float | None = None) -> dict:
+            out_pause: float = 0.0, wall_seconds: float | None = None, on_run=None) -> dict:
     """Play ``runs`` (see :func:`image_run`) on the built engine in one simulator process.
 
     load_pause, out_pause : probability of an idle cycle on the load stream and of a
@@ -105,6 +107,8 @@ def run_job(build: EngineBuild, runs: list, seed: int = 0, load_pause: float = 0
     A load, compute or output phase that passes its cycle limit (:func:`cycle_limit`;
     streams: ``HANG_FACTOR`` x their words at their pause rate + ``HANG_MARGIN``) ends the
     job with a ToolError naming the run and the layer; so does the wall-clock limit.
+    on_run : optional ``f(n)``, called while the simulator works with the number of runs
+    finished so far (for a progress bar).
     """
     runs = [dict(run, max_load_cycles=stream_limit(len(run["load"]) + len(run["input"]),
                                                    load_pause),
@@ -122,13 +126,18 @@ def run_job(build: EngineBuild, runs: list, seed: int = 0, load_pause: float = 0
         # SIM_CMD_PREFIX is cocotb's hook for a command in front of the simulator.
         prefix = os.environ.get("SIM_CMD_PREFIX")
         os.environ["SIM_CMD_PREFIX"] = f"timeout -k 10 {wall_seconds:.0f}"
+        env = {"DCSIM_JOB": str(job), "DCSIM_RESULT": str(result)}
+        counted = contextlib.nullcontext()
+        if on_run is not None:
+            env["DCSIM_PROGRESS"] = str(tmp / "progress")
+            counted = follow_count(tmp / "progress", on_run)
         t0 = time.perf_counter()
         try:
-            runner.test(test_module=TB_MODULE, hdl_toplevel=build.toplevel,
-                        hdl_toplevel_lang="verilog", build_dir=str(build.build_dir),
-                        test_dir=str(tmp), plusargs=build.plusargs(seed),
-                        extra_env={"DCSIM_JOB": str(job), "DCSIM_RESULT": str(result)},
-                        log_file=str(tmp / "sim.log"))
+            with counted:
+                runner.test(test_module=TB_MODULE, hdl_toplevel=build.toplevel,
+                            hdl_toplevel_lang="verilog", build_dir=str(build.build_dir),
+                            test_dir=str(tmp), plusargs=build.plusargs(seed),
+                            extra_env=env, log_file=str(tmp / "sim.log"))
         except (SystemExit, RuntimeError):
             pass                        # judged below by the result file
         finally:
@@ -201,16 +210,23 @@ def locate_mismatch(model: CompressedModel, inputs, run: dict, n_pe: int,
 
 
 def simulate(model: CompressedModel, x_images, config: EngineConfig, build_root=None,
-             seed: int = 0, load_pause: float = 0.0, out_pause: float = 0.0) -> dict:
+             seed: int = 0, load_pause: float = 0.0, out_pause: float = 0.0,
+             log=None, on_image=None) -> dict:
     """Run float images ``x_images`` (N, 784) through ``model`` on the Verilator engine.
 
     The model's images are loaded once; each image's input is loaded and the whole
     network runs on chip. Returns a dict: images, outputs (N, rows_last) int64,
     outputs_match (every integer equals ``trace_fixed``'s), labels (N,) argmax of the
     engine's outputs, cycles_per_layer (list, summed over images), cycles_total,
-    sim_seconds (simulator wall time), n_pe, and first_mismatch: None, or for the first
-    image whose outputs differ, the first wrong accumulator write (layer, column, row,
-    PE, cycle) found by rerunning that image with the accumulator monitor.
+    build_seconds (wall time of ``build_engine``: elaboration, plus the Verilator build
+    unless cached), sim_seconds (wall time of the simulator run, its start-up
+    included), n_pe, and first_mismatch: None, or for the first image whose outputs
+    differ, the first wrong accumulator write (layer, column, row, PE, cycle) found by
+    rerunning that image with the accumulator monitor.
+
+    log : optional ``f(message)`` for ``build_engine``'s messages (a build starts, a
+    wait for another process's build); on_image : optional ``f(n)`` called with the
+    number of images simulated so far.
     """
     x_images = np.asarray(x_images, dtype=np.float32)
     if x_images.ndim != 2 or x_images.shape[0] < 1:
@@ -222,10 +238,12 @@ def simulate(model: CompressedModel, x_images, config: EngineConfig, build_root=
     limit = cycle_limit(image)
     runs = [image_run(image, tr[0][0], load=(i == 0), max_cycles=limit)
             for i, tr in enumerate(traces)]
-    build = build_engine(config, build_root)
     t0 = time.perf_counter()
-    result = run_job(build, runs, seed=seed, load_pause=load_pause, out_pause=out_pause)
-    wall = time.perf_counter() - t0
+    build = build_engine(config, build_root, log=log)
+    t1 = time.perf_counter()
+    result = run_job(build, runs, seed=seed, load_pause=load_pause, out_pause=out_pause,
+                     on_run=on_image)
+    t2 = time.perf_counter()
     outputs = np.array([r["outputs"] for r in result["runs"]], dtype=np.int64)
     want = np.array([tr[-1][1] for tr in traces], dtype=np.int64)
     cycles = np.array([r["cycles"] for r in result["runs"]], dtype=np.int64)
@@ -247,7 +265,7 @@ def simulate(model: CompressedModel, x_images, config: EngineConfig, build_root=
         "labels": [int(v) for v in outputs.argmax(axis=1)],
         "cycles_per_layer": per_layer,
         "cycles_total": int(sum(per_layer)),
-        "sim_seconds": float(result["seconds"]),
-        "wall_seconds": wall,
+        "build_seconds": t1 - t0,
+        "sim_seconds": t2 - t1,
         "n_pe": config.n_pe,
     }

@@ -3,8 +3,9 @@
 Run by ``dcsim.hw.sim.run_job`` through the Verilator runner: it reads a job (a pickle
 named by ``$DCSIM_JOB``), plays its runs on the testbench top (``dcsim.hw.feeder``: the
 engine plus a ``$readmemh`` load feeder) and writes the outputs and cycle counts to
-``$DCSIM_RESULT``. Comparison with the fixed kernel happens on the Python side, so this
-module knows interfaces, not models.
+``$DCSIM_RESULT``; if ``$DCSIM_PROGRESS`` names a file, one byte is appended to it per
+finished run, for a progress bar in the parent. Comparison with the fixed kernel happens
+on the Python side, so this module knows interfaces, not models.
 """
 
 from __future__ import annotations
@@ -277,6 +278,8 @@ async def run_job(dut):
     acc_monitor = AccumulatorMonitor(dut, job["config"].n_pe) \
         if any(run.get("monitor") for run in job["runs"]) else None
     results = []
+    progress = open(os.environ["DCSIM_PROGRESS"], "ab") \
+        if os.environ.get("DCSIM_PROGRESS") else None
     t0 = time.perf_counter()
     for index, run in enumerate(job["runs"]):
         try:
@@ -290,6 +293,11 @@ async def run_job(dut):
             results.append({"hang": f"run {index}: the engine hung{where}: {err}"})
             break
         results.append(result)
+        if progress is not None:
+            progress.write(b".")        # one byte per finished run (sim.run_job counts)
+            progress.flush()
     seconds = time.perf_counter() - t0
+    if progress is not None:
+        progress.close()
     with open(os.environ["DCSIM_RESULT"], "wb") as f:
         pickle.dump({"runs": results, "seconds": seconds}, f)

@@ -16,16 +16,19 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dcsim.cache import LOCK_NAME, cache_root, locked
 from dcsim.errors import ToolError
 from dcsim.files import write_text_if_changed
-from dcsim.hw.build import write_rtl
-from dcsim.hw.config import EngineConfig
+from dcsim.hw.build import config_tag, write_rtl
+from dcsim.hw.config import PRESETS, EngineConfig
 from dcsim.hw.feeder import write_harness
 
 BUILD_DIR_ENV = "DCSIM_BUILD_DIR"
+STAMP_NAME = "dcsim_build.json"   # in a build folder once its build has finished
 # cocotb's runner passes --public-flat-rw, which makes every signal visible to VPI and
 # keeps Verilator from optimising the model (the 64-PE engine: ~8 k cycles/s with it,
 # ~38 k without); turn it off and make public only what the testbench touches (control_file).
@@ -48,7 +51,6 @@ def control_file(toplevel: str, pe_module: str, engine_module: str) -> str:
             f"public_flat_rw -module \"{toplevel}\" -var \"*\"\n"
             f"public_flat_rd -module \"{pe_module}\" -var \"dbg_*\"\n"
             f"public_flat_rd -module \"{engine_module}\" -var \"layer\"\n")
-
 
 
 def verilator_root() -> Path:
@@ -115,8 +117,12 @@ class EngineBuild:
 
 
 def default_build_root() -> Path:
-    """``$DCSIM_BUILD_DIR`` or ``./build/verilator``."""
-    return Path(os.environ.get(BUILD_DIR_ENV, Path.cwd() / "build" / "verilator"))
+    """Where Verilator builds go: ``$DCSIM_BUILD_DIR`` if set (that folder itself), else
+    ``verilator/`` in the per-user cache (``dcsim.cache.cache_root``: ``$DCSIM_CACHE``,
+    ``$XDG_CACHE_HOME/dcsim`` or ``~/.cache/dcsim``), shared by every working folder."""
+    if os.environ.get(BUILD_DIR_ENV):
+        return Path(os.environ[BUILD_DIR_ENV])
+    return cache_root() / "verilator"
 
 
 def _sources(config: EngineConfig, staging: Path):
@@ -132,39 +138,79 @@ def _sources(config: EngineConfig, staging: Path):
     return control, verilog, toplevel
 
 
-def build_engine(config: EngineConfig, root: Path | None = None,
-                 x_unique: bool = False) -> EngineBuild:
+def _verilate(sources: list, toplevel: str, build_dir: Path, log_file: Path,
+              args) -> None:
+    """One Verilator build through cocotb's runner (the slow step: tens of seconds)."""
+    from cocotb_tools.runner import get_runner
+    try:
+        get_runner("verilator").build(
+            sources=[str(f) for f in sources], hdl_toplevel=toplevel,
+            build_dir=str(build_dir), build_args=list(args), always=True,
+            log_file=str(log_file))
+    except (SystemExit, RuntimeError) as err:
+        raise ToolError(f"Verilator build of {toplevel} must succeed, not fail ({err}); "
+                        f"see {log_file}") from None
+
+
+def _expected_seconds(root: Path, config: EngineConfig) -> int:
+    """A rough guess of a build's time from the builds recorded under ``root``: the last
+    one of as many PEs, else the nearest in PEs scaled by ``(n_pe ratio) ** 0.8``, else
+    60 s at 4 PEs so scaled. Measured on 2 shared cores: 4 PEs 105 s, 64 PEs 941 s
+    (elaboration included); a quiet machine is several times faster."""
+    records = []
+    for stamp in sorted(root.glob(f"*/build_*/{STAMP_NAME}"), key=lambda p: p.stat().st_mtime):
+        try:
+            record = json.loads(stamp.read_text())
+            records.append((int(record["config"]["n_pe"]), float(record["build_seconds"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    n_pe, seconds = min(records[::-1], key=lambda r: abs(r[0] - config.n_pe),
+                        default=(4, 60.0))
+    return round(seconds * (config.n_pe / n_pe) ** 0.8)
+
+
+def build_engine(config: EngineConfig, root: Path | None = None, x_unique: bool = False,
+                 log=None) -> EngineBuild:
     """Build (or reuse) the Verilator model of ``config``.
 
     Sources: the engine's Verilog (``build.write_rtl``), the testbench top
     (``feeder.write_harness``), a Verilator control file (:func:`control_file`) and the
-    lint waivers (``LINT_WAIVERS``). The build directory is keyed by a hash of the config,
-    those sources and the flags (``BUILD_ARGS``, or ``X_UNIQUE_ARGS`` if ``x_unique``);
-    a directory that already holds a finished build of the same key is reused.
+    lint waivers (``LINT_WAIVERS``). ``root`` (default :func:`default_build_root`) holds
+    one entry per config, ``<preset>_<config digest>/`` or ``engine_<config digest>/``,
+    with the sources in ``rtl/`` and each build in ``build_<key>/``, keyed by a hash of
+    the config, those sources and the flags (``BUILD_ARGS``, or ``X_UNIQUE_ARGS`` if
+    ``x_unique``); a finished build of the same key is reused. The entry's lock
+    (``dcsim.cache.locked``) is held throughout, so concurrent calls for one config
+    build it once.
+
+    log : optional ``f(message)``, told (once) when this call waits for another
+    process's build and when it starts a build (with the expected time).
     """
-    from cocotb_tools.runner import get_runner
     setup_environment()
+    say = log if log is not None else (lambda message: None)
     root = Path(root) if root is not None else default_build_root()
-    control, verilog, toplevel = _sources(config, root / f"rtl_{config.digest()}")
-    args = X_UNIQUE_ARGS if x_unique else BUILD_ARGS
-    sources = [LINT_WAIVERS, control, *verilog]
-    text = "".join(f.read_text() for f in sources) + " ".join(args)
-    key = hashlib.sha256((json.dumps(config.to_dict(), sort_keys=True) + text).encode()) \
-        .hexdigest()[:16]
-    build_dir = root / f"{toplevel}_{key}"
-    stamp = build_dir / "dcsim_build.json"
-    if stamp.exists() and (build_dir / toplevel).exists():
-        return EngineBuild(config, build_dir, toplevel, key, x_unique)
-    runner = get_runner("verilator")
-    log = root / f"{toplevel}_{key}.build.log"
-    try:
-        runner.build(
-            sources=[str(f) for f in sources], hdl_toplevel=toplevel,
-            build_dir=str(build_dir), build_args=list(args), always=True, log_file=str(log))
-    except (SystemExit, RuntimeError) as err:
-        raise ToolError(f"Verilator build of {toplevel} must succeed, not fail ({err}); "
-                        f"see {log}") from None
-    stamp.write_text(json.dumps({"key": key, "config": config.to_dict()}))
+    tag = config_tag(config)          # a preset's name, or engine_<digest>
+    entry = root / (f"{tag}_{config.digest()}" if tag in PRESETS else tag)
+    with locked(entry / LOCK_NAME, on_wait=lambda: say(
+            f"waiting for another dcsim process to build the Verilator model of config "
+            f"{tag} ({entry})")):
+        control, verilog, toplevel = _sources(config, entry / "rtl")
+        args = X_UNIQUE_ARGS if x_unique else BUILD_ARGS
+        sources = [LINT_WAIVERS, control, *verilog]
+        text = "".join(f.read_text() for f in sources) + " ".join(args)
+        key = hashlib.sha256((json.dumps(config.to_dict(), sort_keys=True) + text)
+                             .encode()).hexdigest()[:16]
+        build_dir = entry / f"build_{key}"
+        stamp = build_dir / STAMP_NAME
+        if stamp.exists() and (build_dir / toplevel).exists():
+            return EngineBuild(config, build_dir, toplevel, key, x_unique)
+        say(f"building the Verilator model for config {tag} ({config.n_pe} PEs), once, "
+            f"~{_expected_seconds(root, config)} s; cached in {entry}")
+        started = time.perf_counter()
+        _verilate(sources, toplevel, build_dir, entry / f"build_{key}.log", args)
+        stamp.write_text(json.dumps({"key": key, "config": config.to_dict(),
+                                     "build_seconds": round(time.perf_counter() - started,
+                                                            1)}))
     return EngineBuild(config, build_dir, toplevel, key, x_unique)
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from dcsim.compress.layer import CompressedLayer, CompressedModel
 from dcsim.errors import ConfigError
 
-# name: (rows, cols, weight density, activation density), EIE Table III / ANCHORS.md
+# name: (rows, cols, weight density, activation density), EIE (ISCA 2016) Table III
 EIE_LAYERS = {
     "Alex-6": (4096, 9216, 0.09, 0.351),
     "Alex-7": (4096, 4096, 0.09, 0.353),

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass
 
 import numpy as np
 from threadpoolctl import threadpool_limits
-from tqdm import tqdm
 
 from dcsim.errors import ConfigError
 from dcsim.nn.models import Model
+from dcsim.progress import progress_bar
 
 __all__ = ["SGDConfig", "learning_rate", "train", "RECOMMENDED", "LR_POLICIES"]
 
@@ -133,8 +132,7 @@ def train(model: Model, x: np.ndarray, y: np.ndarray, config: SGDConfig,
                "steps": 0}
     start = time.perf_counter()
     iteration = 0
-    bar = tqdm(total=config.epochs * steps_per_epoch, desc=desc, file=sys.stderr,
-               disable=not progress, unit="step", leave=False)
+    bar = progress_bar(config.epochs * steps_per_epoch, desc, unit="step", enabled=progress)
     limits = threadpool_limits(blas_threads, user_api="blas")
     try:
         for epoch in range(config.epochs):

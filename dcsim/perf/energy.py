@@ -234,8 +234,9 @@ def from_layer_stats(*, rows: int, cols: int, n_pe: int, entries_per_pe, n_activ
     accumulator reads and output writes of every local row of every PE, and the
     scanner's source-vector reads; the ``n_active`` non-zero inputs are broadcast, each
     pushed into and popped from every PE's queue. ``cycles`` is the ideal bound
-    ``max(entries on the busiest PE, n_active)`` (ANCHORS.md, "Ideal cycles"; one
-    broadcast per cycle); the cycle model gives the engine's exact count for a real layer.
+    ``max(entries on the busiest PE, n_active)`` (EIE, ISCA 2016: the bound of perfect
+    load balance; one broadcast per cycle); the cycle model gives the engine's exact
+    count for a real layer.
     """
     for name, value, floor in (("rows", rows, 1), ("cols", cols, 1), ("n_pe", n_pe, 1),
                                ("n_active", n_active, 0), ("code_bits", code_bits, 1),

@@ -4,7 +4,7 @@ A table is a list of rows (Accelergy-like), each with ``component``, ``action``,
 ``width_bits``, ``size_bytes`` (memories only), ``energy_pj`` (always picojoules),
 ``unit`` (``"pJ per op"`` or ``"pJ per read"``) and ``source``. The default,
 ``data/horowitz45.csv``, holds the 45 nm figures of Horowitz (ISSCC 2014) as Deep
-Compression and EIE quote them, plus CACTI 45 nm SRAM read energies (ANCHORS.md).
+Compression and EIE quote them, plus CACTI 45 nm SRAM read energies.
 
 Components and how the lookups use them:
 

@@ -1,5 +1,7 @@
 """The image compiler: words decode back to the interleaved CSC, FitError messages."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -7,7 +9,7 @@ from dcsim.compress.layer import CompressedModel
 from dcsim.compress.sparse import interleave
 from dcsim.errors import ConfigError, FitError
 from dcsim.hw.config import EngineConfig
-from dcsim.hw.image import compile_model
+from dcsim.hw.image import code_width_for, compile_model
 from dcsim.hw.layouts import Target
 from dcsim.hw.workloads import lenet_300_100, random_layer, single_layer_model
 
@@ -130,6 +132,21 @@ def test_fit_errors_name_the_memory_and_overflow():
     deep = CompressedModel("d", (4,), [random_layer(f"l{i}", 4, 4, 1.0, rng) for i in range(3)])
     with pytest.raises(FitError, match=r"has 3 layers but the engine's descriptor table holds 2"):
         compile_model(deep, EngineConfig(max_layers=2))
+
+
+def test_code_width_follows_a_wider_model_and_never_narrows():
+    rng = np.random.default_rng(5)
+    model = CompressedModel(arch="two", input_shape=(12,), layers=(
+        random_layer("a", 9, 12, 0.5, rng, code_bits=3),
+        random_layer("b", 4, 9, 0.5, rng, code_bits=5)))
+    eie = EngineConfig.preset("eie64")                               # code_bits 4
+    assert code_width_for(model, eie) == dataclasses.replace(eie, code_bits=5)
+    wide = EngineConfig.preset("small")                              # code_bits 6
+    assert code_width_for(model, wide) is wide
+    with pytest.raises(FitError, match=r"^Layer 'b' needs 5 code bits but the engine has "
+                                       r"code_bits=4; build with code_bits=5$"):
+        compile_model(model, eie)
+    compile_model(model, code_width_for(model, eie))
 
 
 def test_load_words_refuse_values_outside_the_format():

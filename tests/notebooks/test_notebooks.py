@@ -90,7 +90,7 @@ def test_notebook_runs(name, kernel_dir, tmp_path, monkeypatch):
     docs = tmp_path / "docs"
     monkeypatch.setenv("JUPYTER_PATH", str(kernel_dir))
     monkeypatch.setenv("DCSIM_NB_FAST", "1")
-    monkeypatch.setenv("DCSIM_NB_DOCS", str(docs))
+    monkeypatch.setenv("DCSIM_NB_FIGURES", str(docs))
     monkeypatch.delenv("DCSIM_NB_MODEL", raising=False)
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     client = NotebookClient(nb, kernel_name=KERNEL, timeout=CELL_TIMEOUT_S,
@@ -116,3 +116,15 @@ def test_notebook_runs(name, kernel_dir, tmp_path, monkeypatch):
     assert sorted(Path(p).name for p in result["figures"]) == sorted(
         f"nb_{f}.png" for f in figures)
     check(result)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_figures_default_to_a_scratch_folder_not_docs(name, monkeypatch):
+    """Run for study (no DCSIM_NB_FIGURES), a notebook writes under build/, which git
+    ignores; only ``make notebooks-docs`` points it at docs/."""
+    monkeypatch.delenv("DCSIM_NB_FIGURES", raising=False)
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    params = next(c for c in nb.cells if c.cell_type == "code" and "FIGURE_DIR =" in c.source)
+    scope = {}
+    exec(params.source, scope)            # the parameters cell only sets constants
+    assert (NOTEBOOKS / scope["FIGURE_DIR"]).resolve() == NOTEBOOKS.parent / "build" / "notebooks"
