@@ -316,6 +316,8 @@ def cmd_import(args) -> int:
 
     model = import_onnx(_existing_file(args.file))
     out = Path(args.out)
+    if not out.parent.is_dir():
+        raise DcsimError(f"{out}: the folder {str(out.parent)!r} must exist, not be missing")
     models.save(model, out)
     specs = model.layer_specs()
     result = {"path": args.file, "out": str(out), **{k: model.source[k] for k in (
