@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dcsim.errors import ConfigError
+from dcsim.files import write_text_if_changed
 from dcsim.hw.config import EngineConfig, bits_for
 from dcsim.hw.engine import CYCLE_BITS
 from dcsim.hw.layouts import load_layout
@@ -101,6 +102,5 @@ def write_harness(config: EngineConfig, engine_module: str, out_dir) -> Path:
     name = f"{engine_module}_tb"
     path = Path(out_dir) / f"{name}.v"
     text = harness_verilog(config, engine_module, name)
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
+    write_text_if_changed(path, text)
     return path

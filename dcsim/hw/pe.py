@@ -235,7 +235,9 @@ class ProcessingElement(wiring.Component):
             m.d.comb += [acc_wr.addr.eq(s2_row), acc_wr.data.eq(acc_sum),
                          acc_wr.en.eq(s2_valid)]
 
-        # FixedFormat.finish: (acc + 2**(frac-1)) >> frac, saturate to act_bits, ReLU.
+        # The gateware copy of FixedFormat.finish (kernels/fixed.py defines the rule):
+        # (acc + 2**(frac-1)) >> frac, saturate to act_bits, ReLU. Kept in step by
+        # tests/hw/test_pe.py::test_finish_is_fixed_format_finish.
         fmt = c.fmt
         rounded = Signal(signed(c.acc_bits + 1))
         result = Signal(signed(c.act_bits))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import tempfile
 import time
@@ -17,7 +18,7 @@ from dcsim.hw.layouts import load_layout, pack
 from dcsim.hw.scoreboard import WRITE_FIELDS, first_wrong_write
 from dcsim.hw.verilator import EngineBuild, build_engine
 from dcsim.kernels.fixed import FixedFormat
-from dcsim.kernels.run import trace_fixed
+from dcsim.kernels.run import trace_fixed_batch
 
 TB_MODULE = "dcsim.hw.tb"
 
@@ -72,11 +73,23 @@ def run_job(build: EngineBuild, runs: list, seed: int = 0, load_pause: float = 0
                     extra_env={"DCSIM_JOB": str(job), "DCSIM_RESULT": str(result)},
                     log_file=str(tmp / "sim.log"))
         if not result.exists():
-            log = (tmp / "sim.log").read_text()[-2000:] if (tmp / "sim.log").exists() else ""
+            log = keep_log(tmp / "sim.log", build.build_dir.parent / "logs")
             raise ToolError(f"The engine simulation must write its results, not stop "
-                            f"early; end of its log:\n{log}")
+                            f"early; its full log is {log}")
         with open(result, "rb") as f:
             return pickle.load(f)
+
+
+def keep_log(log: Path, folder: Path) -> Path:
+    """Copy a run's ``log`` (which may be missing) to a new file in ``folder`` that
+    outlives the run's temporary directory; return its path, for a one-line error."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, kept = tempfile.mkstemp(dir=folder, prefix=time.strftime("sim-%Y%m%d-%H%M%S-"),
+                                suffix=".log")
+    with os.fdopen(fd, "w") as f:
+        f.write(log.read_text(errors="replace") if log.exists() else
+                f"(the simulator wrote no log at {log})\n")
+    return Path(kept)
 
 
 def first_mismatch(got, want, n_pe: int, layer: str = "") -> str | None:
@@ -133,7 +146,7 @@ def simulate(model: CompressedModel, x_images, config: EngineConfig, build_root=
                           f"{x_images.shape}")
     image = compile_model(model, config)
     fmt = config.fmt
-    traces = [trace_fixed(model, x, fmt) for x in x_images]
+    traces = trace_fixed_batch(model, x_images, fmt)
     runs = [image_run(image, tr[0][0], load=(i == 0)) for i, tr in enumerate(traces)]
     build = build_engine(config, build_root)
     t0 = time.perf_counter()

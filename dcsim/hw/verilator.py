@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcsim.errors import ToolError
+from dcsim.files import write_text_if_changed
 from dcsim.hw.build import write_rtl
 from dcsim.hw.config import EngineConfig
 from dcsim.hw.feeder import write_harness
@@ -39,10 +40,6 @@ def control_file(toplevel: str, pe_module: str) -> str:
             f"public_flat_rw -module \"{toplevel}\" -var \"*\"\n"
             f"public_flat_rd -module \"{pe_module}\" -var \"dbg_*\"\n")
 
-
-def _write_if_changed(path: Path, text: str) -> None:
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
 
 
 def verilator_root() -> Path:
@@ -122,7 +119,7 @@ def build_engine(config: EngineConfig, root: Path | None = None) -> EngineBuild:
     verilog = [f for f in files if f.suffix == ".v"] + [write_harness(config, engine, staging)]
     toplevel = verilog[-1].stem
     control = staging / f"{toplevel}.vlt"
-    _write_if_changed(control, control_file(toplevel, pe))
+    write_text_if_changed(control, control_file(toplevel, pe))
     text = "".join(f.read_text() for f in [control, *verilog]) + " ".join(BUILD_ARGS)
     key = hashlib.sha256((json.dumps(config.to_dict(), sort_keys=True) + text).encode()) \
         .hexdigest()[:16]

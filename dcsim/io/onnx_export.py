@@ -57,7 +57,7 @@ def export_onnx(model: CompressedModel, path) -> dict:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from dcsim.container import _write_atomic
+    from dcsim.files import write_bytes_atomic
 
     if not isinstance(model, CompressedModel):
         raise FormatError(f"model must be a CompressedModel, not {type(model).__name__}")
@@ -103,6 +103,9 @@ def export_onnx(model: CompressedModel, path) -> dict:
     proto.ir_version = IR_VERSION
     onnx.checker.check_model(proto)
     blob = proto.SerializeToString()
-    _write_atomic(os.fspath(path), blob)
+    try:
+        write_bytes_atomic(path, blob)
+    except OSError as e:
+        raise FormatError(f"{path}: cannot write the file ({e.strerror or e})") from None
     return {"path": os.fspath(path), "bytes": len(blob), "input": in_name,
             "output": out_name, "input_dims": dims, "nodes": [n.op_type for n in nodes]}

@@ -29,6 +29,7 @@ import numba
 import numpy as np
 
 from dcsim.compress.layer import CompressedLayer, CompressedModel
+from dcsim.compress.sparse import fillers_for_gap
 from dcsim.errors import ConfigError
 from dcsim.hw.config import EngineConfig
 from dcsim.perf.energy import EventCounts
@@ -279,7 +280,8 @@ def layer_cycles(col_entries, x_q, rows: int, config: EngineConfig, entry_base=N
 @numba.njit(cache=True)
 def _count_col_entries(codes, n_pe, span):
     """Entries per (PE, column) of ``sparse.interleave``'s encoding, in one row-major pass:
-    a non-zero after ``g`` zeros of its (PE, column) line takes ``g // span`` fillers."""
+    a non-zero after ``g`` zeros of its (PE, column) line takes
+    ``sparse.fillers_for_gap(g, span)`` fillers."""
     rows, cols = codes.shape
     out = np.zeros((n_pe, cols), dtype=np.int64)
     gap = np.zeros((n_pe, cols), dtype=np.int64)
@@ -287,7 +289,7 @@ def _count_col_entries(codes, n_pe, span):
         p = i % n_pe
         for k in range(cols):
             if codes[i, k] != 0:
-                out[p, k] += gap[p, k] // span + 1
+                out[p, k] += fillers_for_gap(gap[p, k], span) + 1
                 gap[p, k] = 0
             else:
                 gap[p, k] += 1

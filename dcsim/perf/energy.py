@@ -43,12 +43,13 @@ import json
 import math
 import sys
 from dataclasses import dataclass, fields
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from dcsim.compress.sparse import interleave
-from dcsim.errors import ConfigError, DcsimError, FitError
+from dcsim.compress.sparse import fillers_for_gap, interleave
+from dcsim.errors import ConfigError, DcsimError
+from dcsim.hw.image import fits_on_chip  # the one fit check (FitCheck)
 from dcsim.kernels.fixed import FixedFormat
 from dcsim.perf.tech import TechTable, default_tech, load_tech
 
@@ -173,18 +174,19 @@ def expected_entries_per_line(line_len: int, density: float, index_bits: int) ->
     """Expected stored entries (fillers included) in a line of ``line_len`` positions.
 
     Each position is non-zero with probability ``density``, independently. A non-zero
-    entry at position k preceded by g zeros needs ``g // 2**index_bits`` fillers, and
-    ``P(g >= m) = (1-density)**m`` for ``m <= k``; trailing zeros cost nothing.
+    entry at position k is preceded by g zeros with ``P(g = j) = density (1-density)**j``
+    for ``j < k`` and ``P(g = k) = (1-density)**k``, and needs
+    ``sparse.fillers_for_gap(g, 2**index_bits)`` fillers; trailing zeros cost nothing.
     """
     if not isinstance(line_len, (int, np.integer)) or line_len < 0:
         raise ConfigError(f"line_len must be a non-negative integer, not {line_len!r}")
     if not 0.0 <= density <= 1.0:
         raise ConfigError(f"density must be in [0, 1], not {density!r}")
-    span = 1 << int(index_bits)
-    r = (1.0 - density) ** span
-    m = np.arange(int(line_len)) // span
-    fillers = m.astype(np.float64) if r == 1.0 else r * (1.0 - r ** m) / (1.0 - r)
-    return float(density * np.sum(1.0 + fillers))
+    k = np.arange(int(line_len), dtype=np.int64)
+    # w[j] = P(g >= j) * fillers(j); E[fillers | non-zero at k] = d * sum_{j<k} w[j] + w[k]
+    w = (1.0 - density) ** k * fillers_for_gap(k, 1 << int(index_bits))
+    before = np.concatenate([[0.0], np.cumsum(w)[:-1]])
+    return float(density * np.sum(1.0 + density * before + w))
 
 
 def from_layer_stats(*, rows: int, cols: int, n_pe: int, entries_per_pe, n_active: int,
@@ -353,55 +355,6 @@ def energy(events, tech: TechTable | None = None, scenario: str = "sram") -> Ene
     return EnergyReport(scenario=scenario, tech=tech.origin,
                         layers=tuple(e.layer for e in seq), per_layer=per_layer,
                         components=components, total_pj=float(sum(components.values())))
-
-
-@dataclass(frozen=True)
-class FitCheck:
-    """Required vs available bytes per on-chip memory (per PE).
-
-    memories : tuple of (name, required_bytes, capacity_bytes).
-    """
-
-    memories: tuple
-
-    @property
-    def fits(self) -> bool:
-        """Every memory holds what it must."""
-        return all(req <= cap for _, req, cap in self.memories)
-
-    @property
-    def overflows(self) -> tuple:
-        """The (name, required, capacity) triples that do not fit."""
-        return tuple(m for m in self.memories if m[1] > m[2])
-
-    def require(self) -> None:
-        """Raise FitError naming every memory that overflows."""
-        if not self.fits:
-            raise FitError("The model must fit on chip, but " + "; ".join(
-                f"{n} needs {req} bytes per PE and holds {cap}"
-                for n, req, cap in self.overflows)
-                + " (use more PEs or larger memories)")
-
-
-def fits_on_chip(required_bytes: Mapping[str, int],
-                 capacity_bytes: Mapping[str, int]) -> FitCheck:
-    """Compare per-PE required bytes with capacities, memory by memory.
-
-    required_bytes, capacity_bytes : mappings with the same keys (e.g. ``sparse_sram``,
-    ``ptr_sram``), values in bytes.
-    """
-    if set(required_bytes) != set(capacity_bytes):
-        raise ConfigError(
-            f"required_bytes and capacity_bytes must name the same memories, not "
-            f"{sorted(required_bytes)} and {sorted(capacity_bytes)}")
-    for label, mapping in (("required_bytes", required_bytes),
-                           ("capacity_bytes", capacity_bytes)):
-        for name, value in mapping.items():
-            if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer))
-                    or not value >= 0):
-                raise ConfigError(
-                    f"{label}[{name!r}] must be a non-negative number, not {value!r}")
-    return FitCheck(tuple((n, required_bytes[n], capacity_bytes[n]) for n in required_bytes))
 
 
 @dataclass(frozen=True)
