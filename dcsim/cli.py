@@ -1,4 +1,5 @@
-"""The ``dcsim`` command: demo, compress, inspect, eval, vectors, rtl, sim, estimate, cache.
+"""The ``dcsim`` command: demo, compress, inspect, eval, vectors, rtl, sim, estimate, cache,
+import, export.
 
 Contract (DESIGN.md): commands that print figures take ``--json`` and then print one
 JSON object on stdout; logs and progress bars go to stderr. Exit status 0 on success,
@@ -16,6 +17,8 @@ import os
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from dcsim import __version__
 from dcsim.errors import ConfigError, DcsimError, UsageError
@@ -139,13 +142,14 @@ COMPRESS_OPTIONS = ("baseline_epochs", "prune_steps", "retrain_epochs", "retrain
                     "init", "finetune_epochs", "finetune_lr_scale")
 
 
-def _compression_config(args):
-    """CompressionConfig from ``--model``, ``--seed``, ``--density NAME=F`` and the
-    options of COMPRESS_OPTIONS; UsageError with the field's own message."""
+def _compression_config(args, arch: str, extra: dict = None):
+    """CompressionConfig of ``arch`` from ``--seed``, ``--density NAME=F``, the options
+    of COMPRESS_OPTIONS and ``extra`` overrides; UsageError with the field's own message."""
     from dcsim.compress.pipeline import CompressionConfig
 
     overrides = {name: getattr(args, name) for name in COMPRESS_OPTIONS
                  if getattr(args, name, None) is not None}
+    overrides.update(extra or {})
     density = {}
     for name, value in _assignments(getattr(args, "density", None), "--density").items():
         try:
@@ -154,7 +158,7 @@ def _compression_config(args):
             raise UsageError(f"--density {name}= must be a fraction in (0, 1], "
                              f"not {value!r}") from None
     try:
-        return CompressionConfig(arch=args.model, seed=args.seed, density=density or None,
+        return CompressionConfig(arch=arch, seed=args.seed, density=density or None,
                                  **overrides)
     except ConfigError as err:
         raise UsageError(f"compression options: {err}") from None
@@ -167,47 +171,130 @@ def _compress(args) -> tuple:
     from dcsim import container
     from dcsim.compress.pipeline import DeepCompression
     from dcsim.nn import models
-    from dcsim.nn.datasets import load_mnist
 
     out = _output_file(args.out, "--out")
     _output_file(getattr(args, "report", None), "--report")
     save_to = _output_file(getattr(args, "save_baseline", None), "--save-baseline")
-    config = _compression_config(args)
-    if args.weights:
-        model = models.load(_existing_file(args.weights))
-        if model.arch != args.model:
-            raise UsageError(f"{args.weights}: holds a {model.arch} model, not {args.model}")
-    else:
-        model = models.build(args.model, seed=args.seed)
-    data = load_mnist(args.mnist)
-    if args.train_images is not None:
-        if not 1 <= args.train_images <= len(data.train_x):
-            raise UsageError(
-                f"--train-images must be in 1..{len(data.train_x)}, not {args.train_images}")
-        data = dataclasses.replace(data, train_x=data.train_x[:args.train_images],
-                                   train_y=data.train_y[:args.train_images])
+    model, trained = _source_model(args)
+    config = _compression_config(args, model.arch, _no_retrain_overrides(args))
+    data = _compress_data(args, model, need_train=not (
+        trained and config.retrain_epochs == 0 and config.finetune_epochs == 0))
 
     def save_baseline(stage, live_model):
         if stage == "baseline" and save_to:
             models.save(live_model, save_to)
 
     compressed = DeepCompression(config, progress=not args.quiet, on_stage=save_baseline).run(
-        model, data, train_baseline=not args.weights)
+        model, data, train_baseline=not trained)
     container.write(compressed, out)
     return compressed, out
+
+
+def _source_model(args) -> tuple:
+    """The model to compress and whether it is trained: imported from --onnx, read
+    from --weights (the zoo's or an imported one), or a fresh --model."""
+    from dcsim.nn import models
+
+    onnx_path = getattr(args, "onnx", None)
+    given = [flag for flag, v in (("--model", args.model), ("--onnx", onnx_path)) if v]
+    if len(given) > 1 or (onnx_path and args.weights):
+        raise DcsimError("compress takes one of --model, --onnx or --weights as the "
+                         "network, not both --onnx and " + ("--model" if args.model
+                                                             else "--weights"))
+    if onnx_path:
+        from dcsim.io.onnx_import import import_onnx
+        return import_onnx(onnx_path), True
+    if args.weights:
+        model = models.load(_existing_file(args.weights))
+        if args.model and model.arch != args.model:
+            raise DcsimError(f"{args.weights}: holds a {model.arch} model, not {args.model}")
+        return model, True
+    if not args.model:
+        raise DcsimError("compress needs the network: --model NAME, --onnx NET.onnx or "
+                         "--weights FLOAT.npz")
+    return models.build(args.model, seed=args.seed), False
+
+
+def _compress_data(args, model, need_train: bool):
+    """The --data set, or MNIST; the training split cut to --train-images."""
+    from dcsim.nn.datasets import load_mnist, load_npz
+
+    features = int(np.prod(model.input_shape))
+    classes = model.param_layers()[-1].params["W"].shape[0]
+    data_path = getattr(args, "data", None)
+    if data_path:
+        data = load_npz(data_path, features, classes, need_train=need_train)
+        if need_train and len(data.train_x) == 0:
+            raise DcsimError(f"{data_path}: key 'x_train' must hold at least one sample "
+                             f"to retrain, not 0 (or pass --no-retrain)")
+    else:
+        data = load_mnist(args.mnist)
+        if data.test_x.shape[1] != features:
+            raise DcsimError(f"the network takes {features} inputs, not MNIST's "
+                             f"{data.test_x.shape[1]}: pass its data with --data DATA.npz")
+    if args.train_images is not None:
+        if not 1 <= args.train_images <= len(data.train_x):
+            raise DcsimError(
+                f"--train-images must be in 1..{len(data.train_x)}, not {args.train_images}")
+        data = dataclasses.replace(data, train_x=data.train_x[:args.train_images],
+                                   train_y=data.train_y[:args.train_images])
+    return data
+
+
+def _no_retrain_overrides(args) -> dict:
+    """--no-retrain: post-training compression (no retraining, no centroid fine-tuning)."""
+    if not getattr(args, "no_retrain", False):
+        return {}
+    clash = [flag for flag, name in (("--retrain-epochs", "retrain_epochs"),
+                                     ("--finetune-epochs", "finetune_epochs"))
+             if getattr(args, name, None)]
+    if clash:
+        raise DcsimError(f"--no-retrain means 0 retraining and fine-tuning epochs, not "
+                         f"{clash[0]} {getattr(args, clash[0][2:].replace('-', '_'))}")
+    return {"retrain_epochs": 0, "finetune_epochs": 0}
 
 
 def cmd_compress(args) -> int:
     from dcsim import report
 
-    _, out = _compress(args)
+    compressed, out = _compress(args)
     summary = report.summary(out)
     # The run's time goes into the report and the JSON, never into the .dcz.
     summary["total_seconds"] = _total_seconds(args)
+    notes = _import_notes(compressed, summary)
     if args.report:
         _write_json_atomic(Path(args.report), summary)
-    _emit(args, summary, report.format_table(summary, paper=args.model))
+    _emit(args, summary, report.format_table(summary, paper=_paper(summary)) + notes)
     return EXIT_OK
+
+
+def _paper(summary: dict):
+    """The paper table to print beside a model of the zoo; None for an imported one."""
+    from dcsim.report import PAPER_TABLES
+
+    return summary["arch"] if summary["arch"] in PAPER_TABLES else None
+
+
+def _import_notes(compressed, summary: dict) -> str:
+    """For an imported network: add ``source`` and ``retrained`` to ``summary`` and
+    return the lines saying what the import dropped and what compression cost."""
+    if compressed.graph is None:
+        return ""
+    source = compressed.graph["source"]
+    config = compressed.meta["config"]
+    summary["source"] = source
+    summary["retrained"] = bool(config["retrain_epochs"] or config["finetune_epochs"])
+    cost = summary["compressed_error"] - summary["baseline_error"]
+    lines = [f"imported from {source.get('file')}: input {source.get('input')!r} "
+             f"{tuple(source.get('input_dims', []))}, output {source.get('output')!r}"]
+    if source.get("dropped"):
+        lines.append(f"dropped the last {', '.join(source['dropped'])} (the label is the "
+                     f"arg-max of the scores, unchanged)")
+    if source.get("folded_batchnorm"):
+        lines.append(f"folded BatchNormalization into {', '.join(source['folded_batchnorm'])}")
+    lines.append(("retrained" if summary["retrained"] else "post-training (--no-retrain)")
+                 + f": accuracy cost {cost:+.2f} points")
+    return "\n\n" + "\n".join(lines)
 
 
 def cmd_demo(args) -> int:
@@ -229,7 +316,7 @@ def cmd_inspect(args) -> int:
     from dcsim import report
 
     summary = report.summary(_existing_file(args.file))
-    _emit(args, summary, report.format_table(summary, paper=summary.get("arch")))
+    _emit(args, summary, report.format_table(summary, paper=_paper(summary)))
     return EXIT_OK
 
 
@@ -480,6 +567,80 @@ def cmd_cache(args) -> int:
     return EXIT_OK
 
 
+def cmd_import(args) -> int:
+    from dcsim.io.onnx_import import import_onnx
+    from dcsim.nn import models
+
+    model = import_onnx(_existing_file(args.file))
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise DcsimError(f"{out}: the folder {str(out.parent)!r} must exist, not be missing")
+    models.save(model, out)
+    specs = model.layer_specs()
+    result = {"path": args.file, "out": str(out), **{k: model.source[k] for k in (
+        "input", "output", "input_dims", "dropped", "folded_batchnorm")},
+              "input_shape": list(model.input_shape),
+              "weights": int(sum(np.prod(s["shape"]) for s in specs)),
+              "layers": [dict(s, shape=list(s["shape"])) for s in specs]}
+    lines = [f"{args.file}: input {model.source['input']!r} "
+             f"{tuple(model.source['input_dims'])}, output {model.source['output']!r}; "
+             f"{len(specs)} layers, {result['weights']} weights"]
+    for s in specs:
+        shape = s["shape"]
+        what = (f"{shape[1]} -> {shape[0]}" if s["kind"] == "fc" else
+                f"{shape[1]} -> {shape[0]} channels, {shape[2]}x{shape[3]}, stride "
+                f"{s['stride']}, padding {s['padding']}")
+        extra = (["ReLU"] if s["relu"] else []) + ([f"max-pool {s['pool']}"] if s["pool"]
+                                                  else [])
+        lines.append(f"  {s['name']:<12} {s['kind']:<4} {what}"
+                     + (f", {', '.join(extra)}" if extra else ""))
+    if model.source["dropped"]:
+        lines.append(f"dropped the last {', '.join(model.source['dropped'])} (the label is "
+                     f"the arg-max of the scores, unchanged)")
+    if model.source["folded_batchnorm"]:
+        lines.append(f"folded BatchNormalization into "
+                     f"{', '.join(model.source['folded_batchnorm'])}")
+    lines.append(f"wrote {out} (compress it with `dcsim compress --weights {out}`)")
+    _emit(args, result, "\n".join(lines))
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    from dcsim import container
+    from dcsim.io.onnx_export import export_onnx
+
+    model = container.read(_existing_file(args.file))
+    result = export_onnx(model, Path(args.onnx))
+    _emit(args, result, f"wrote {result['path']} ({result['bytes']} bytes): input "
+                        f"{result['input']!r} {tuple(result['input_dims'])}, output "
+                        f"{result['output']!r}; {', '.join(result['nodes'])}")
+    return EXIT_OK
+
+
+def _add_onnx_commands(sub, add) -> None:
+    """`dcsim import` and `dcsim export`: ONNX in and out (dcsim.io)."""
+    p = add("import", cmd_import, "read an ONNX network (MLP or CNN) into dcsim's float model (.npz)")
+    p.add_argument("file", metavar="NET.onnx")
+    p.add_argument("--out", required=True, metavar="FLOAT.npz",
+                   help="the float model to write (for dcsim compress --weights)")
+    p = add("export", cmd_export, "write a .dcz's decoded (pruned, weight-shared) weights as plain ONNX")
+    p.add_argument("file", metavar="M.dcz")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+
+
+def _add_onnx_compress_options(p) -> None:
+    """`dcsim compress --onnx NET.onnx [--data DATA.npz] [--no-retrain]`."""
+    p.add_argument("--onnx", metavar="NET.onnx",
+                   help="compress this trained ONNX network (instead of --model)")
+    p.add_argument("--data", metavar="DATA.npz",
+                   help="the data set: an .npz with x_train, y_train, x_test, y_test "
+                        "(x (N, ...) float as the network takes it, y integer labels); "
+                        "default MNIST")
+    p.add_argument("--no-retrain", action="store_true",
+                   help="post-training compression: prune, share and Huffman-code without "
+                        "retraining (x_train and y_train may then be left out of --data)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dcsim", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"dcsim {__version__}")
@@ -507,12 +668,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_training(p)
 
     p = add("compress", cmd_compress, "run the three stages of Deep Compression on a model")
-    p.add_argument("--model", required=True, choices=["lenet300", "lenet5"])
+    p.add_argument("--model", choices=["lenet300", "lenet5"],
+                   help="a network of the zoo (or give --onnx, or --weights alone)")
     p.add_argument("--weights", metavar="FLOAT.npz",
                    help="a trained float model (skips baseline training): the .npz that "
-                        "--save-baseline writes, with 'arch' (a string) and float32 "
-                        "'<layer>.W' (fc: out x in; conv: out x in x kh x kw) and "
-                        "'<layer>.b' (out) arrays, e.g. ip1.W of shape (300, 784)")
+                        "--save-baseline or `dcsim import` writes, with 'arch' (a string) "
+                        "and float32 '<layer>.W' (fc: out x in; conv: out x in x kh x kw) "
+                        "and '<layer>.b' (out) arrays, e.g. ip1.W of shape (300, 784)")
     p.add_argument("--out", required=True, metavar="M.dcz", help="the compressed model to write")
     p.add_argument("--report", metavar="R.json", help="also write the summary as JSON here")
     add_training(p)
@@ -542,6 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs of centroid fine-tuning (default 3)")
     p.add_argument("--finetune-lr-scale", type=float, default=None,
                    help="centroid learning rate / the baseline's first one (default 0.01)")
+    _add_onnx_compress_options(p)
 
     p = add("eval", cmd_eval, "test error of a .dcz on MNIST: dense, sparse float and fixed-point kernels")
     p.add_argument("file", metavar="M.dcz")
@@ -599,6 +762,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["info", "clear"],
                    help="info: where it is, what it holds and its size; clear: remove "
                         "every entry not in use")
+
+    _add_onnx_commands(sub, add)
     return parser
 
 

@@ -13,7 +13,11 @@ Sections: one META (zlib-compressed compact JSON: arch, input_shape, the model's
 dict, one descriptor per layer), then six per layer, in layer order: CODEBOOK
 (float32 ``codebook[1:]``, code 0 is always 0), BIAS (float32), CODE_TABLE and
 INDEX_TABLE (Huffman code lengths, :func:`dcsim.compress.huffman.pack_lengths`),
-CODE_STREAM and INDEX_STREAM (the Huffman-coded codes and relative indices).
+CODE_STREAM and INDEX_STREAM (the Huffman-coded codes and relative indices); then,
+for an imported network only, one GRAPH (zlib-compressed compact JSON
+``{"version": GRAPH_VERSION, "layers": [...], "source": {...}}``, the model's
+``graph``). Files without it (the model zoo's, and every file written before it
+existed) read as before.
 
 Storage form of a layer's weights (DESIGN.md): the whole code matrix, flattened
 row-major (``order = "row"``) or column-major (``"col"``), is one relative-index line
@@ -50,17 +54,21 @@ FORMAT_VERSION = 2
 MAX_LAYER_WEIGHTS = 2 ** 31
 """Largest layer a file may declare (weights); larger ones are refused unread."""
 MAX_META_BYTES = 16 * 2 ** 20
-"""Largest decompressed META section accepted."""
+"""Largest decompressed META (or GRAPH) section accepted."""
+GRAPH_VERSION = 1
+"""Version of the GRAPH section's JSON."""
 
 _HEAD = struct.Struct("<4sHH")
 _ENTRY = struct.Struct("<BII")
 _CRC = struct.Struct("<I")
 
-META, CODEBOOK, BIAS, CODE_TABLE, CODE_STREAM, INDEX_TABLE, INDEX_STREAM = range(1, 8)
+META, CODEBOOK, BIAS, CODE_TABLE, CODE_STREAM, INDEX_TABLE, INDEX_STREAM, GRAPH = \
+    range(1, 9)
 LAYER_SECTIONS = (CODEBOOK, BIAS, CODE_TABLE, CODE_STREAM, INDEX_TABLE, INDEX_STREAM)
 SECTION_NAMES = {META: "meta", CODEBOOK: "codebook", BIAS: "bias",
                  CODE_TABLE: "code_table", CODE_STREAM: "code_stream",
-                 INDEX_TABLE: "index_table", INDEX_STREAM: "index_stream"}
+                 INDEX_TABLE: "index_table", INDEX_STREAM: "index_stream",
+                 GRAPH: "graph"}
 ORDERS = ("row", "col")
 
 
@@ -86,6 +94,10 @@ def write(model: CompressedModel, path) -> int:
         raise FormatError(f"model.meta must be JSON-serialisable, not {model.meta!r} "
                           f"({e})") from None
     sections.insert(0, (META, zlib.compress(meta_json, 9)))
+    if model.graph is not None:
+        graph_json = json.dumps({"version": GRAPH_VERSION, **model.graph},
+                                separators=(",", ":")).encode()
+        sections.append((GRAPH, zlib.compress(graph_json, 9)))
     blob = _assemble(sections)
     _write_atomic(os.fspath(path), blob)
     return len(blob)
@@ -105,8 +117,9 @@ def inspect(path) -> dict:
     ``n_entries``, ``n_fillers``, ``code_stream_bits``, ``index_stream_bits``, the
     bytes of each of its sections (``codebook_bytes``, ``bias_bytes``,
     ``code_table_bytes``, ``code_stream_bytes``, ``index_table_bytes``,
-    ``index_stream_bytes``) and their sum ``total_bytes``. ``total_bytes`` at the top
-    is header + meta + every layer's total, which equals ``file_bytes``.
+    ``index_stream_bytes``) and their sum ``total_bytes``; ``graph_bytes`` (0 without a
+    GRAPH section). ``total_bytes`` at the top is header + meta + every layer's total +
+    graph, which equals ``file_bytes``.
     """
     return load(path)[1]
 
@@ -194,6 +207,10 @@ class _Reader:
             self.fail(f"the first section must be meta, not type {sections[0][0]}")
         meta = self.meta(sections[0][1])
         descs = meta["layers"]
+        graph, graph_bytes = None, 0
+        if len(sections) > 1 and sections[-1][0] == GRAPH:
+            graph_bytes = len(sections[-1][1])
+            graph = self.graph(sections.pop()[1])
         if len(sections) != 1 + len(LAYER_SECTIONS) * len(descs):
             self.fail(f"the file must have {1 + len(LAYER_SECTIONS) * len(descs)} sections "
                       f"for {len(descs)} layers, not {len(sections)}")
@@ -209,14 +226,15 @@ class _Reader:
             infos.append(info)
         try:
             model = CompressedModel(arch=meta["arch"], input_shape=meta["input_shape"],
-                                    layers=layers, meta=meta["meta"])
+                                    layers=layers, meta=meta["meta"], graph=graph)
         except FormatError as e:
             self.fail(f"bad model: {e}")
         info = {"path": self.path, "file_bytes": len(self.blob), "version": FORMAT_VERSION,
                 "arch": model.arch, "header_bytes": header_bytes,
-                "meta_bytes": len(sections[0][1]), "layers": infos}
+                "meta_bytes": len(sections[0][1]), "layers": infos,
+                "graph_bytes": graph_bytes}
         info["total_bytes"] = (header_bytes + info["meta_bytes"]
-                               + sum(l["total_bytes"] for l in infos))
+                               + sum(l["total_bytes"] for l in infos) + graph_bytes)
         return model, info
 
     def section_table(self) -> tuple[list, int]:
@@ -259,22 +277,40 @@ class _Reader:
             sections.append((kind, payload))
         return sections, header_bytes
 
-    def meta(self, payload: bytes) -> dict:
+    def json_section(self, payload: bytes, what: str) -> dict:
+        """The JSON object in a zlib-compressed section."""
         inflater = zlib.decompressobj()
         try:
             raw = inflater.decompress(payload, MAX_META_BYTES)
         except zlib.error as e:
-            self.fail(f"the meta section is not valid zlib data ({e})")
+            self.fail(f"the {what} section is not valid zlib data ({e})")
         if inflater.unconsumed_tail:
-            self.fail(f"the meta section must inflate to at most {MAX_META_BYTES} bytes")
+            self.fail(f"the {what} section must inflate to at most {MAX_META_BYTES} bytes")
         if not inflater.eof or inflater.unused_data:
-            self.fail("the meta section's zlib data is truncated or followed by extra bytes")
+            self.fail(f"the {what} section's zlib data is truncated or followed by extra "
+                      f"bytes")
         try:
-            meta = json.loads(raw)
+            obj = json.loads(raw)
         except (UnicodeDecodeError, ValueError) as e:
-            self.fail(f"the meta section is not valid JSON ({e})")
-        if not isinstance(meta, dict):
-            self.fail(f"the meta section must be a JSON object, not {type(meta).__name__}")
+            self.fail(f"the {what} section is not valid JSON ({e})")
+        if not isinstance(obj, dict):
+            self.fail(f"the {what} section must be a JSON object, not {type(obj).__name__}")
+        return obj
+
+    def graph(self, payload: bytes) -> dict:
+        graph = self.json_section(payload, "graph")
+        if graph.get("version") != GRAPH_VERSION:
+            self.fail(f"graph version must be {GRAPH_VERSION}, not {graph.get('version')!r} "
+                      f"(written by another dcsim version; re-run `dcsim compress`)")
+        if set(graph) != {"version", "layers", "source"} or not isinstance(
+                graph["layers"], list) or not isinstance(graph["source"], dict):
+            self.fail(f"the graph section must hold version, layers (a list) and source "
+                      f"(an object), not keys {sorted(graph)}")
+        del graph["version"]
+        return graph
+
+    def meta(self, payload: bytes) -> dict:
+        meta = self.json_section(payload, "meta")
         for key, kind in (("arch", str), ("input_shape", list), ("meta", dict),
                           ("layers", list)):
             if not isinstance(meta.get(key), kind):

@@ -323,6 +323,64 @@ def test_missing_file_raises(tmp_path):
         container.read(tmp_path / "nope.dcz")
 
 
+GRAPH = {"layers": [{"op": "conv", "name": "conv1", "in_ch": 1, "out_ch": 3, "kernel": 3,
+                     "stride": 1, "padding": 0}, {"op": "relu"}, {"op": "flatten"},
+                    {"op": "dense", "name": "ip1", "in": 40, "out": 6}],
+         "source": {"format": "onnx", "input": "image", "output": "logits"}}
+
+
+def test_graph_section_round_trips_and_is_counted(tmp_path):
+    plain = small_model()
+    model = CompressedModel(arch=plain.arch, input_shape=plain.input_shape,
+                            layers=plain.layers, meta=plain.meta, graph=GRAPH)
+    container.write(plain, tmp_path / "plain.dcz")
+    n = container.write(model, tmp_path / "graph.dcz")
+    back, info = container.load(tmp_path / "graph.dcz")
+    assert back.same_as(model) and back.graph == GRAPH
+    assert not back.same_as(container.read(tmp_path / "plain.dcz"))
+    graph_json = json.dumps({"version": container.GRAPH_VERSION, **GRAPH},
+                            separators=(",", ":")).encode()
+    assert info["graph_bytes"] == len(zlib.compress(graph_json, 9))
+    assert info["total_bytes"] == info["file_bytes"] == n
+    # the graph is one more section (9-byte table entry) at the end; the rest is unchanged
+    plain_info = container.inspect(tmp_path / "plain.dcz")
+    assert plain_info["graph_bytes"] == 0
+    assert n == plain_info["file_bytes"] + 9 + info["graph_bytes"]
+
+
+def test_graph_must_name_the_layers():
+    plain = small_model()
+    bad = dict(GRAPH, layers=GRAPH["layers"][:2])
+    with pytest.raises(FormatError, match="^graph must be a dict whose 'layers' ops name "
+                                          r"the layers \['conv1', 'ip1'\] in order"):
+        CompressedModel(arch=plain.arch, input_shape=plain.input_shape, layers=plain.layers,
+                        graph=bad)
+
+
+def test_graph_of_another_version_is_refused(tmp_path):
+    plain = small_model()
+    model = CompressedModel(arch=plain.arch, input_shape=plain.input_shape,
+                            layers=plain.layers, graph=GRAPH)
+    path = tmp_path / "g.dcz"
+    container.write(model, path)
+    blob = path.read_bytes()
+    _, _, n_sections = struct.unpack_from("<4sHH", blob)
+    entries = [struct.unpack_from("<BII", blob, 8 + 9 * i) for i in range(n_sections)]
+    header = 8 + 9 * n_sections + 4
+    graph = json.dumps({"version": 2, **GRAPH}).encode()
+    sections = [blob[header + sum(e[1] for e in entries[:i]):][:entries[i][1]]
+                for i in range(n_sections - 1)]
+    payloads = list(zip([e[0] for e in entries], sections + [zlib.compress(graph)]))
+    path.write_bytes(container._assemble(payloads))
+    with pytest.raises(ContainerError, match=re_exact(
+            f"{path}: graph version must be 1, not 2 (written by another dcsim version; "
+            f"re-run `dcsim compress`)")):
+        container.read(path)
+
+
+def re_exact(message):
+    import re
+    return f"^{re.escape(message)}$"
 def test_fillers_run_to_the_end_of_the_line(tmp_path):
     # 2-bit indices (span 4): one weight at position 0 of 11, then 10 zeros: 10 // 4 = 2
     # tail fillers, leaving 2 positions (< 4) after the last entry.

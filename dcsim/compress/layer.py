@@ -191,12 +191,17 @@ class CompressedModel:
     for LeNet-5. A conv layer's output is flattened (C, H, W order) before an fc layer.
     ``meta`` holds JSON-able facts about how the model was made (arch, errors in
     percent, config); it does not affect inference.
+    ``graph`` is None for the model zoo's networks; for an imported one it records the
+    network it came from, JSON-able: ``layers`` (``dcsim.nn.models.Model.graph()``: every
+    op in order, so ReLU/pool order and flattens are kept) and ``source`` (the file's
+    input and output names, the ops dropped). Its parameter ops name the layers in order.
     """
 
     arch: str
     input_shape: tuple
     layers: tuple
     meta: dict = field(default_factory=dict)
+    graph: dict | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -206,6 +211,13 @@ class CompressedModel:
         names = [layer.name for layer in self.layers]
         if len(set(names)) != len(names):
             raise FormatError(f"Layer names must be unique, not {names!r}")
+        if self.graph is not None:
+            ops = self.graph.get("layers") if isinstance(self.graph, dict) else None
+            named = [op.get("name") for op in ops if isinstance(op, dict)
+                     and op.get("op") in ("dense", "conv")] if isinstance(ops, list) else None
+            if named != names:
+                raise FormatError(f"graph must be a dict whose 'layers' ops name the "
+                                  f"layers {names!r} in order, not {self.graph!r}")
         if not self.input_shape or min(self.input_shape) < 1:
             raise FormatError(f"input_shape must be positive integers, not "
                               f"{self.input_shape!r}")
@@ -236,8 +248,10 @@ class CompressedModel:
         return sum(4 * (layer.n_weights + layer.rows) for layer in self.layers)
 
     def same_as(self, other: "CompressedModel") -> bool:
-        """True if every layer matches bit for bit (meta is not compared)."""
+        """True if every layer matches bit for bit and the graphs are equal (meta is
+        not compared)."""
         return (self.arch == other.arch and self.input_shape == other.input_shape
+                and self.graph == other.graph
                 and len(self.layers) == len(other.layers)
                 and all(a.same_as(b) for a, b in zip(self.layers, other.layers)))
 

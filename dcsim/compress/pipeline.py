@@ -17,6 +17,7 @@ import numpy as np
 from dcsim.compress import prune, quantize
 from dcsim.compress.layer import CompressedLayer, CompressedModel
 from dcsim.errors import ConfigError
+from dcsim.nn.models import IMPORTED
 
 #: Densities kept per layer in the paper (Deep Compression, Tables 2 and 3).
 PAPER_DENSITY = {
@@ -29,22 +30,48 @@ PAPER_DENSITY = {
 #: <= +0.10 points in our short retraining budget: ip1 keeps 7% (paper 8%), fc codes
 #: have 4 bits (paper 5), and retraining runs at the solver's own 0.01 for 5 epochs
 #: per round (at 0.001 the pruned net lost 0.33 points).
+#: An imported network (``arch = IMPORTED``) takes LeNet-300-100's recipe, the paper's
+#: own settings: its solver (dcsim.nn.train.RECOMMENDED["lenet300"], base lr 0.1) scaled
+#: by 0.1 for retraining, 4 epochs per round, 5-bit fc codes, and per-layer densities
+#: from :func:`default_density`.
 ARCH_DEFAULTS = {
     "lenet300": {"density": {}, "retrain_lr_scale": 0.1, "retrain_epochs": 4,
                  "code_bits_fc": 5},
     "lenet5": {"density": {"ip1": 0.07}, "retrain_lr_scale": 1.0, "retrain_epochs": 5,
                "code_bits_fc": 4},
+    IMPORTED: {"density": {}, "retrain_lr_scale": 0.1, "retrain_epochs": 4,
+               "code_bits_fc": 5},
 }
+
+#: (dense weights, fraction kept) of every layer in the paper's Tables 2 and 3, by size.
+PAPER_SIZE_DENSITY = ((500, 0.66), (1_000, 0.26), (5_000, 0.19), (25_000, 0.12),
+                      (30_000, 0.09), (235_200, 0.08), (400_000, 0.08))
+
+
+def default_density(n_weights: int) -> float:
+    """Fraction of weights kept in a layer of an imported network: the paper's
+    densities (PAPER_SIZE_DENSITY) interpolated in log(weights) and log(density), held
+    at 0.66 below 500 weights and 0.08 above 400 000. Small layers are pruned less: they
+    have fewer redundant weights and each one matters more (Deep Compression, sec. 3)."""
+    if isinstance(n_weights, bool) or not isinstance(n_weights, (int, np.integer)) \
+            or n_weights < 1:
+        raise ConfigError(f"n_weights must be a positive integer, not {n_weights!r}")
+    sizes, kept = np.log(np.array(PAPER_SIZE_DENSITY)).T
+    return float(np.exp(np.interp(np.log(n_weights), sizes, kept)))
 
 
 @dataclass(frozen=True)
 class CompressionConfig:
-    """How to compress one of the model zoo's networks.
+    """How to compress one of the model zoo's networks or an imported one.
 
     Fields left as None take the arch's value from ARCH_DEFAULTS.
 
+    arch : ``"lenet300"``, ``"lenet5"`` or ``IMPORTED`` (any network built from a graph,
+        e.g. by ``dcsim.io.onnx_import``).
     density : per-layer fraction of weights kept, overriding the paper's Tables 2-3
-        (PAPER_DENSITY) layer by layer (LeNet-5 default: ip1 at 7%).
+        (PAPER_DENSITY) layer by layer (LeNet-5 default: ip1 at 7%). For an imported
+        network, layers not named take :func:`default_density` of their size, and the
+        names are checked against the model by :meth:`layer_density`.
     prune_steps : prune/retrain rounds; densities fall geometrically to the target.
     retrain_epochs : epochs of retraining after each pruning round (4 LeNet-300-100,
         5 LeNet-5).
@@ -78,15 +105,16 @@ class CompressionConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.arch not in PAPER_DENSITY:
+        if self.arch not in ARCH_DEFAULTS:
             raise ConfigError(
-                f"arch must be one of {sorted(PAPER_DENSITY)}, not {self.arch!r}")
+                f"arch must be one of {sorted(ARCH_DEFAULTS)}, not {self.arch!r}")
         for name, value in ARCH_DEFAULTS[self.arch].items():
             if name != "density" and getattr(self, name) is None:
                 object.__setattr__(self, name, value)
-        density = dict(PAPER_DENSITY[self.arch], **ARCH_DEFAULTS[self.arch]["density"])
+        density = dict(PAPER_DENSITY.get(self.arch, {}),
+                       **ARCH_DEFAULTS[self.arch]["density"])
         for name, value in (self.density or {}).items():
-            if name not in density:
+            if name not in density and self.arch != IMPORTED:
                 raise ConfigError(
                     f"density names a layer of {self.arch}: one of {sorted(density)}, "
                     f"not {name!r}")
@@ -117,6 +145,17 @@ class CompressionConfig:
                 raise ConfigError(f"{name} must be a positive number, not {value!r}")
         if self.init not in quantize.INITS:
             raise ConfigError(f"init must be one of {quantize.INITS}, not {self.init!r}")
+
+    def layer_density(self, specs: list) -> dict:
+        """Fraction kept per layer of a model with these ``layer_specs()``, by name;
+        ConfigError if ``density`` names a layer the model does not have."""
+        names = [s["name"] for s in specs]
+        for name in self.density:
+            if name not in names:
+                raise ConfigError(f"density names a layer of the model: one of "
+                                  f"{names}, not {name!r}")
+        return {s["name"]: self.density[s["name"]] if s["name"] in self.density
+                else default_density(int(np.prod(s["shape"]))) for s in specs}
 
     def bits(self, kind: str) -> tuple:
         """(code_bits, index_bits) for a layer kind ("fc" or "conv")."""
@@ -156,23 +195,24 @@ class DeepCompression:
         A step down late in each retraining round lets the surviving weights settle,
         as the baseline's own schedule does (the LeNets' Caffe solvers step the lr).
         """
-        from dcsim.nn.train import RECOMMENDED
-        base = RECOMMENDED[self.config.arch]
+        base = _solver(self.config.arch)
         steps_per_epoch = -(-n_train // base.batch_size)
         return dataclasses.replace(
             base, epochs=epochs, lr=base.lr * lr_scale, lr_policy="step", step_factor=0.1,
             step_size=max(1, int(0.6 * epochs * steps_per_epoch)), seed=self.config.seed)
 
     def run(self, model, data, train_baseline: bool = True) -> CompressedModel:
-        from dcsim.nn.train import RECOMMENDED, train
+        from dcsim.nn.train import train
 
         cfg = self.config
         if model.arch != cfg.arch:
             raise ConfigError(f"model arch must be {cfg.arch!r} as configured, not {model.arch!r}")
+        specs = model.layer_specs()
+        density = cfg.layer_density(specs)
         t0 = time.perf_counter()
-        meta = {"config": _jsonable(dataclasses.asdict(cfg))}
+        meta = {"config": _jsonable(dict(dataclasses.asdict(cfg), density=density))}
         if train_baseline:
-            sgd = RECOMMENDED[cfg.arch]
+            sgd = _solver(cfg.arch)
             if cfg.baseline_epochs is not None:
                 sgd = dataclasses.replace(sgd, epochs=cfg.baseline_epochs)
             sgd = dataclasses.replace(sgd, seed=cfg.seed)
@@ -183,7 +223,6 @@ class DeepCompression:
         self.on_stage("baseline", model)
 
         params = model.params()
-        specs = model.layer_specs()
         dense = {s["name"]: params[f"{s['name']}.W"].copy() for s in specs}
         masks = {f"{s['name']}.W": np.ones(params[f"{s['name']}.W"].shape, dtype=bool)
                  for s in specs}
@@ -191,7 +230,7 @@ class DeepCompression:
         for step in range(cfg.prune_steps):
             for s in specs:
                 name, key = s["name"], f"{s['name']}.W"
-                target = prune.density_steps(cfg.density[name], cfg.prune_steps)[step]
+                target = prune.density_steps(density[name], cfg.prune_steps)[step]
                 q = prune.quality_for_density(params[key], target, std_of=dense[name])
                 masks[key] &= prune.prune_mask(params[key], q, std_of=dense[name])
                 params[key] *= masks[key]
@@ -247,8 +286,18 @@ def to_compressed(model, shared: dict, cfg: CompressionConfig, meta: dict) -> Co
             bias=params[f"{s['name']}.b"], code_bits=code_bits, index_bits=index_bits,
             relu=bool(s["relu"]), pool=int(s["pool"]), stride=int(s["stride"]),
             padding=int(s["padding"])))
+    graph = None
+    if model.source is not None:
+        graph = {"layers": model.graph(), "source": model.source}
     return CompressedModel(arch=model.arch, input_shape=model.input_shape, layers=layers,
-                           meta=meta)
+                           meta=meta, graph=graph)
+
+
+def _solver(arch: str):
+    """The SGD settings a model of ``arch`` was (or is) trained with: its own
+    RECOMMENDED entry, LeNet-300-100's for an imported network (ARCH_DEFAULTS)."""
+    from dcsim.nn.train import RECOMMENDED
+    return RECOMMENDED.get(arch, RECOMMENDED["lenet300"])
 
 
 def _jsonable(obj):

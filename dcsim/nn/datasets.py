@@ -22,7 +22,8 @@ import numpy as np
 
 from dcsim.errors import DataError
 
-__all__ = ["Mnist", "load_mnist", "N_VAL", "HOW_TO_GET"]
+__all__ = ["Mnist", "Dataset", "load_mnist", "load_npz", "N_VAL", "HOW_TO_GET",
+           "NPZ_KEYS"]
 
 N_VAL = 10_000
 IMAGE_PIXELS = 28 * 28
@@ -53,6 +54,71 @@ class Mnist:
     val_y: np.ndarray
     test_x: np.ndarray
     test_y: np.ndarray
+
+
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+"""The arrays of a user's data set file (``dcsim compress --data``)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A user's data set, in the fields the pipeline reads (as :class:`Mnist`'s).
+
+    train_x : float32 (N, features), train_y : int64 (N,) -- (0, features) and (0,)
+        when the file has no training split (post-training compression only).
+    test_x : float32 (M, features), test_y : int64 (M,).
+    """
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+
+
+def load_npz(path: str | os.PathLike, features: int, classes: int,
+             need_train: bool = True) -> Dataset:
+    """Read a data set from an .npz with arrays ``x_train``, ``y_train``, ``x_test``,
+    ``y_test`` (NPZ_KEYS; the training pair may be left out if ``need_train`` is False).
+
+    Each x is (N, ...) with ``features`` values per sample (e.g. (N, 1, 28, 28) or
+    (N, 784)), taken as float32 as it is (scale it as the network was trained); each y
+    holds N integer labels in 0..classes-1. Raises :class:`DataError` naming the file
+    and the key.
+    """
+    where = os.fspath(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except FileNotFoundError:
+        raise DataError(f"{where}: no such file") from None
+    except (OSError, ValueError, EOFError) as exc:
+        raise DataError(f"{where}: the data set must be an .npz with arrays "
+                        f"{', '.join(NPZ_KEYS)}, not unreadable ({exc})") from None
+    wanted = NPZ_KEYS if need_train or "x_train" in arrays else NPZ_KEYS[2:]
+    missing = [key for key in wanted if key not in arrays]
+    if missing:
+        raise DataError(f"{where}: key {missing[0]!r} is missing; the file must hold "
+                        f"{', '.join(wanted)}")
+    split = {}
+    for x_key, y_key in (("x_train", "y_train"), ("x_test", "y_test")):
+        if x_key not in wanted:
+            split[x_key] = (np.zeros((0, features), np.float32), np.zeros(0, np.int64))
+            continue
+        x, y = arrays[x_key], arrays[y_key]
+        if x.ndim < 2 or x.dtype.kind not in "fiu" or int(np.prod(x.shape[1:])) != features:
+            raise DataError(f"{where}: key {x_key!r} must be numbers of shape (N, ...) with "
+                            f"{features} values per sample, not {x.dtype} {x.shape}")
+        if y.shape != (len(x),) or y.dtype.kind not in "iu" or (
+                len(y) and (y.min() < 0 or y.max() >= classes)):
+            raise DataError(f"{where}: key {y_key!r} must be {len(x)} integer labels in "
+                            f"0..{classes - 1}, not {y.dtype} {y.shape}"
+                            + (f" in {y.min()}..{y.max()}" if y.size and y.dtype.kind in "iu"
+                               else ""))
+        split[x_key] = (x.reshape(len(x), features).astype(np.float32),
+                        y.astype(np.int64))
+    if len(split["x_test"][0]) == 0:
+        raise DataError(f"{where}: key 'x_test' must hold at least one sample, not 0")
+    return Dataset(*split["x_train"], *split["x_test"])
 
 
 def load_mnist(folder: str | os.PathLike | None = None) -> Mnist:

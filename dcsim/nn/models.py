@@ -1,7 +1,8 @@
-"""The model zoo (LeNet-300-100, Caffe's LeNet-5) and its .npz save/load."""
+"""The model zoo (LeNet-300-100, Caffe's LeNet-5), imported graphs and their .npz save/load."""
 
 from __future__ import annotations
 
+import json
 import os
 import zipfile
 from pathlib import Path
@@ -13,25 +14,35 @@ from dcsim.errors import ConfigError, DataError
 from dcsim.files import write_atomic
 from dcsim.nn.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU
 
-__all__ = ["Model", "lenet300", "lenet5", "build", "save", "load", "ARCHS", "N_CLASSES"]
+__all__ = ["Model", "lenet300", "lenet5", "build", "from_graph", "save", "load", "ARCHS",
+           "IMPORTED", "N_CLASSES"]
 
 N_CLASSES = 10
+IMPORTED = "imported"
+"""The arch of a model built from a graph (an imported network) rather than the zoo."""
 
 
 class Model:
     """A feed-forward stack of layers ending in class scores (logits).
 
-    arch : str -- ``"lenet300"`` or ``"lenet5"``.
+    arch : str -- ``"lenet300"``, ``"lenet5"`` or ``IMPORTED`` (built by
+        :func:`from_graph`, e.g. from an ONNX file).
     input_shape : tuple -- one sample's shape as the first layer sees it: ``(784,)``
-        or ``(1, 28, 28)``. Inputs are always given as (N, 784) rows and reshaped.
+        or ``(1, 28, 28)``. Inputs are always given as (N, prod(input_shape)) rows and
+        reshaped.
     layers : list of Layer -- parameter layers carry a unique ``name``. The first
         layer does not compute the gradient of the input images (nothing needs it).
+    source : dict or None -- JSON-able facts about where an imported model came from
+        (``dcsim.io``: the file, its input and output names, the ops dropped); it does
+        not affect inference.
     """
 
-    def __init__(self, arch: str, input_shape: tuple, layers: list[Layer]):
+    def __init__(self, arch: str, input_shape: tuple, layers: list[Layer],
+                 source: dict | None = None):
         self.arch = arch
         self.input_shape = tuple(input_shape)
         self.layers = list(layers)
+        self.source = source
         names = [layer.name for layer in self.layers if layer.params]
         if len(set(names)) != len(names) or None in names:
             raise ConfigError(f"Model parameter layers must have unique names, "
@@ -51,27 +62,61 @@ class Model:
     def layer_specs(self) -> list[dict]:
         """One dict per parameter layer, in order: ``name``, ``kind`` ("fc" or "conv"),
         ``shape`` (W's shape), ``relu`` (a ReLU follows), ``pool`` (size of the max-pool
-        that follows, 0 for none), ``stride``, ``padding`` (1 and 0 for fc)."""
+        that follows, 0 for none), ``stride``, ``padding`` (1 and 0 for fc).
+
+        "Follows" means anywhere before the next parameter layer: ReLU and a max-pool
+        commute, so conv-ReLU-pool and conv-pool-ReLU are the same layer."""
         specs = []
         for i, layer in enumerate(self.layers):
             if not layer.params:
                 continue
-            after = self.layers[i + 1] if i + 1 < len(self.layers) else None
+            after = []
+            for other in self.layers[i + 1:]:
+                if other.params:
+                    break
+                after.append(other)
+            pools = [other.size for other in after if isinstance(other, MaxPool2D)]
             conv = isinstance(layer, Conv2D)
             specs.append({
                 "name": layer.name,
                 "kind": "conv" if conv else "fc",
                 "shape": tuple(layer.params["W"].shape),
-                "relu": isinstance(after, ReLU),
-                "pool": after.size if isinstance(after, MaxPool2D) else 0,
+                "relu": any(isinstance(other, ReLU) for other in after),
+                "pool": pools[0] if pools else 0,
                 "stride": layer.stride if conv else 1,
                 "padding": layer.padding if conv else 0,
             })
         return specs
 
+    def graph(self) -> list[dict]:
+        """The layers as JSON-able dicts, in order (what :func:`from_graph` takes):
+        ``{"op": "dense", "name", "in", "out"}``, ``{"op": "conv", "name", "in_ch",
+        "out_ch", "kernel", "stride", "padding"}``, ``{"op": "relu"}``,
+        ``{"op": "maxpool", "size"}`` and ``{"op": "flatten"}``."""
+        ops = []
+        for layer in self.layers:
+            if isinstance(layer, Dense):
+                out, n_in = layer.params["W"].shape
+                ops.append({"op": "dense", "name": layer.name, "in": n_in, "out": out})
+            elif isinstance(layer, Conv2D):
+                out, n_in = layer.params["W"].shape[:2]
+                ops.append({"op": "conv", "name": layer.name, "in_ch": n_in,
+                            "out_ch": out, "kernel": layer.kernel, "stride": layer.stride,
+                            "padding": layer.padding})
+            elif isinstance(layer, MaxPool2D):
+                ops.append({"op": "maxpool", "size": layer.size})
+            elif isinstance(layer, ReLU):
+                ops.append({"op": "relu"})
+            elif isinstance(layer, Flatten):
+                ops.append({"op": "flatten"})
+            else:
+                raise ConfigError(f"layer must be one of Dense, Conv2D, MaxPool2D, ReLU, "
+                                  f"Flatten, not {type(layer).__name__}")
+        return ops
+
     def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
-        """Class scores (N, 10) for images x (N, 784). float32 unless x and the
-        parameters are float64."""
+        """Class scores (N, classes) for images x (N, prod(input_shape)). float32
+        unless x and the parameters are float64."""
         h = self._reshape_input(x)
         for layer in self.layers:
             h = layer.forward(h, train)
@@ -79,7 +124,8 @@ class Model:
 
     def loss_and_grads(self, x: np.ndarray, y: np.ndarray) -> tuple[float, dict]:
         """Mean softmax cross-entropy over the batch and its gradient for every
-        parameter, keyed as :meth:`params`. x (N, 784), y (N,) labels in 0..9."""
+        parameter, keyed as :meth:`params`. x (N, prod(input_shape)), y (N,) labels in
+        0..classes-1."""
         y = np.asarray(y)
         logits = self.forward(x, train=True)
         if y.shape != (len(logits),):
@@ -158,6 +204,45 @@ def lenet5(seed: int = 0) -> Model:
 
 ARCHS = {"lenet300": lenet300, "lenet5": lenet5}
 
+_OP_FIELDS = {"dense": ("name", "in", "out"),
+              "conv": ("name", "in_ch", "out_ch", "kernel", "stride", "padding"),
+              "relu": (), "maxpool": ("size",), "flatten": ()}
+
+
+def from_graph(input_shape, graph: list, source: dict | None = None,
+               seed: int = 0) -> Model:
+    """An ``IMPORTED`` model of the layers described by ``graph`` (see
+    :meth:`Model.graph`), freshly initialised from ``seed`` as the zoo's models.
+
+    input_shape : one sample's shape (``(features,)`` or ``(C, H, W)``).
+    Raises :class:`ConfigError` naming the first malformed op.
+    """
+    if not isinstance(graph, list) or not graph:
+        raise ConfigError(f"graph must be a non-empty list of ops, not {graph!r}")
+    if not isinstance(input_shape, (list, tuple)) or not input_shape or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in input_shape):
+        raise ConfigError(f"input_shape must be positive integers, not {input_shape!r}")
+    rng = np.random.default_rng(seed)
+    layers = []
+    for i, op in enumerate(graph):
+        kind = op.get("op") if isinstance(op, dict) else None
+        if kind not in _OP_FIELDS or set(op) != {"op", *_OP_FIELDS[kind]} or (
+                "name" in op and not (isinstance(op["name"], str) and op["name"])):
+            raise ConfigError(f"graph op {i} must be one of {sorted(_OP_FIELDS)} with "
+                              f"fields {_OP_FIELDS.get(kind, '...')}, not {op!r}")
+        if kind == "dense":
+            layers.append(Dense(op["in"], op["out"], rng=rng, name=op["name"]))
+        elif kind == "conv":
+            layers.append(Conv2D(op["in_ch"], op["out_ch"], op["kernel"], op["stride"],
+                                 op["padding"], rng=rng, name=op["name"]))
+        elif kind == "maxpool":
+            layers.append(MaxPool2D(op["size"]))
+        elif kind == "relu":
+            layers.append(ReLU())
+        else:
+            layers.append(Flatten())
+    return Model(IMPORTED, tuple(input_shape), layers, source=source)
+
 
 def build(arch: str, seed: int = 0) -> Model:
     """A freshly initialised model of the named architecture (Caffe xavier weights,
@@ -169,9 +254,14 @@ def build(arch: str, seed: int = 0) -> Model:
 
 def save(model: Model, path: str | os.PathLike) -> None:
     """Write the model's parameters and arch to an .npz file (atomically: a temporary
-    file in the same folder, then a rename)."""
+    file in the same folder, then a rename). A model outside the zoo also gets key
+    ``graph``: JSON of its input shape, :meth:`Model.graph` and ``source``."""
     path = Path(path)
     arrays = {"arch": np.array(model.arch)}
+    if model.arch not in ARCHS:
+        arrays["graph"] = np.array(json.dumps({
+            "input_shape": list(model.input_shape), "layers": model.graph(),
+            "source": model.source}))
     arrays.update(model.params())
     write_atomic(path, lambda f: np.savez(f, **arrays))
 
@@ -179,7 +269,8 @@ def save(model: Model, path: str | os.PathLike) -> None:
 def load(path: str | os.PathLike, arch: str | None = None) -> Model:
     """Read a model written by :func:`save`. Raises :class:`DataError` naming the file
     and the key if the file is missing, not an .npz, of an unknown arch (or not of
-    ``arch`` when given), or has missing, extra or mis-shaped parameters."""
+    ``arch`` when given), has a malformed ``graph``, or has missing, extra or
+    mis-shaped parameters."""
     where, arch_wanted = str(path), arch
     try:
         with np.load(path, allow_pickle=False) as npz:
@@ -189,15 +280,19 @@ def load(path: str | os.PathLike, arch: str | None = None) -> Model:
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"model file {where!r} is not a readable .npz ({exc})") from None
     arch = arrays.pop("arch", None)
+    graph = arrays.pop("graph", None)
     if arch is None or arch.shape != () or arch.dtype.kind != "U":
         raise DataError(f"model file {where!r} must record its arch under key 'arch'")
-    if str(arch) not in ARCHS:
+    if str(arch) not in ARCHS and not (str(arch) == IMPORTED and graph is not None):
         raise DataError(f"model file {where!r}: key 'arch' must be one of "
                         f"{tuple(ARCHS)}, not {str(arch)!r}")
     if arch_wanted is not None and str(arch) != arch_wanted:
         raise DataError(f"model file {where!r}: key 'arch' must be {arch_wanted!r}, "
                         f"not {str(arch)!r}")
-    model = build(str(arch))
+    if str(arch) in ARCHS:
+        model = build(str(arch))
+    else:
+        model = _model_of_graph(where, graph)
     params = model.params()
     for key, live in params.items():
         if key not in arrays:
@@ -214,3 +309,14 @@ def load(path: str | os.PathLike, arch: str | None = None) -> Model:
     for key, live in params.items():
         live[...] = arrays[key]
     return model
+
+
+def _model_of_graph(where: str, graph: np.ndarray) -> Model:
+    try:
+        spec = json.loads(str(graph)) if graph.shape == () else None
+        if not isinstance(spec, dict) or set(spec) != {"input_shape", "layers", "source"}:
+            raise ValueError("it must hold input_shape, layers and source")
+        return from_graph(spec["input_shape"], spec["layers"], source=spec["source"])
+    except (ValueError, ConfigError) as exc:
+        raise DataError(f"model file {where!r}: key 'graph' must describe the layers "
+                        f"(dcsim.nn.models.save writes it), not this ({exc})") from None

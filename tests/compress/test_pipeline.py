@@ -59,7 +59,7 @@ def test_meta_records_every_stage(run):
 
 
 @pytest.mark.parametrize("kw, message", [
-    (dict(arch="vgg"), "arch must be one of ['lenet300', 'lenet5'], not 'vgg'"),
+    (dict(arch="vgg"), "arch must be one of ['imported', 'lenet300', 'lenet5'], not 'vgg'"),
     (dict(density={"ip9": 0.1}), "density names a layer of lenet300: one of ['ip1', 'ip2', 'ip3'], not 'ip9'"),
     (dict(density={"ip1": 0}), "density of ip1 must be in (0, 1], not 0"),
     (dict(prune_steps=0), "prune_steps must be a positive integer, not 0"),
@@ -70,3 +70,25 @@ def test_bad_configs(kw, message):
     with pytest.raises(ConfigError) as info:
         CompressionConfig(**kw)
     assert str(info.value) == message
+
+
+@pytest.mark.parametrize("n_weights, density", [
+    (100, 0.66), (500, 0.66), (1000, 0.26), (25_000, 0.12), (10 ** 7, 0.08),
+    # between the paper's 1000 (26%) and 5000 (19%): t = log(2000/1000) / log(5000/1000)
+    (2000, 0.26 * (0.19 / 0.26) ** (np.log(2) / np.log(5))),
+])
+def test_default_density_follows_the_paper_tables(n_weights, density):
+    from dcsim.compress.pipeline import default_density
+    assert default_density(n_weights) == pytest.approx(density, rel=1e-9)
+
+
+def test_imported_densities_are_checked_against_the_model():
+    model = models.from_graph([10], [{"op": "dense", "name": "a", "in": 10, "out": 500},
+                                     {"op": "relu"},
+                                     {"op": "dense", "name": "b", "in": 500, "out": 2}])
+    config = CompressionConfig(arch=models.IMPORTED, density={"b": 0.5})
+    assert config.layer_density(model.layer_specs()) == {"a": 0.19, "b": 0.5}
+    with pytest.raises(ConfigError) as info:
+        CompressionConfig(arch=models.IMPORTED, density={"c": 0.5}).layer_density(
+            model.layer_specs())
+    assert str(info.value) == "density names a layer of the model: one of ['a', 'b'], not 'c'"

@@ -178,3 +178,49 @@ def test_load_bad_files(tmp_path):
             f"model file {str(path)!r}: key 'arch' must be 'lenet5', not 'lenet300'")):
         load(path, arch="lenet5")
     assert load(path, arch="lenet300").arch == "lenet300"
+
+
+GRAPH = [{"op": "conv", "name": "c1", "in_ch": 1, "out_ch": 3, "kernel": 3, "stride": 1,
+          "padding": 1},
+         {"op": "relu"}, {"op": "maxpool", "size": 2}, {"op": "flatten"},
+         {"op": "dense", "name": "f1", "in": 48, "out": 7}, {"op": "relu"},
+         {"op": "dense", "name": "f2", "in": 7, "out": 3}]
+
+
+def test_from_graph_builds_any_chain():
+    model = models.from_graph([1, 8, 8], GRAPH, source={"file": "x.onnx"})
+    assert model.arch == models.IMPORTED and model.input_shape == (1, 8, 8)
+    assert model.graph() == GRAPH
+    # ReLU before the max-pool still belongs to the conv layer (they commute)
+    assert [(s["name"], s["kind"], s["shape"], s["relu"], s["pool"], s["padding"])
+            for s in model.layer_specs()] == [
+        ("c1", "conv", (3, 1, 3, 3), True, 2, 1), ("f1", "fc", (7, 48), True, 0, 0),
+        ("f2", "fc", (3, 7), False, 0, 0)]
+    x = np.random.default_rng(SEED).random((5, 64), dtype=np.float32)
+    assert model.forward(x).shape == (5, 3)
+    loss, grads = model.loss_and_grads(x, np.array([0, 1, 2, 0, 1]))
+    assert np.isfinite(loss) and set(grads) == set(model.params())
+
+
+def test_imported_model_saves_its_graph(tmp_path):
+    model = models.from_graph([1, 8, 8], GRAPH, source={"file": "x.onnx"}, seed=3)
+    path = tmp_path / "m.npz"
+    save(model, path)
+    back = load(path)
+    assert back.arch == models.IMPORTED and back.graph() == GRAPH
+    assert back.source == {"file": "x.onnx"} and back.input_shape == (1, 8, 8)
+    x = np.random.default_rng(SEED).random((4, 64), dtype=np.float32)
+    np.testing.assert_array_equal(back.forward(x), model.forward(x))
+
+
+def test_bad_graphs(tmp_path):
+    with pytest.raises(ConfigError, match=exact(
+            "graph op 1 must be one of ['conv', 'dense', 'flatten', 'maxpool', 'relu'] with "
+            "fields ('size',), not {'op': 'maxpool'}")):
+        models.from_graph([4], [{"op": "dense", "name": "a", "in": 4, "out": 2},
+                                {"op": "maxpool"}])
+    path = tmp_path / "bad.npz"
+    np.savez(path, arch=np.array(models.IMPORTED), graph=np.array("[1, 2"))
+    with pytest.raises(DataError, match=f"^model file {re.escape(repr(str(path)))}: key "
+                                        f"'graph' must describe the layers"):
+        load(path)
