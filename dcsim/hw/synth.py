@@ -9,8 +9,9 @@ count as logic. The rest is mapped to two-input gates, multiplexers and plain D
 flip-flops (enables and resets folded into logic), the cells of a standard-cell library
 such as NanGate 45 nm, and counted with ``stat``.
 
-Results are cached as JSON files keyed by a digest of the part's RTLIL (memory contents
-left out), so a change to the gateware or to any width the config sets is a new entry.
+Results are cached as JSON files keyed by a digest of the config, the gateware's source
+files (``dcsim/hw/*.py``), the Amaranth version and this script, so a cache hit needs no
+elaboration and a change to the gateware is a new entry.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 os.environ.setdefault("AMARANTH_USE_YOSYS", "builtin")
@@ -39,7 +41,7 @@ REGFILE_MAX_DEPTH = 64
 PARTS = ("pe", "top")
 #: Gate set of ``abc -g``; with NOT and ``$_DFF_P_`` these are all the mapped cells.
 GATES = "AND,NAND,OR,NOR,XOR,XNOR,MUX"
-#: Bumped whenever the script below changes what is counted (old cache files then miss).
+#: Bumped when the counting changes in a way the script text does not show.
 SCRIPT_VERSION = 1
 SYNTH_TIMEOUT_S = 1800
 
@@ -68,7 +70,7 @@ class Synthesis:
     cells : dict -- Yosys cell type (``$_NAND_``, ``$_DFF_P_``, ...) -> count, logic
         only (no memories, no PE instances, no ``$scopeinfo``).
     macros : tuple of (name, depth, width_bits) -- the memories left as SRAM macros.
-    key : str -- the cache key (digest of the RTLIL without memory contents).
+    key : str -- the cache key (:func:`cache_key`).
     """
 
     part: str
@@ -104,22 +106,41 @@ def default_cache_dir() -> Path:
     return Path(root) / "synth"
 
 
+@lru_cache(maxsize=1)
+def _gateware_digest() -> str:
+    import amaranth
+
+    here = Path(__file__).parent
+    text = "".join(p.read_text() for p in sorted(here.glob("*.py")))
+    return hashlib.sha256(f"{amaranth.__version__}\n{text}".encode()).hexdigest()
+
+
+def cache_key(config: EngineConfig, part: str) -> str:
+    """Digest of what the cell counts depend on: part, config, gateware sources, script."""
+    if not isinstance(config, EngineConfig):
+        raise ConfigError(f"config must be an EngineConfig, not {config!r}")
+    if part not in PARTS:
+        raise ConfigError(f"part must be one of {list(PARTS)}, not {part!r}")
+    text = json.dumps([part, config.to_dict(), _gateware_digest(), SCRIPT_VERSION,
+                       REGFILE_MAX_DEPTH, GATES, _SCRIPT], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
 def synthesize(config: EngineConfig, part: str, cache_dir=None) -> Synthesis:
     """Cell counts of ``part`` of the engine for ``config`` (cached, see module doc).
 
     cache_dir : folder of the cache (default :func:`default_cache_dir`); ``False``
         disables it. ToolError if Yosys fails.
     """
-    design = part_rtlil(config, part)
-    pe_text = part_rtlil(config, "pe") if part == "top" else ""
-    key = hashlib.sha256(
-        f"{SCRIPT_VERSION}\n{REGFILE_MAX_DEPTH}\n{design}\n{pe_text}".encode()).hexdigest()[:24]
+    key = cache_key(config, part)
     path = None
     if cache_dir is not False:
         path = Path(cache_dir or default_cache_dir()) / f"{part}_{key}.json"
         if path.is_file():
             doc = json.loads(path.read_text())
             return Synthesis(part, doc["cells"], tuple(tuple(m) for m in doc["macros"]), key)
+    design = part_rtlil(config, part)
+    pe_text = part_rtlil(config, "pe") if part == "top" else ""
     cells = _run_yosys(design, part, pe_text)
     macros = tuple((name.lstrip("\\"), int(size), int(width))
                    for width, size, name in _MEMORY.findall(design)
