@@ -226,7 +226,7 @@ def cmd_estimate(args) -> int:
 
 def cmd_sweep(args) -> int:
     from dcsim.sweep.results import read_rows
-    from dcsim.sweep.run import run_sweep, verify_points
+    from dcsim.sweep.runner import run_sweep, verify_points
     from dcsim.sweep.spec import load_spec
 
     spec = load_spec(args.file)

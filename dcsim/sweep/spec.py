@@ -178,11 +178,13 @@ def load_spec(path) -> SweepSpec:
     n_points = n_configs * len(model_refs or [0]) * len(tech or [0]) * len(clocks or [0])
     if n_points > MAX_POINTS:
         errors.append(f"the sweep must have at most {MAX_POINTS} points, not {n_points}")
-    elif not errors:
+    else:
         base = PRESETS[base_name]
         refused = {}
-        names = [n for n, _ in axes]
-        for combo in itertools.product(*(vals for _, vals in axes)):
+        # axes with errors of their own are left out, so the others are still checked
+        checked = [(n, vals) for n, vals in axes if vals]
+        names = [n for n, _ in checked]
+        for combo in itertools.product(*(vals for _, vals in checked)):
             over = dict(zip(names, combo))
             try:
                 configs.append(dataclasses.replace(base, **over).to_dict())
