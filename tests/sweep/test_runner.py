@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import small_spec
+from sweep_specs import small_spec
 from dcsim.sweep.point import COLUMNS, TIMING_COLUMNS
 from dcsim.sweep.results import read_rows
 from dcsim.sweep.runner import run_sweep
@@ -174,6 +174,25 @@ def test_resume_drops_a_partial_last_line_and_refuses_other_files(tmp_path):
     with pytest.raises(ConfigError, match=r"other.csv: must be a results file of this dcsim"):
         run_sweep(spec, other, jobs=1, resume=True, progress=False)
     assert other.read_text() == "a,b\n1,2\n"
+
+
+def test_sweep_plot_command(tmp_path, capsys):
+    import json
+
+    from dcsim.cli import main
+
+    spec = load_spec(small_spec(tmp_path, clocks="[100, 400]"))
+    out = tmp_path / "r.csv"
+    run_sweep(spec, out, jobs=1, progress=False)
+    png = tmp_path / "p.png"
+    assert main(["sweep-plot", str(out), "--x", "latency", "--y", "area", "--color", "n_pe",
+                 "--out", str(png), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["points"] == 4 and result["fitting"] == 0   # this engine is too small
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["sweep-plot", str(out), "--x", "colour", "--out", str(png)]) == 2
+    assert "axis must be one of ['area', 'cycles', 'energy', 'latency'] or a column, not " \
+           "'colour'" in capsys.readouterr().err
 
 
 def rows_by_key_text(folder, text):

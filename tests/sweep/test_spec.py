@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import small_spec, write_spec
+from sweep_specs import small_spec, write_spec
 from dcsim.cli import main
 from dcsim.errors import ConfigError
 from dcsim.hw.config import EngineConfig
