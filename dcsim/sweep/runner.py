@@ -18,10 +18,11 @@ import random
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from dcsim.errors import ConfigError
 from dcsim.sweep import point as point_mod
-from dcsim.sweep.results import ResultWriter
+from dcsim.sweep.results import ResultWriter, read_rows
 from dcsim.sweep.spec import SweepSpec
 
 #: Points in flight per worker: enough to keep workers busy, few enough that an
@@ -78,10 +79,11 @@ class _DaskExecutor:
         from distributed import Client
 
         try:
-            self._client = Client(address, timeout="20s")
+            self._client = Client(address, timeout="10s")
         except OSError as exc:
+            reason = " ".join(str(exc).split())
             raise ConfigError(f"--scheduler must be the address of a running Dask "
-                              f"scheduler, not {address!r} ({exc})") from None
+                              f"scheduler, not {address!r} ({reason})") from None
         self._client.run(_init_worker)
         self.workers = max(1, len(self._client.scheduler_info()["workers"]))
 
@@ -110,13 +112,20 @@ def run_sweep(spec: SweepSpec, out, jobs: int | None = None, scheduler: str | No
 
     points = spec.points()
     t0 = time.perf_counter()
-    writer = ResultWriter(out, resume=resume)
-    todo = [p for p in points if p.key not in writer.done]
-    skipped = len(points) - len(todo)
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise ConfigError(f"--jobs must be a positive integer, not {jobs!r}")
+    if resume and Path(out).exists():
+        read_rows(out)                   # a foreign file is refused before anything runs
+    # connect first: a scheduler that is not there leaves an old file as it was
     executor = (_DaskExecutor(scheduler) if scheduler
                 else _LocalExecutor(jobs or os.cpu_count() or 1))
+    try:
+        writer = ResultWriter(out, resume=resume)
+    except BaseException:
+        executor.close(cancel=True)
+        raise
+    todo = [p for p in points if p.key not in writer.done]
+    skipped = len(points) - len(todo)
     computed = 0
     try:
         configs = {}

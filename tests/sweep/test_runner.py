@@ -199,3 +199,17 @@ def rows_by_key_text(folder, text):
     p = folder / "copy.csv"
     p.write_text(text)
     return rows_by_key(p)
+
+
+def test_scheduler_not_there_is_exit_2_and_leaves_the_file(tmp_path, capsys):
+    from dcsim.cli import main
+
+    spec = small_spec(tmp_path)
+    out = tmp_path / "r.csv"
+    out.write_text("keep me\n")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    assert main(["sweep", str(spec), "--out", str(out), "--scheduler", address]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"--scheduler must be the address of a running Dask scheduler, not '{address}'" in err
+    assert out.read_text() == "keep me\n"
