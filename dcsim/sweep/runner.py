@@ -101,7 +101,7 @@ class _DaskExecutor:
 
 
 def run_sweep(spec: SweepSpec, out, jobs: int | None = None, scheduler: str | None = None,
-              resume: bool = False, progress: bool = True, log=sys.stderr) -> SweepReport:
+              resume: bool = False, progress: bool = True, log=None) -> SweepReport:
     """Run every point of ``spec`` not yet in ``out`` (CSV); see the module docstring.
 
     jobs : local worker processes (default: all cores); scheduler : ``tcp://host:port``
@@ -110,6 +110,7 @@ def run_sweep(spec: SweepSpec, out, jobs: int | None = None, scheduler: str | No
     """
     from tqdm import tqdm
 
+    log = sys.stderr if log is None else log
     points = spec.points()
     t0 = time.perf_counter()
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
@@ -173,7 +174,7 @@ def _drain(executor, calls, on_result, bar) -> None:
                 bar.update(1)
 
 
-def verify_points(spec: SweepSpec, rows: list, k: int, seed: int = 0, log=sys.stderr) -> list:
+def verify_points(spec: SweepSpec, rows: list, k: int, seed: int = 0, log=None) -> list:
     """Run ``k`` points chosen at random (seeded) among the fitting ``rows`` on the RTL
     (Verilator, ``hw.sim.simulate``) and compare cycles per layer with the model's.
 
@@ -181,6 +182,7 @@ def verify_points(spec: SweepSpec, rows: list, k: int, seed: int = 0, log=sys.st
     """
     from dcsim.hw.sim import simulate
 
+    log = sys.stderr if log is None else log
     by_key = {p.key: p for p in spec.points()}
     fitting = sorted(r["key"] for r in rows if r["fits"] == "true" and r["key"] in by_key)
     chosen = random.Random(seed).sample(fitting, min(k, len(fitting)))
