@@ -116,7 +116,7 @@ def load_spec(path) -> SweepSpec:
                for k in doc if k not in TOP_KEYS]
     here = path.parent
 
-    models = _as_list(doc.get("models"), "models", errors)
+    models = _as_list(doc.get("models"))
     model_refs = []
     if not models:
         errors.append("models must list at least one model, not none")
@@ -151,7 +151,7 @@ def load_spec(path) -> SweepSpec:
             errors.append(f"clock_mhz must be positive, not {c!r}")
 
     tech = []
-    for t in _as_list(doc.get("tech", "default"), "tech", errors):
+    for t in _as_list(doc.get("tech", "default")):
         tech.append(_table(t, here, "tech", errors))
     area = _table(doc.get("area", "default"), here, "area", errors)
 
@@ -199,7 +199,8 @@ def load_spec(path) -> SweepSpec:
                      configs=tuple(configs))
 
 
-def _as_list(value, name, errors) -> list:
+def _as_list(value) -> list:
+    """``value`` as a list (None: empty; a scalar: one item)."""
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
