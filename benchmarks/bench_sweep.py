@@ -4,6 +4,7 @@
     python benchmarks/bench_sweep.py dask         # 1 then 2 local Dask workers, same points
     python benchmarks/bench_sweep.py resume       # 10,000 points, SIGKILL mid-run, --resume
     python benchmarks/bench_sweep.py area         # eie64's PE area beside EIE's Table II
+    python benchmarks/bench_sweep.py cpu          # CPU seconds per point, one process
 
 Each prints a table and writes benchmarks/results/bench_sweep_<name>.json. The sweeps
 reuse the 40 engine configurations of examples/sweep_lenet300.yaml (synthesis cached by
@@ -61,6 +62,37 @@ def bench_throughput(folder: Path) -> dict:
     print(f"{report['points']:>8} {report['workers']:>8} {report['seconds']:>8.1f} "
           f"{report['points_per_minute']:>11.0f}")
     return report
+
+
+def bench_cpu(folder: Path) -> dict:
+    """CPU time (not wall time: the machine is shared) of the throughput sweep's points
+    evaluated in this process after one warm-up point per config; the projection to two
+    idle cores is 2 x 60 / (CPU seconds per point)."""
+    from dcsim.sweep.runner import _init_worker
+    _init_worker()                                     # as in a pool worker: 1 thread
+    from dcsim.sweep import point as point_mod
+    from dcsim.sweep.spec import load_spec
+
+    points = load_spec(spec(folder, "cpu", "{start: 100, stop: 1000, step: 30}",
+                            images=20)).points()
+    seen = set()
+    for p in points:                                   # warm-up: traces, area, numba
+        if json.dumps(p.config, sort_keys=True) not in seen:
+            seen.add(json.dumps(p.config, sort_keys=True))
+            point_mod.evaluate(p)
+    sample = points[::3]
+    c0, w0 = time.process_time(), time.perf_counter()
+    for p in sample:
+        point_mod.evaluate(p)
+    cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+    per_point = cpu / len(sample)
+    result = {"points": len(sample), "cpu_seconds": cpu, "wall_seconds": wall,
+              "cpu_ms_per_point": 1000 * per_point,
+              "projected_points_per_minute_2_cores": 2 * 60 / per_point}
+    print(f"{'points':>7} {'CPU s':>7} {'wall s':>7} {'CPU ms/pt':>10} {'2 idle cores, pts/min':>22}")
+    print(f"{len(sample):>7} {cpu:>7.1f} {wall:>7.1f} {1000 * per_point:>10.1f} "
+          f"{result['projected_points_per_minute_2_cores']:>22.0f}")
+    return result
 
 
 def _free_port() -> int:
@@ -127,7 +159,7 @@ def bench_dask(folder: Path) -> dict:
 
 def bench_resume(folder: Path) -> dict:
     # 40 configs x 250 clocks = 10,000 points; 2 images keep the run to minutes
-    path = spec(folder, "resume", "{start: 100, stop: 1095, step: 4}", images=2)
+    path = spec(folder, "resume", "{start: 100, stop: 1096, step: 4}", images=2)
     out = folder / "resume.csv"
     cmd = [str(BIN / "dcsim"), "sweep", str(path), "--out", str(out), "--quiet",
            "--jobs", "2"]
@@ -192,7 +224,7 @@ def bench_area(folder: Path) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name", choices=["throughput", "dask", "resume", "area"])
+    parser.add_argument("name", choices=["throughput", "dask", "resume", "area", "cpu"])
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     folder = RESULTS / f"sweep_{args.name}"
