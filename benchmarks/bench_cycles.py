@@ -23,13 +23,13 @@ import numpy as np
 
 from dcsim.compress.layer import CompressedLayer, CompressedModel
 from dcsim.hw.config import EngineConfig
-from dcsim.hw.image import fit_error
+from dcsim.hw.image import fit_error, memory_use
 from dcsim.hw.workloads import EIE_LAYERS, EIE_TIMES_US, lenet_300_100, random_activations, \
     random_layer
 from dcsim.nn.datasets import load_mnist
 from dcsim.perf.cycles import engine_col_entries, layer_cycles, model_cycles
 from dcsim.perf.energy import SCENARIOS, energy
-from dcsim.perf.estimate import estimate, memory_use
+from dcsim.perf.estimate import estimate
 
 MHZ = 800
 ROOT = Path(__file__).resolve().parent.parent
@@ -227,7 +227,7 @@ def bench_fit_and_energy(seed: int, quick: bool) -> dict:
                        {s: energy(events, None, s).total_pj for s in SCENARIOS},
                        sum(lc.cycles for lc in result), "random activations at EIE's densities")
         ce = [engine_col_entries(layer, config) for layer in layers]
-        row["memories"] = memory_use(alex, config, ce)
+        row["memories"] = memory_use(alex, config, ce).as_list()
         out[f"AlexNet fc6-8 on {label}"] = row
     for k, v in out.items():
         print(k, json.dumps({x: v[x] for x in ("compressed_fits", "dense_float32_fits",

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from dcsim import container
-from dcsim.compress import report
+from dcsim import report
 from dcsim.compress.pipeline import CompressionConfig, DeepCompression
 from dcsim.nn import models
 from dcsim.nn.datasets import load_mnist

@@ -34,13 +34,9 @@ def _existing_file(path: str) -> Path:
 
 
 def _write_json_atomic(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    from dcsim.files import write_bytes_atomic
+
+    write_bytes_atomic(path, (json.dumps(obj, indent=2) + "\n").encode())
 
 
 def _compress(args) -> tuple:
@@ -81,7 +77,7 @@ def _compress(args) -> tuple:
 
 
 def cmd_compress(args) -> int:
-    from dcsim.compress import report
+    from dcsim import report
 
     _, out = _compress(args)
     summary = report.summary(out)
@@ -92,7 +88,7 @@ def cmd_compress(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from dcsim.compress import report
+    from dcsim import report
 
     args.model, args.weights = "lenet300", None
     _, out = _compress(args)
@@ -104,21 +100,31 @@ def cmd_demo(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from dcsim.compress import report
+    from dcsim import report
 
     summary = report.summary(_existing_file(args.file))
     _emit(args, summary, report.format_table(summary, paper=summary.get("arch")))
     return EXIT_OK
 
 
-def _mnist_test(args, n: int):
-    """The first ``n`` MNIST test images (float32 (n, 784)) and labels."""
+def _mnist_test(args, n: int, model=None):
+    """The first ``n`` MNIST test images and their labels: float32 (n, 784), or
+    (n, *model.input_shape) for a ``model``, which must take 784 inputs."""
+    import numpy as np
+
     from dcsim.nn.datasets import load_mnist
 
+    if model is not None and int(np.prod(model.input_shape)) != 28 * 28:
+        raise DcsimError(
+            f"the model's input must be an MNIST image of 784 values (28 x 28), not shape "
+            f"{model.input_shape}; this command feeds it MNIST test images")
     data = load_mnist(args.mnist)
     if not 1 <= n <= len(data.test_x):
         raise DcsimError(f"--images must be in 1..{len(data.test_x)}, not {n}")
-    return data.test_x[:n], data.test_y[:n]
+    x = data.test_x[:n]
+    if model is not None:
+        x = x.reshape((n,) + model.input_shape)
+    return x, data.test_y[:n]
 
 
 def _fixed_format(args):
@@ -132,8 +138,8 @@ def cmd_eval(args) -> int:
     from dcsim.kernels import evaluate
 
     model = container.read(_existing_file(args.file))
-    x, y = _mnist_test(args, args.images)
-    result = evaluate(model, x.reshape((len(x),) + model.input_shape), y, _fixed_format(args))
+    x, y = _mnist_test(args, args.images, model)
+    result = evaluate(model, x, y, _fixed_format(args))
     text = (f"{args.file}: {result['images']} MNIST test images\n"
             f"  dense (decoded weights, float) error {result['dense_error']:.2f}%\n"
             f"  sparse float kernel error          {result['float_error']:.2f}%\n"
@@ -148,10 +154,10 @@ def cmd_vectors(args) -> int:
 
     model = container.read(_existing_file(args.file))
     model.layer(args.layer)
-    x, _ = _mnist_test(args, args.images)
+    x, _ = _mnist_test(args, args.images, model)
     path = write_vectors(model, args.layer, Path(args.out), n_inputs=args.images,
                          fmt=_fixed_format(args), n_pe=args.n_pe, idx_bits=args.idx_bits,
-                         images=x.reshape((len(x),) + model.input_shape))
+                         images=x)
     _emit(args, {"path": str(path), "layer": args.layer, "inputs": args.images},
           f"wrote {path}")
     return EXIT_OK
@@ -182,8 +188,8 @@ def cmd_sim(args) -> int:
     from dcsim.hw.sim import simulate
 
     model = container.read(_existing_file(args.file))
-    x, y = _mnist_test(args, args.images)
-    result = simulate(model, x, _engine_config(args))
+    x, y = _mnist_test(args, args.images, model)
+    result = simulate(model, x.reshape(len(x), -1), _engine_config(args))
     result.pop("outputs")
     result["errors"] = int(sum(int(a != b) for a, b in zip(result["labels"], y)))
     lines = [f"{args.file}: {result['images']} MNIST test images on the RTL engine "
@@ -205,9 +211,10 @@ def cmd_estimate(args) -> int:
     from dcsim.perf.tech import load_tech
 
     model = container.read(_existing_file(args.file))
-    x, _ = _mnist_test(args, args.images)
+    x, _ = _mnist_test(args, args.images, model)
     tech = load_tech(_existing_file(args.tech)) if args.tech else None
-    result = estimate(model, x, _engine_config(args), tech=tech, clock_mhz=args.clock_mhz)
+    result = estimate(model, x.reshape(len(x), -1), _engine_config(args), tech=tech,
+                      clock_mhz=args.clock_mhz)
     energy = result["energy_pj"]
     lines = [f"{args.file}: {result['images']} MNIST test images, {result['n_pe']} PEs at "
              f"{result['clock_mhz']:g} MHz (cycle model)",

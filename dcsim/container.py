@@ -18,7 +18,9 @@ CODE_STREAM and INDEX_STREAM (the Huffman-coded codes and relative indices).
 Storage form of a layer's weights (DESIGN.md): the whole code matrix, flattened
 row-major (``order = "row"``) or column-major (``"col"``), is one relative-index line
 (:func:`dcsim.compress.sparse.encode` on a ``(1, rows*cols)`` matrix), so no per-row
-pointers are stored: fillers bridge row boundaries like any other gap. The writer
+pointers are stored: fillers bridge row boundaries like any other gap, and run on to
+the end of the line (fewer than ``2**index_bits`` positions follow the last entry), so
+a layer's declared size is bounded by its streams before anything is allocated. The writer
 tries both orders and keeps the smaller. Each stream is coded with its own optimal
 length-limited Huffman code (at most 16 bits).
 
@@ -33,7 +35,6 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import zlib
 
 import numpy as np
@@ -41,9 +42,11 @@ import numpy as np
 from dcsim.compress import huffman, sparse
 from dcsim.compress.layer import LAYER_KINDS, CompressedLayer, CompressedModel, code_dtype
 from dcsim.errors import ContainerError, FormatError
+from dcsim.files import write_bytes_atomic
 
 MAGIC = b"DCZ1"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: fillers run to the end of each layer's line (version 1 stopped at its last weight)."""
 MAX_LAYER_WEIGHTS = 2 ** 31
 """Largest layer a file may declare (weights); larger ones are refused unread."""
 MAX_META_BYTES = 16 * 2 ** 20
@@ -128,14 +131,15 @@ def _encode_layer(layer: CompressedLayer) -> tuple[dict, list]:
     best = None
     for order in ORDERS:
         line = layer.codes if order == "row" else layer.codes.T
-        m = sparse.encode(np.ascontiguousarray(line).reshape(1, -1), layer.index_bits, "csr")
-        code = huffman.HuffmanStream.compress(m.code, 2 ** layer.code_bits)
-        z = huffman.HuffmanStream.compress(m.z, 2 ** layer.index_bits)
+        z_line, code_line = line_entries(np.ascontiguousarray(line).reshape(-1),
+                                         layer.index_bits)
+        code = huffman.HuffmanStream.compress(code_line, 2 ** layer.code_bits)
+        z = huffman.HuffmanStream.compress(z_line, 2 ** layer.index_bits)
         payloads = fixed + [huffman.pack_lengths(code.lengths), code.data,
                             huffman.pack_lengths(z.lengths), z.data]
         size = sum(len(p) for p in payloads)
         if best is None or size < best[0]:
-            best = (size, order, m.n_entries, code.n_bits, z.n_bits, payloads)
+            best = (size, order, z_line.shape[0], code.n_bits, z.n_bits, payloads)
     _, order, n_entries, code_bits, z_bits, payloads = best
     desc = {"name": layer.name, "kind": layer.kind, "shape": list(layer.shape),
             "code_bits": layer.code_bits, "index_bits": layer.index_bits,
@@ -143,6 +147,19 @@ def _encode_layer(layer: CompressedLayer) -> tuple[dict, list]:
             "padding": int(layer.padding), "order": order, "n_entries": n_entries,
             "code_nbits": code_bits, "index_nbits": z_bits}
     return desc, payloads
+
+
+def line_entries(line: np.ndarray, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The one-line relative-index entries ``(z, code)`` of a flattened code matrix, with
+    fillers to the end of the line: after the last entry fewer than ``2**index_bits``
+    positions are left, so the declared size of a layer is bounded by its streams."""
+    m = sparse.encode(line.reshape(1, -1), index_bits, "csr")
+    span = 1 << index_bits
+    end = int(sparse.positions(m)[-1]) + 1 if m.n_entries else 0
+    tail = (line.shape[0] - end) // span
+    z = np.concatenate([m.z, np.full(tail, span - 1, dtype=m.z.dtype)])
+    code = np.concatenate([m.code, np.zeros(tail, dtype=m.code.dtype)])
+    return z, code
 
 
 def _assemble(sections: list) -> bytes:
@@ -154,24 +171,11 @@ def _assemble(sections: list) -> bytes:
 
 
 def _write_atomic(path: str, blob: bytes) -> None:
-    """Write ``blob`` to a temporary file beside ``path``, then rename it over ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = None
+    """``files.write_bytes_atomic``, its OSError as a ContainerError naming the file."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory,
-                                   prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise ContainerError(f"{path}: cannot write the file ({e})") from e
-        raise
+        write_bytes_atomic(path, blob)
+    except OSError as e:
+        raise ContainerError(f"{path}: cannot write the file ({e})") from e
 
 
 class _Reader:
@@ -323,6 +327,11 @@ class _Reader:
         if len(bias_raw) != 4 * rows:
             self.fail(f"layer {name!r}: the bias section must hold {4 * rows} bytes for "
                       f"{rows} rows, not {len(bias_raw)}")
+        span = 2 ** index_bits
+        if n_weights >= (n_entries + 1) * span:
+            self.fail(f"layer {name!r}: its shape {list(shape)} declares {n_weights} weights "
+                      f"but its {n_entries} entries of {index_bits}-bit indices cover at "
+                      f"most {(n_entries + 1) * span - 1}")
         codebook = np.zeros(2 ** code_bits, dtype=np.float32)
         codebook[1:] = np.frombuffer(codebook_raw, dtype="<f4")
         bias = np.frombuffer(bias_raw, dtype="<f4").astype(np.float32)
@@ -364,8 +373,6 @@ class _Reader:
         zmax = 2 ** index_bits - 1
         if np.any((code == 0) & (z != zmax)):
             self.fail(f"layer {name!r}: a filler entry (code 0) must have z = {zmax}")
-        if code.size and code[-1] == 0:
-            self.fail(f"layer {name!r}: the last entry must not be a filler")
         m = sparse.RelIndexMatrix(order="csr", shape=(1, n_weights), index_bits=index_bits,
                                   line_ptr=np.array([0, z.shape[0]], dtype=np.int64),
                                   z=z, code=code)
@@ -373,6 +380,10 @@ class _Reader:
             pos = sparse.positions(m)
         except FormatError as e:
             self.fail(f"layer {name!r}: bad relative indices: {e}")
+        end = int(pos[-1]) + 1 if pos.size else 0
+        if n_weights - end > zmax:
+            self.fail(f"layer {name!r}: fillers must run to the end of the layer, leaving "
+                      f"fewer than {zmax + 1} positions, not {n_weights - end}")
         codes = np.zeros(n_weights, dtype=code_dtype(code_bits))
         codes[pos] = code
         return codes

@@ -3,135 +3,271 @@
 
 (* top =  1  *)
 (* generator = "Amaranth" *)
-module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle_addr, clk, rst, load__ready, start__ready, out__payload, out__valid, busy, done, cycle_data, load__payload);
+module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle_addr, clk, rst, load__ready, start__ready, out__payload, out__valid, busy, done, error, cycle_data, load__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
   wire \$10 ;
   wire \$100 ;
-  wire [8:0] \$1000 ;
-  wire [15:0] \$1001 ;
-  wire [47:0] \$1002 ;
-  wire \$1003 ;
-  wire [8:0] \$1004 ;
-  wire [15:0] \$1005 ;
-  wire [47:0] \$1006 ;
+  wire \$1000 ;
+  wire \$1001 ;
+  wire [8:0] \$1002 ;
+  wire [15:0] \$1003 ;
+  wire [47:0] \$1004 ;
+  wire \$1005 ;
+  wire \$1006 ;
   wire \$1007 ;
   wire [8:0] \$1008 ;
   wire [15:0] \$1009 ;
   wire \$101 ;
   wire [47:0] \$1010 ;
   wire \$1011 ;
-  wire [8:0] \$1012 ;
-  wire [15:0] \$1013 ;
-  wire [47:0] \$1014 ;
-  wire \$1015 ;
-  wire [8:0] \$1016 ;
-  wire [15:0] \$1017 ;
-  wire [47:0] \$1018 ;
+  wire \$1012 ;
+  wire \$1013 ;
+  wire [8:0] \$1014 ;
+  wire [15:0] \$1015 ;
+  wire [47:0] \$1016 ;
+  wire \$1017 ;
+  wire \$1018 ;
   wire \$1019 ;
   wire \$102 ;
   wire [8:0] \$1020 ;
   wire [15:0] \$1021 ;
   wire [47:0] \$1022 ;
   wire \$1023 ;
-  wire [8:0] \$1024 ;
-  wire [15:0] \$1025 ;
-  wire [47:0] \$1026 ;
-  wire \$1027 ;
-  wire [8:0] \$1028 ;
-  wire [15:0] \$1029 ;
+  wire \$1024 ;
+  wire \$1025 ;
+  wire [8:0] \$1026 ;
+  wire [15:0] \$1027 ;
+  wire [47:0] \$1028 ;
+  wire \$1029 ;
   wire \$103 ;
-  wire [47:0] \$1030 ;
+  wire \$1030 ;
   wire \$1031 ;
   wire [8:0] \$1032 ;
   wire [15:0] \$1033 ;
   wire [47:0] \$1034 ;
   wire \$1035 ;
-  wire [8:0] \$1036 ;
-  wire [15:0] \$1037 ;
-  wire [47:0] \$1038 ;
-  wire \$1039 ;
+  wire \$1036 ;
+  wire \$1037 ;
+  wire [8:0] \$1038 ;
+  wire [15:0] \$1039 ;
   wire \$104 ;
-  wire [8:0] \$1040 ;
-  wire [15:0] \$1041 ;
-  wire [47:0] \$1042 ;
+  wire [47:0] \$1040 ;
+  wire \$1041 ;
+  wire \$1042 ;
   wire \$1043 ;
   wire [8:0] \$1044 ;
   wire [15:0] \$1045 ;
   wire [47:0] \$1046 ;
   wire \$1047 ;
-  wire [8:0] \$1048 ;
-  wire [15:0] \$1049 ;
+  wire \$1048 ;
+  wire \$1049 ;
   wire \$105 ;
-  wire [47:0] \$1050 ;
-  wire \$1051 ;
-  wire [8:0] \$1052 ;
-  wire [15:0] \$1053 ;
-  wire [47:0] \$1054 ;
+  wire [8:0] \$1050 ;
+  wire [15:0] \$1051 ;
+  wire [47:0] \$1052 ;
+  wire \$1053 ;
+  wire \$1054 ;
   wire \$1055 ;
   wire [8:0] \$1056 ;
   wire [15:0] \$1057 ;
   wire [47:0] \$1058 ;
   wire \$1059 ;
   wire \$106 ;
-  wire [8:0] \$1060 ;
-  wire [15:0] \$1061 ;
-  wire [47:0] \$1062 ;
-  wire \$1063 ;
-  wire [8:0] \$1064 ;
-  wire [15:0] \$1065 ;
-  wire [47:0] \$1066 ;
+  wire \$1060 ;
+  wire \$1061 ;
+  wire [8:0] \$1062 ;
+  wire [15:0] \$1063 ;
+  wire [47:0] \$1064 ;
+  wire \$1065 ;
+  wire \$1066 ;
   wire \$1067 ;
   wire [8:0] \$1068 ;
   wire [15:0] \$1069 ;
   wire \$107 ;
   wire [47:0] \$1070 ;
   wire \$1071 ;
-  wire [8:0] \$1072 ;
-  wire [15:0] \$1073 ;
-  wire [47:0] \$1074 ;
-  wire \$1075 ;
-  wire [8:0] \$1076 ;
-  wire [15:0] \$1077 ;
-  wire [47:0] \$1078 ;
+  wire \$1072 ;
+  wire \$1073 ;
+  wire [8:0] \$1074 ;
+  wire [15:0] \$1075 ;
+  wire [47:0] \$1076 ;
+  wire \$1077 ;
+  wire \$1078 ;
   wire \$1079 ;
   wire \$108 ;
   wire [8:0] \$1080 ;
   wire [15:0] \$1081 ;
   wire [47:0] \$1082 ;
-  reg [4:0] \$1083 ;
-  reg [4:0] \$1084 ;
-  reg \$1085 ;
-  reg [2:0] \$1086 ;
-  reg [75:0] \$1087 ;
-  reg [9:0] \$1088 ;
-  reg [31:0] \$1089 ;
+  wire \$1083 ;
+  wire \$1084 ;
+  wire \$1085 ;
+  wire [8:0] \$1086 ;
+  wire [15:0] \$1087 ;
+  wire [47:0] \$1088 ;
+  wire \$1089 ;
   wire \$109 ;
-  reg [9:0] \$1090 ;
-  reg [16:0] \$1091 ;
-  reg \$1092 ;
-  reg [63:0] \$1093 ;
-  reg \$1094 ;
-  reg [8:0] \$1095 ;
-  reg [5:0] \$1096 ;
-  reg [15:0] \$1097 ;
-  reg \$1098 ;
+  wire \$1090 ;
+  wire \$1091 ;
+  wire [8:0] \$1092 ;
+  wire [15:0] \$1093 ;
+  wire [47:0] \$1094 ;
+  wire \$1095 ;
+  wire \$1096 ;
+  wire \$1097 ;
+  wire [8:0] \$1098 ;
+  wire [15:0] \$1099 ;
   wire \$11 ;
   wire \$110 ;
+  wire [47:0] \$1100 ;
+  wire \$1101 ;
+  wire \$1102 ;
+  wire \$1103 ;
+  wire [8:0] \$1104 ;
+  wire [15:0] \$1105 ;
+  wire [47:0] \$1106 ;
+  wire \$1107 ;
+  wire \$1108 ;
+  wire \$1109 ;
   wire \$111 ;
+  wire [8:0] \$1110 ;
+  wire [15:0] \$1111 ;
+  wire [47:0] \$1112 ;
+  wire \$1113 ;
+  wire \$1114 ;
+  wire \$1115 ;
+  wire [8:0] \$1116 ;
+  wire [15:0] \$1117 ;
+  wire [47:0] \$1118 ;
+  wire \$1119 ;
   wire \$112 ;
+  wire \$1120 ;
+  wire \$1121 ;
+  wire [8:0] \$1122 ;
+  wire [15:0] \$1123 ;
+  wire [47:0] \$1124 ;
+  wire \$1125 ;
+  wire \$1126 ;
+  wire \$1127 ;
+  wire [8:0] \$1128 ;
+  wire [15:0] \$1129 ;
   wire \$113 ;
+  wire [47:0] \$1130 ;
+  wire \$1131 ;
+  wire \$1132 ;
+  wire \$1133 ;
+  wire [8:0] \$1134 ;
+  wire [15:0] \$1135 ;
+  wire [47:0] \$1136 ;
+  wire \$1137 ;
+  wire \$1138 ;
+  wire \$1139 ;
   wire \$114 ;
+  wire [8:0] \$1140 ;
+  wire [15:0] \$1141 ;
+  wire [47:0] \$1142 ;
+  wire \$1143 ;
+  wire \$1144 ;
+  wire \$1145 ;
+  wire [8:0] \$1146 ;
+  wire [15:0] \$1147 ;
+  wire [47:0] \$1148 ;
+  wire \$1149 ;
   wire \$115 ;
+  wire \$1150 ;
+  wire \$1151 ;
+  wire [8:0] \$1152 ;
+  wire [15:0] \$1153 ;
+  wire [47:0] \$1154 ;
+  wire \$1155 ;
+  wire \$1156 ;
+  wire \$1157 ;
+  wire [8:0] \$1158 ;
+  wire [15:0] \$1159 ;
   wire \$116 ;
+  wire [47:0] \$1160 ;
+  wire \$1161 ;
+  wire \$1162 ;
+  wire \$1163 ;
+  wire [8:0] \$1164 ;
+  wire [15:0] \$1165 ;
+  wire [47:0] \$1166 ;
+  wire \$1167 ;
+  wire \$1168 ;
+  wire \$1169 ;
   wire \$117 ;
+  wire [8:0] \$1170 ;
+  wire [15:0] \$1171 ;
+  wire [47:0] \$1172 ;
+  wire \$1173 ;
+  wire \$1174 ;
+  wire \$1175 ;
+  wire [8:0] \$1176 ;
+  wire [15:0] \$1177 ;
+  wire [47:0] \$1178 ;
+  wire \$1179 ;
   wire \$118 ;
+  wire \$1180 ;
+  wire \$1181 ;
+  wire [8:0] \$1182 ;
+  wire [15:0] \$1183 ;
+  wire [47:0] \$1184 ;
+  wire \$1185 ;
+  wire \$1186 ;
+  wire \$1187 ;
+  wire [8:0] \$1188 ;
+  wire [15:0] \$1189 ;
   wire \$119 ;
+  wire [47:0] \$1190 ;
+  wire \$1191 ;
+  wire \$1192 ;
+  wire \$1193 ;
+  wire [8:0] \$1194 ;
+  wire [15:0] \$1195 ;
+  wire [47:0] \$1196 ;
+  wire \$1197 ;
+  wire \$1198 ;
+  wire \$1199 ;
   wire \$12 ;
   wire \$120 ;
+  wire [8:0] \$1200 ;
+  wire [15:0] \$1201 ;
+  wire [47:0] \$1202 ;
+  wire \$1203 ;
+  wire \$1204 ;
+  wire \$1205 ;
+  wire [8:0] \$1206 ;
+  wire [15:0] \$1207 ;
+  wire [47:0] \$1208 ;
+  wire \$1209 ;
   wire \$121 ;
+  wire \$1210 ;
+  wire \$1211 ;
+  wire [8:0] \$1212 ;
+  wire [15:0] \$1213 ;
+  wire [47:0] \$1214 ;
+  wire \$1215 ;
+  wire \$1216 ;
+  reg [4:0] \$1217 ;
+  reg \$1218 ;
+  reg \$1219 ;
   wire \$122 ;
+  reg [4:0] \$1220 ;
+  reg [4:0] \$1221 ;
+  reg [2:0] \$1222 ;
+  reg [75:0] \$1223 ;
+  reg [9:0] \$1224 ;
+  reg [31:0] \$1225 ;
+  reg [9:0] \$1226 ;
+  reg [16:0] \$1227 ;
+  reg \$1228 ;
+  reg [63:0] \$1229 ;
   wire \$123 ;
+  reg \$1230 ;
+  reg [8:0] \$1231 ;
+  reg [5:0] \$1232 ;
+  reg [15:0] \$1233 ;
+  reg \$1234 ;
   wire \$124 ;
   wire \$125 ;
   wire \$126 ;
@@ -190,7 +326,6 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$174 ;
   wire \$175 ;
   wire \$176 ;
-  wire [10:0] \$1762 ;
   wire \$177 ;
   wire \$178 ;
   wire \$179 ;
@@ -205,6 +340,7 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$187 ;
   wire \$188 ;
   wire \$189 ;
+  wire [10:0] \$1898 ;
   wire \$19 ;
   wire \$190 ;
   wire \$191 ;
@@ -881,117 +1017,117 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$796 ;
   wire \$797 ;
   wire [32:0] \$798 ;
-  wire [32:0] \$799 ;
+  wire \$799 ;
   wire \$8 ;
   wire \$80 ;
-  wire [10:0] \$800 ;
-  wire [10:0] \$801 ;
+  wire \$800 ;
+  wire [14:0] \$801 ;
   wire \$802 ;
-  wire [32:0] \$803 ;
+  wire \$803 ;
   wire \$804 ;
-  wire \$805 ;
-  wire \$806 ;
+  wire [32:0] \$805 ;
+  wire [10:0] \$806 ;
   wire [10:0] \$807 ;
-  wire [17:0] \$808 ;
-  wire [10:0] \$809 ;
+  wire \$808 ;
+  wire [32:0] \$809 ;
   wire \$81 ;
   wire \$810 ;
-  wire [63:0] \$811 ;
+  wire \$811 ;
   wire \$812 ;
-  wire \$813 ;
-  wire [32:0] \$814 ;
+  wire [10:0] \$813 ;
+  wire [17:0] \$814 ;
   wire [10:0] \$815 ;
   wire \$816 ;
-  wire [5:0] \$817 ;
-  wire [5:0] \$818 ;
+  wire [63:0] \$817 ;
+  wire \$818 ;
   wire \$819 ;
   wire \$82 ;
-  wire \$820 ;
-  wire [16:0] \$821 ;
+  wire [32:0] \$820 ;
+  wire [10:0] \$821 ;
   wire \$822 ;
-  wire [9:0] \$823 ;
-  wire [6:0] \$824 ;
-  wire [16:0] \$825 ;
+  wire [5:0] \$823 ;
+  wire [5:0] \$824 ;
+  wire \$825 ;
   wire \$826 ;
-  wire \$827 ;
-  wire [8:0] \$828 ;
-  wire [15:0] \$829 ;
+  wire [16:0] \$827 ;
+  wire \$828 ;
+  wire [9:0] \$829 ;
   wire \$83 ;
-  wire [47:0] \$830 ;
-  wire \$831 ;
-  wire [8:0] \$832 ;
-  wire [15:0] \$833 ;
-  wire [47:0] \$834 ;
-  wire \$835 ;
-  wire [8:0] \$836 ;
-  wire [15:0] \$837 ;
-  wire [47:0] \$838 ;
+  wire [6:0] \$830 ;
+  wire [16:0] \$831 ;
+  wire \$832 ;
+  wire \$833 ;
+  wire [8:0] \$834 ;
+  wire [15:0] \$835 ;
+  wire [47:0] \$836 ;
+  wire \$837 ;
+  wire \$838 ;
   wire \$839 ;
   wire \$84 ;
   wire [8:0] \$840 ;
   wire [15:0] \$841 ;
   wire [47:0] \$842 ;
   wire \$843 ;
-  wire [8:0] \$844 ;
-  wire [15:0] \$845 ;
-  wire [47:0] \$846 ;
-  wire \$847 ;
-  wire [8:0] \$848 ;
-  wire [15:0] \$849 ;
+  wire \$844 ;
+  wire \$845 ;
+  wire [8:0] \$846 ;
+  wire [15:0] \$847 ;
+  wire [47:0] \$848 ;
+  wire \$849 ;
   wire \$85 ;
-  wire [47:0] \$850 ;
+  wire \$850 ;
   wire \$851 ;
   wire [8:0] \$852 ;
   wire [15:0] \$853 ;
   wire [47:0] \$854 ;
   wire \$855 ;
-  wire [8:0] \$856 ;
-  wire [15:0] \$857 ;
-  wire [47:0] \$858 ;
-  wire \$859 ;
+  wire \$856 ;
+  wire \$857 ;
+  wire [8:0] \$858 ;
+  wire [15:0] \$859 ;
   wire \$86 ;
-  wire [8:0] \$860 ;
-  wire [15:0] \$861 ;
-  wire [47:0] \$862 ;
+  wire [47:0] \$860 ;
+  wire \$861 ;
+  wire \$862 ;
   wire \$863 ;
   wire [8:0] \$864 ;
   wire [15:0] \$865 ;
   wire [47:0] \$866 ;
   wire \$867 ;
-  wire [8:0] \$868 ;
-  wire [15:0] \$869 ;
+  wire \$868 ;
+  wire \$869 ;
   wire \$87 ;
-  wire [47:0] \$870 ;
-  wire \$871 ;
-  wire [8:0] \$872 ;
-  wire [15:0] \$873 ;
-  wire [47:0] \$874 ;
+  wire [8:0] \$870 ;
+  wire [15:0] \$871 ;
+  wire [47:0] \$872 ;
+  wire \$873 ;
+  wire \$874 ;
   wire \$875 ;
   wire [8:0] \$876 ;
   wire [15:0] \$877 ;
   wire [47:0] \$878 ;
   wire \$879 ;
   wire \$88 ;
-  wire [8:0] \$880 ;
-  wire [15:0] \$881 ;
-  wire [47:0] \$882 ;
-  wire \$883 ;
-  wire [8:0] \$884 ;
-  wire [15:0] \$885 ;
-  wire [47:0] \$886 ;
+  wire \$880 ;
+  wire \$881 ;
+  wire [8:0] \$882 ;
+  wire [15:0] \$883 ;
+  wire [47:0] \$884 ;
+  wire \$885 ;
+  wire \$886 ;
   wire \$887 ;
   wire [8:0] \$888 ;
   wire [15:0] \$889 ;
   wire \$89 ;
   wire [47:0] \$890 ;
   wire \$891 ;
-  wire [8:0] \$892 ;
-  wire [15:0] \$893 ;
-  wire [47:0] \$894 ;
-  wire \$895 ;
-  wire [8:0] \$896 ;
-  wire [15:0] \$897 ;
-  wire [47:0] \$898 ;
+  wire \$892 ;
+  wire \$893 ;
+  wire [8:0] \$894 ;
+  wire [15:0] \$895 ;
+  wire [47:0] \$896 ;
+  wire \$897 ;
+  wire \$898 ;
   wire \$899 ;
   wire \$9 ;
   wire \$90 ;
@@ -999,122 +1135,122 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire [15:0] \$901 ;
   wire [47:0] \$902 ;
   wire \$903 ;
-  wire [8:0] \$904 ;
-  wire [15:0] \$905 ;
-  wire [47:0] \$906 ;
-  wire \$907 ;
-  wire [8:0] \$908 ;
-  wire [15:0] \$909 ;
+  wire \$904 ;
+  wire \$905 ;
+  wire [8:0] \$906 ;
+  wire [15:0] \$907 ;
+  wire [47:0] \$908 ;
+  wire \$909 ;
   wire \$91 ;
-  wire [47:0] \$910 ;
+  wire \$910 ;
   wire \$911 ;
   wire [8:0] \$912 ;
   wire [15:0] \$913 ;
   wire [47:0] \$914 ;
   wire \$915 ;
-  wire [8:0] \$916 ;
-  wire [15:0] \$917 ;
-  wire [47:0] \$918 ;
-  wire \$919 ;
+  wire \$916 ;
+  wire \$917 ;
+  wire [8:0] \$918 ;
+  wire [15:0] \$919 ;
   wire \$92 ;
-  wire [8:0] \$920 ;
-  wire [15:0] \$921 ;
-  wire [47:0] \$922 ;
+  wire [47:0] \$920 ;
+  wire \$921 ;
+  wire \$922 ;
   wire \$923 ;
   wire [8:0] \$924 ;
   wire [15:0] \$925 ;
   wire [47:0] \$926 ;
   wire \$927 ;
-  wire [8:0] \$928 ;
-  wire [15:0] \$929 ;
+  wire \$928 ;
+  wire \$929 ;
   wire \$93 ;
-  wire [47:0] \$930 ;
-  wire \$931 ;
-  wire [8:0] \$932 ;
-  wire [15:0] \$933 ;
-  wire [47:0] \$934 ;
+  wire [8:0] \$930 ;
+  wire [15:0] \$931 ;
+  wire [47:0] \$932 ;
+  wire \$933 ;
+  wire \$934 ;
   wire \$935 ;
   wire [8:0] \$936 ;
   wire [15:0] \$937 ;
   wire [47:0] \$938 ;
   wire \$939 ;
   wire \$94 ;
-  wire [8:0] \$940 ;
-  wire [15:0] \$941 ;
-  wire [47:0] \$942 ;
-  wire \$943 ;
-  wire [8:0] \$944 ;
-  wire [15:0] \$945 ;
-  wire [47:0] \$946 ;
+  wire \$940 ;
+  wire \$941 ;
+  wire [8:0] \$942 ;
+  wire [15:0] \$943 ;
+  wire [47:0] \$944 ;
+  wire \$945 ;
+  wire \$946 ;
   wire \$947 ;
   wire [8:0] \$948 ;
   wire [15:0] \$949 ;
   wire \$95 ;
   wire [47:0] \$950 ;
   wire \$951 ;
-  wire [8:0] \$952 ;
-  wire [15:0] \$953 ;
-  wire [47:0] \$954 ;
-  wire \$955 ;
-  wire [8:0] \$956 ;
-  wire [15:0] \$957 ;
-  wire [47:0] \$958 ;
+  wire \$952 ;
+  wire \$953 ;
+  wire [8:0] \$954 ;
+  wire [15:0] \$955 ;
+  wire [47:0] \$956 ;
+  wire \$957 ;
+  wire \$958 ;
   wire \$959 ;
   wire \$96 ;
   wire [8:0] \$960 ;
   wire [15:0] \$961 ;
   wire [47:0] \$962 ;
   wire \$963 ;
-  wire [8:0] \$964 ;
-  wire [15:0] \$965 ;
-  wire [47:0] \$966 ;
-  wire \$967 ;
-  wire [8:0] \$968 ;
-  wire [15:0] \$969 ;
+  wire \$964 ;
+  wire \$965 ;
+  wire [8:0] \$966 ;
+  wire [15:0] \$967 ;
+  wire [47:0] \$968 ;
+  wire \$969 ;
   wire \$97 ;
-  wire [47:0] \$970 ;
+  wire \$970 ;
   wire \$971 ;
   wire [8:0] \$972 ;
   wire [15:0] \$973 ;
   wire [47:0] \$974 ;
   wire \$975 ;
-  wire [8:0] \$976 ;
-  wire [15:0] \$977 ;
-  wire [47:0] \$978 ;
-  wire \$979 ;
+  wire \$976 ;
+  wire \$977 ;
+  wire [8:0] \$978 ;
+  wire [15:0] \$979 ;
   wire \$98 ;
-  wire [8:0] \$980 ;
-  wire [15:0] \$981 ;
-  wire [47:0] \$982 ;
+  wire [47:0] \$980 ;
+  wire \$981 ;
+  wire \$982 ;
   wire \$983 ;
   wire [8:0] \$984 ;
   wire [15:0] \$985 ;
   wire [47:0] \$986 ;
   wire \$987 ;
-  wire [8:0] \$988 ;
-  wire [15:0] \$989 ;
+  wire \$988 ;
+  wire \$989 ;
   wire \$99 ;
-  wire [47:0] \$990 ;
-  wire \$991 ;
-  wire [8:0] \$992 ;
-  wire [15:0] \$993 ;
-  wire [47:0] \$994 ;
+  wire [8:0] \$990 ;
+  wire [15:0] \$991 ;
+  wire [47:0] \$992 ;
+  wire \$993 ;
+  wire \$994 ;
   wire \$995 ;
   wire [8:0] \$996 ;
   wire [15:0] \$997 ;
   wire [47:0] \$998 ;
   wire \$999 ;
   wire [3:0] \$signature__addr ;
-  wire [3:0] \$signature__addr$22 ;
+  wire [3:0] \$signature__addr$24 ;
   wire [31:0] \$signature__data ;
-  wire [75:0] \$signature__data$1204 ;
-  wire [8:0] \$signature__data$1204.bias_base ;
-  wire [15:0] \$signature__data$1204.cols ;
-  wire [13:0] \$signature__data$1204.ptr_base ;
-  wire \$signature__data$1204.relu ;
-  wire [15:0] \$signature__data$1204.rows ;
-  wire [9:0] \$signature__data$1204.rows_local ;
-  wire [9:0] \$signature__data$1204.vectors ;
+  wire [75:0] \$signature__data$1207 ;
+  wire [8:0] \$signature__data$1207.bias_base ;
+  wire [15:0] \$signature__data$1207.cols ;
+  wire [13:0] \$signature__data$1207.ptr_base ;
+  wire \$signature__data$1207.relu ;
+  wire [15:0] \$signature__data$1207.rows ;
+  wire [9:0] \$signature__data$1207.rows_local ;
+  wire [9:0] \$signature__data$1207.vectors ;
   wire advance;
   wire all_ready;
   wire any;
@@ -1151,7 +1287,11 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   output done;
   reg done = 1'h0;
   (* init = 1'h0 *)
-  wire \done$16 ;
+  wire \done$17 ;
+  output error;
+  reg error = 1'h0;
+  (* init = 1'h0 *)
+  wire \error$18 ;
   wire go;
   reg have = 1'h0;
   wire [63:0] in_layer;
@@ -1172,6 +1312,7 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   input load__valid;
   wire load__valid;
   wire [63:0] mask;
+  reg [4:0] n_desc = 5'h00;
   reg [4:0] n_layers = 5'h00;
   reg ohave = 1'h0;
   reg [15:0] oj = 16'h0000;
@@ -2663,7 +2804,7 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     if (desc_wr__en)
       descs[load__payload[13:10]] <= load__payload[99:24];
   end
-  assign \$signature__data$1204  = descs[layer[3:0]];
+  assign \$signature__data$1207  = descs[layer[3:0]];
   assign load__ready = ! state;
   assign start__ready = ! state;
   assign \$1  = ! state;
@@ -3327,8 +3468,8 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   assign \$589  = jbase + index;
   assign \$590  = state == 3'h5;
   assign out__valid = \$590  & ohave;
-  assign \$1762  = ope * 5'h10;
-  assign out__payload = { pe_63__src_data, pe_62__src_data, pe_61__src_data, pe_60__src_data, pe_59__src_data, pe_58__src_data, pe_57__src_data, pe_56__src_data, pe_55__src_data, pe_54__src_data, pe_53__src_data, pe_52__src_data, pe_51__src_data, pe_50__src_data, pe_49__src_data, pe_48__src_data, pe_47__src_data, pe_46__src_data, pe_45__src_data, pe_44__src_data, pe_43__src_data, pe_42__src_data, pe_41__src_data, pe_40__src_data, pe_39__src_data, pe_38__src_data, pe_37__src_data, pe_36__src_data, pe_35__src_data, pe_34__src_data, pe_33__src_data, pe_32__src_data, pe_31__src_data, pe_30__src_data, pe_29__src_data, pe_28__src_data, pe_27__src_data, pe_26__src_data, pe_25__src_data, pe_24__src_data, pe_23__src_data, pe_22__src_data, pe_21__src_data, pe_20__src_data, pe_19__src_data, pe_18__src_data, pe_17__src_data, pe_16__src_data, pe_15__src_data, pe_14__src_data, pe_13__src_data, pe_12__src_data, pe_11__src_data, pe_10__src_data, pe_9__src_data, pe_8__src_data, pe_7__src_data, pe_6__src_data, pe_5__src_data, pe_4__src_data, pe_3__src_data, pe_2__src_data, pe_1__src_data, pe_0__src_data } >> \$1762 ;
+  assign \$1898  = ope * 5'h10;
+  assign out__payload = { pe_63__src_data, pe_62__src_data, pe_61__src_data, pe_60__src_data, pe_59__src_data, pe_58__src_data, pe_57__src_data, pe_56__src_data, pe_55__src_data, pe_54__src_data, pe_53__src_data, pe_52__src_data, pe_51__src_data, pe_50__src_data, pe_49__src_data, pe_48__src_data, pe_47__src_data, pe_46__src_data, pe_45__src_data, pe_44__src_data, pe_43__src_data, pe_42__src_data, pe_41__src_data, pe_40__src_data, pe_39__src_data, pe_38__src_data, pe_37__src_data, pe_36__src_data, pe_35__src_data, pe_34__src_data, pe_33__src_data, pe_32__src_data, pe_31__src_data, pe_30__src_data, pe_29__src_data, pe_28__src_data, pe_27__src_data, pe_26__src_data, pe_25__src_data, pe_24__src_data, pe_23__src_data, pe_22__src_data, pe_21__src_data, pe_20__src_data, pe_19__src_data, pe_18__src_data, pe_17__src_data, pe_16__src_data, pe_15__src_data, pe_14__src_data, pe_13__src_data, pe_12__src_data, pe_11__src_data, pe_10__src_data, pe_9__src_data, pe_8__src_data, pe_7__src_data, pe_6__src_data, pe_5__src_data, pe_4__src_data, pe_3__src_data, pe_2__src_data, pe_1__src_data, pe_0__src_data } >> \$1898 ;
   assign take = out__valid & out__ready;
   assign \$591  = state == 3'h5;
   assign \$592  = ~ ohave;
@@ -3730,66 +3871,76 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   assign pe_63__finish = \$795  & \$796 ;
   assign \$797  = row == desc[51:42];
   assign \$798  = cyc + 1'h1;
-  assign \$799  = cyc + 1'h1;
-  assign \$800  = row + 1'h1;
-  assign \$801  = row + 1'h1;
-  assign \$802  = \$801  == desc[51:42];
-  assign \$803  = cyc + 1'h1;
-  assign \$804  = ~ have;
-  assign \$805  = ~ scan_done;
-  assign \$806  = \$804  & \$805 ;
-  assign \$807  = k + 1'h1;
-  assign \$808  = jbase + 7'h40;
-  assign \$809  = k + 1'h1;
-  assign \$810  = \$809  == desc[25:16];
-  assign \$811  = taken | onehot;
-  assign \$812  = & { pe_63__idle, pe_62__idle, pe_61__idle, pe_60__idle, pe_59__idle, pe_58__idle, pe_57__idle, pe_56__idle, pe_55__idle, pe_54__idle, pe_53__idle, pe_52__idle, pe_51__idle, pe_50__idle, pe_49__idle, pe_48__idle, pe_47__idle, pe_46__idle, pe_45__idle, pe_44__idle, pe_43__idle, pe_42__idle, pe_41__idle, pe_40__idle, pe_39__idle, pe_38__idle, pe_37__idle, pe_36__idle, pe_35__idle, pe_34__idle, pe_33__idle, pe_32__idle, pe_31__idle, pe_30__idle, pe_29__idle, pe_28__idle, pe_27__idle, pe_26__idle, pe_25__idle, pe_24__idle, pe_23__idle, pe_22__idle, pe_21__idle, pe_20__idle, pe_19__idle, pe_18__idle, pe_17__idle, pe_16__idle, pe_15__idle, pe_14__idle, pe_13__idle, pe_12__idle, pe_11__idle, pe_10__idle, pe_9__idle, pe_8__idle, pe_7__idle, pe_6__idle, pe_5__idle, pe_4__idle, pe_3__idle, pe_2__idle, pe_1__idle, pe_0__idle };
-  assign \$813  = scan_done & \$812 ;
-  assign \$814  = cyc + 1'h1;
-  assign \$815  = row + 1'h1;
-  assign \$816  = row == desc[51:42];
-  assign \$817  = layer + 1'h1;
-  assign \$818  = layer + 1'h1;
-  assign \$819  = \$818  == n_layers;
-  assign \$820  = ~ ohave;
-  assign \$821  = oj + 1'h1;
-  assign \$822  = ope == 6'h3f;
-  assign \$823  = oloc + 1'h1;
-  assign \$824  = ope + 1'h1;
-  assign \$825  = oj + 1'h1;
-  assign \$826  = \$825  == desc[41:26];
+  assign \$799  = load__payload[23:10] < 5'h10;
+  assign \$800  = desc_wr__en & \$799 ;
+  assign \$801  = load__payload[23:10] + 1'h1;
+  assign \$802  = ! start__payload;
+  assign \$803  = start__payload > n_desc;
+  assign \$804  = \$802  | \$803 ;
+  assign \$805  = cyc + 1'h1;
+  assign \$806  = row + 1'h1;
+  assign \$807  = row + 1'h1;
+  assign \$808  = \$807  == desc[51:42];
+  assign \$809  = cyc + 1'h1;
+  assign \$810  = ~ have;
+  assign \$811  = ~ scan_done;
+  assign \$812  = \$810  & \$811 ;
+  assign \$813  = k + 1'h1;
+  assign \$814  = jbase + 7'h40;
+  assign \$815  = k + 1'h1;
+  assign \$816  = \$815  == desc[25:16];
+  assign \$817  = taken | onehot;
+  assign \$818  = & { pe_63__idle, pe_62__idle, pe_61__idle, pe_60__idle, pe_59__idle, pe_58__idle, pe_57__idle, pe_56__idle, pe_55__idle, pe_54__idle, pe_53__idle, pe_52__idle, pe_51__idle, pe_50__idle, pe_49__idle, pe_48__idle, pe_47__idle, pe_46__idle, pe_45__idle, pe_44__idle, pe_43__idle, pe_42__idle, pe_41__idle, pe_40__idle, pe_39__idle, pe_38__idle, pe_37__idle, pe_36__idle, pe_35__idle, pe_34__idle, pe_33__idle, pe_32__idle, pe_31__idle, pe_30__idle, pe_29__idle, pe_28__idle, pe_27__idle, pe_26__idle, pe_25__idle, pe_24__idle, pe_23__idle, pe_22__idle, pe_21__idle, pe_20__idle, pe_19__idle, pe_18__idle, pe_17__idle, pe_16__idle, pe_15__idle, pe_14__idle, pe_13__idle, pe_12__idle, pe_11__idle, pe_10__idle, pe_9__idle, pe_8__idle, pe_7__idle, pe_6__idle, pe_5__idle, pe_4__idle, pe_3__idle, pe_2__idle, pe_1__idle, pe_0__idle };
+  assign \$819  = scan_done & \$818 ;
+  assign \$820  = cyc + 1'h1;
+  assign \$821  = row + 1'h1;
+  assign \$822  = row == desc[51:42];
+  assign \$823  = layer + 1'h1;
+  assign \$824  = layer + 1'h1;
+  assign \$825  = \$824  == n_layers;
+  assign \$826  = ~ ohave;
+  assign \$827  = oj + 1'h1;
+  assign \$828  = ope == 6'h3f;
+  assign \$829  = oloc + 1'h1;
+  assign \$830  = ope + 1'h1;
+  assign \$831  = oj + 1'h1;
+  assign \$832  = \$831  == desc[41:26];
   always @(posedge clk)
-    n_layers <= \$1083 ;
+    n_desc <= \$1217 ;
   always @(posedge clk)
-    layer <= \$1084 ;
+    done <= \$1218 ;
   always @(posedge clk)
-    done <= \$1085 ;
+    error <= \$1219 ;
   always @(posedge clk)
-    state <= \$1086 ;
+    n_layers <= \$1220 ;
   always @(posedge clk)
-    desc <= \$1087 ;
+    layer <= \$1221 ;
   always @(posedge clk)
-    row <= \$1088 ;
+    state <= \$1222 ;
   always @(posedge clk)
-    cyc <= \$1089 ;
+    desc <= \$1223 ;
   always @(posedge clk)
-    k <= \$1090 ;
+    row <= \$1224 ;
   always @(posedge clk)
-    jbase <= \$1091 ;
+    cyc <= \$1225 ;
   always @(posedge clk)
-    have <= \$1092 ;
+    k <= \$1226 ;
   always @(posedge clk)
-    taken <= \$1093 ;
+    jbase <= \$1227 ;
   always @(posedge clk)
-    scan_done <= \$1094 ;
+    have <= \$1228 ;
   always @(posedge clk)
-    oloc <= \$1095 ;
+    taken <= \$1229 ;
   always @(posedge clk)
-    ope <= \$1096 ;
+    scan_done <= \$1230 ;
   always @(posedge clk)
-    oj <= \$1097 ;
+    oloc <= \$1231 ;
   always @(posedge clk)
-    ohave <= \$1098 ;
+    ope <= \$1232 ;
+  always @(posedge clk)
+    oj <= \$1233 ;
+  always @(posedge clk)
+    ohave <= \$1234 ;
   \eie64_engine.lnzd  lnzd (
     .any(any),
     .index(index),
@@ -3805,10 +3956,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$829 ),
-    .dbg_row(\$828 ),
-    .dbg_sum(\$830 ),
-    .dbg_wr(\$827 ),
+    .dbg_col(\$835 ),
+    .dbg_fetch(\$837 ),
+    .dbg_pop(\$838 ),
+    .dbg_row(\$834 ),
+    .dbg_sum(\$836 ),
+    .dbg_wr(\$833 ),
     .finish(pe_0__finish),
     .idle(pe_0__idle),
     .init(pe_0__init),
@@ -3832,10 +3985,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$833 ),
-    .dbg_row(\$832 ),
-    .dbg_sum(\$834 ),
-    .dbg_wr(\$831 ),
+    .dbg_col(\$841 ),
+    .dbg_fetch(\$843 ),
+    .dbg_pop(\$844 ),
+    .dbg_row(\$840 ),
+    .dbg_sum(\$842 ),
+    .dbg_wr(\$839 ),
     .finish(pe_1__finish),
     .idle(pe_1__idle),
     .init(pe_1__init),
@@ -3859,10 +4014,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$869 ),
-    .dbg_row(\$868 ),
-    .dbg_sum(\$870 ),
-    .dbg_wr(\$867 ),
+    .dbg_col(\$895 ),
+    .dbg_fetch(\$897 ),
+    .dbg_pop(\$898 ),
+    .dbg_row(\$894 ),
+    .dbg_sum(\$896 ),
+    .dbg_wr(\$893 ),
     .finish(pe_10__finish),
     .idle(pe_10__idle),
     .init(pe_10__init),
@@ -3886,10 +4043,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$873 ),
-    .dbg_row(\$872 ),
-    .dbg_sum(\$874 ),
-    .dbg_wr(\$871 ),
+    .dbg_col(\$901 ),
+    .dbg_fetch(\$903 ),
+    .dbg_pop(\$904 ),
+    .dbg_row(\$900 ),
+    .dbg_sum(\$902 ),
+    .dbg_wr(\$899 ),
     .finish(pe_11__finish),
     .idle(pe_11__idle),
     .init(pe_11__init),
@@ -3913,10 +4072,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$877 ),
-    .dbg_row(\$876 ),
-    .dbg_sum(\$878 ),
-    .dbg_wr(\$875 ),
+    .dbg_col(\$907 ),
+    .dbg_fetch(\$909 ),
+    .dbg_pop(\$910 ),
+    .dbg_row(\$906 ),
+    .dbg_sum(\$908 ),
+    .dbg_wr(\$905 ),
     .finish(pe_12__finish),
     .idle(pe_12__idle),
     .init(pe_12__init),
@@ -3940,10 +4101,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$881 ),
-    .dbg_row(\$880 ),
-    .dbg_sum(\$882 ),
-    .dbg_wr(\$879 ),
+    .dbg_col(\$913 ),
+    .dbg_fetch(\$915 ),
+    .dbg_pop(\$916 ),
+    .dbg_row(\$912 ),
+    .dbg_sum(\$914 ),
+    .dbg_wr(\$911 ),
     .finish(pe_13__finish),
     .idle(pe_13__idle),
     .init(pe_13__init),
@@ -3967,10 +4130,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$885 ),
-    .dbg_row(\$884 ),
-    .dbg_sum(\$886 ),
-    .dbg_wr(\$883 ),
+    .dbg_col(\$919 ),
+    .dbg_fetch(\$921 ),
+    .dbg_pop(\$922 ),
+    .dbg_row(\$918 ),
+    .dbg_sum(\$920 ),
+    .dbg_wr(\$917 ),
     .finish(pe_14__finish),
     .idle(pe_14__idle),
     .init(pe_14__init),
@@ -3994,10 +4159,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$889 ),
-    .dbg_row(\$888 ),
-    .dbg_sum(\$890 ),
-    .dbg_wr(\$887 ),
+    .dbg_col(\$925 ),
+    .dbg_fetch(\$927 ),
+    .dbg_pop(\$928 ),
+    .dbg_row(\$924 ),
+    .dbg_sum(\$926 ),
+    .dbg_wr(\$923 ),
     .finish(pe_15__finish),
     .idle(pe_15__idle),
     .init(pe_15__init),
@@ -4021,10 +4188,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$893 ),
-    .dbg_row(\$892 ),
-    .dbg_sum(\$894 ),
-    .dbg_wr(\$891 ),
+    .dbg_col(\$931 ),
+    .dbg_fetch(\$933 ),
+    .dbg_pop(\$934 ),
+    .dbg_row(\$930 ),
+    .dbg_sum(\$932 ),
+    .dbg_wr(\$929 ),
     .finish(pe_16__finish),
     .idle(pe_16__idle),
     .init(pe_16__init),
@@ -4048,10 +4217,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$897 ),
-    .dbg_row(\$896 ),
-    .dbg_sum(\$898 ),
-    .dbg_wr(\$895 ),
+    .dbg_col(\$937 ),
+    .dbg_fetch(\$939 ),
+    .dbg_pop(\$940 ),
+    .dbg_row(\$936 ),
+    .dbg_sum(\$938 ),
+    .dbg_wr(\$935 ),
     .finish(pe_17__finish),
     .idle(pe_17__idle),
     .init(pe_17__init),
@@ -4075,10 +4246,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$901 ),
-    .dbg_row(\$900 ),
-    .dbg_sum(\$902 ),
-    .dbg_wr(\$899 ),
+    .dbg_col(\$943 ),
+    .dbg_fetch(\$945 ),
+    .dbg_pop(\$946 ),
+    .dbg_row(\$942 ),
+    .dbg_sum(\$944 ),
+    .dbg_wr(\$941 ),
     .finish(pe_18__finish),
     .idle(pe_18__idle),
     .init(pe_18__init),
@@ -4102,10 +4275,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$905 ),
-    .dbg_row(\$904 ),
-    .dbg_sum(\$906 ),
-    .dbg_wr(\$903 ),
+    .dbg_col(\$949 ),
+    .dbg_fetch(\$951 ),
+    .dbg_pop(\$952 ),
+    .dbg_row(\$948 ),
+    .dbg_sum(\$950 ),
+    .dbg_wr(\$947 ),
     .finish(pe_19__finish),
     .idle(pe_19__idle),
     .init(pe_19__init),
@@ -4129,10 +4304,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$837 ),
-    .dbg_row(\$836 ),
-    .dbg_sum(\$838 ),
-    .dbg_wr(\$835 ),
+    .dbg_col(\$847 ),
+    .dbg_fetch(\$849 ),
+    .dbg_pop(\$850 ),
+    .dbg_row(\$846 ),
+    .dbg_sum(\$848 ),
+    .dbg_wr(\$845 ),
     .finish(pe_2__finish),
     .idle(pe_2__idle),
     .init(pe_2__init),
@@ -4156,10 +4333,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$909 ),
-    .dbg_row(\$908 ),
-    .dbg_sum(\$910 ),
-    .dbg_wr(\$907 ),
+    .dbg_col(\$955 ),
+    .dbg_fetch(\$957 ),
+    .dbg_pop(\$958 ),
+    .dbg_row(\$954 ),
+    .dbg_sum(\$956 ),
+    .dbg_wr(\$953 ),
     .finish(pe_20__finish),
     .idle(pe_20__idle),
     .init(pe_20__init),
@@ -4183,10 +4362,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$913 ),
-    .dbg_row(\$912 ),
-    .dbg_sum(\$914 ),
-    .dbg_wr(\$911 ),
+    .dbg_col(\$961 ),
+    .dbg_fetch(\$963 ),
+    .dbg_pop(\$964 ),
+    .dbg_row(\$960 ),
+    .dbg_sum(\$962 ),
+    .dbg_wr(\$959 ),
     .finish(pe_21__finish),
     .idle(pe_21__idle),
     .init(pe_21__init),
@@ -4210,10 +4391,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$917 ),
-    .dbg_row(\$916 ),
-    .dbg_sum(\$918 ),
-    .dbg_wr(\$915 ),
+    .dbg_col(\$967 ),
+    .dbg_fetch(\$969 ),
+    .dbg_pop(\$970 ),
+    .dbg_row(\$966 ),
+    .dbg_sum(\$968 ),
+    .dbg_wr(\$965 ),
     .finish(pe_22__finish),
     .idle(pe_22__idle),
     .init(pe_22__init),
@@ -4237,10 +4420,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$921 ),
-    .dbg_row(\$920 ),
-    .dbg_sum(\$922 ),
-    .dbg_wr(\$919 ),
+    .dbg_col(\$973 ),
+    .dbg_fetch(\$975 ),
+    .dbg_pop(\$976 ),
+    .dbg_row(\$972 ),
+    .dbg_sum(\$974 ),
+    .dbg_wr(\$971 ),
     .finish(pe_23__finish),
     .idle(pe_23__idle),
     .init(pe_23__init),
@@ -4264,10 +4449,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$925 ),
-    .dbg_row(\$924 ),
-    .dbg_sum(\$926 ),
-    .dbg_wr(\$923 ),
+    .dbg_col(\$979 ),
+    .dbg_fetch(\$981 ),
+    .dbg_pop(\$982 ),
+    .dbg_row(\$978 ),
+    .dbg_sum(\$980 ),
+    .dbg_wr(\$977 ),
     .finish(pe_24__finish),
     .idle(pe_24__idle),
     .init(pe_24__init),
@@ -4291,10 +4478,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$929 ),
-    .dbg_row(\$928 ),
-    .dbg_sum(\$930 ),
-    .dbg_wr(\$927 ),
+    .dbg_col(\$985 ),
+    .dbg_fetch(\$987 ),
+    .dbg_pop(\$988 ),
+    .dbg_row(\$984 ),
+    .dbg_sum(\$986 ),
+    .dbg_wr(\$983 ),
     .finish(pe_25__finish),
     .idle(pe_25__idle),
     .init(pe_25__init),
@@ -4318,10 +4507,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$933 ),
-    .dbg_row(\$932 ),
-    .dbg_sum(\$934 ),
-    .dbg_wr(\$931 ),
+    .dbg_col(\$991 ),
+    .dbg_fetch(\$993 ),
+    .dbg_pop(\$994 ),
+    .dbg_row(\$990 ),
+    .dbg_sum(\$992 ),
+    .dbg_wr(\$989 ),
     .finish(pe_26__finish),
     .idle(pe_26__idle),
     .init(pe_26__init),
@@ -4345,10 +4536,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$937 ),
-    .dbg_row(\$936 ),
-    .dbg_sum(\$938 ),
-    .dbg_wr(\$935 ),
+    .dbg_col(\$997 ),
+    .dbg_fetch(\$999 ),
+    .dbg_pop(\$1000 ),
+    .dbg_row(\$996 ),
+    .dbg_sum(\$998 ),
+    .dbg_wr(\$995 ),
     .finish(pe_27__finish),
     .idle(pe_27__idle),
     .init(pe_27__init),
@@ -4372,10 +4565,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$941 ),
-    .dbg_row(\$940 ),
-    .dbg_sum(\$942 ),
-    .dbg_wr(\$939 ),
+    .dbg_col(\$1003 ),
+    .dbg_fetch(\$1005 ),
+    .dbg_pop(\$1006 ),
+    .dbg_row(\$1002 ),
+    .dbg_sum(\$1004 ),
+    .dbg_wr(\$1001 ),
     .finish(pe_28__finish),
     .idle(pe_28__idle),
     .init(pe_28__init),
@@ -4399,10 +4594,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$945 ),
-    .dbg_row(\$944 ),
-    .dbg_sum(\$946 ),
-    .dbg_wr(\$943 ),
+    .dbg_col(\$1009 ),
+    .dbg_fetch(\$1011 ),
+    .dbg_pop(\$1012 ),
+    .dbg_row(\$1008 ),
+    .dbg_sum(\$1010 ),
+    .dbg_wr(\$1007 ),
     .finish(pe_29__finish),
     .idle(pe_29__idle),
     .init(pe_29__init),
@@ -4426,10 +4623,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$841 ),
-    .dbg_row(\$840 ),
-    .dbg_sum(\$842 ),
-    .dbg_wr(\$839 ),
+    .dbg_col(\$853 ),
+    .dbg_fetch(\$855 ),
+    .dbg_pop(\$856 ),
+    .dbg_row(\$852 ),
+    .dbg_sum(\$854 ),
+    .dbg_wr(\$851 ),
     .finish(pe_3__finish),
     .idle(pe_3__idle),
     .init(pe_3__init),
@@ -4453,10 +4652,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$949 ),
-    .dbg_row(\$948 ),
-    .dbg_sum(\$950 ),
-    .dbg_wr(\$947 ),
+    .dbg_col(\$1015 ),
+    .dbg_fetch(\$1017 ),
+    .dbg_pop(\$1018 ),
+    .dbg_row(\$1014 ),
+    .dbg_sum(\$1016 ),
+    .dbg_wr(\$1013 ),
     .finish(pe_30__finish),
     .idle(pe_30__idle),
     .init(pe_30__init),
@@ -4480,10 +4681,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$953 ),
-    .dbg_row(\$952 ),
-    .dbg_sum(\$954 ),
-    .dbg_wr(\$951 ),
+    .dbg_col(\$1021 ),
+    .dbg_fetch(\$1023 ),
+    .dbg_pop(\$1024 ),
+    .dbg_row(\$1020 ),
+    .dbg_sum(\$1022 ),
+    .dbg_wr(\$1019 ),
     .finish(pe_31__finish),
     .idle(pe_31__idle),
     .init(pe_31__init),
@@ -4507,10 +4710,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$957 ),
-    .dbg_row(\$956 ),
-    .dbg_sum(\$958 ),
-    .dbg_wr(\$955 ),
+    .dbg_col(\$1027 ),
+    .dbg_fetch(\$1029 ),
+    .dbg_pop(\$1030 ),
+    .dbg_row(\$1026 ),
+    .dbg_sum(\$1028 ),
+    .dbg_wr(\$1025 ),
     .finish(pe_32__finish),
     .idle(pe_32__idle),
     .init(pe_32__init),
@@ -4534,10 +4739,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$961 ),
-    .dbg_row(\$960 ),
-    .dbg_sum(\$962 ),
-    .dbg_wr(\$959 ),
+    .dbg_col(\$1033 ),
+    .dbg_fetch(\$1035 ),
+    .dbg_pop(\$1036 ),
+    .dbg_row(\$1032 ),
+    .dbg_sum(\$1034 ),
+    .dbg_wr(\$1031 ),
     .finish(pe_33__finish),
     .idle(pe_33__idle),
     .init(pe_33__init),
@@ -4561,10 +4768,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$965 ),
-    .dbg_row(\$964 ),
-    .dbg_sum(\$966 ),
-    .dbg_wr(\$963 ),
+    .dbg_col(\$1039 ),
+    .dbg_fetch(\$1041 ),
+    .dbg_pop(\$1042 ),
+    .dbg_row(\$1038 ),
+    .dbg_sum(\$1040 ),
+    .dbg_wr(\$1037 ),
     .finish(pe_34__finish),
     .idle(pe_34__idle),
     .init(pe_34__init),
@@ -4588,10 +4797,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$969 ),
-    .dbg_row(\$968 ),
-    .dbg_sum(\$970 ),
-    .dbg_wr(\$967 ),
+    .dbg_col(\$1045 ),
+    .dbg_fetch(\$1047 ),
+    .dbg_pop(\$1048 ),
+    .dbg_row(\$1044 ),
+    .dbg_sum(\$1046 ),
+    .dbg_wr(\$1043 ),
     .finish(pe_35__finish),
     .idle(pe_35__idle),
     .init(pe_35__init),
@@ -4615,10 +4826,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$973 ),
-    .dbg_row(\$972 ),
-    .dbg_sum(\$974 ),
-    .dbg_wr(\$971 ),
+    .dbg_col(\$1051 ),
+    .dbg_fetch(\$1053 ),
+    .dbg_pop(\$1054 ),
+    .dbg_row(\$1050 ),
+    .dbg_sum(\$1052 ),
+    .dbg_wr(\$1049 ),
     .finish(pe_36__finish),
     .idle(pe_36__idle),
     .init(pe_36__init),
@@ -4642,10 +4855,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$977 ),
-    .dbg_row(\$976 ),
-    .dbg_sum(\$978 ),
-    .dbg_wr(\$975 ),
+    .dbg_col(\$1057 ),
+    .dbg_fetch(\$1059 ),
+    .dbg_pop(\$1060 ),
+    .dbg_row(\$1056 ),
+    .dbg_sum(\$1058 ),
+    .dbg_wr(\$1055 ),
     .finish(pe_37__finish),
     .idle(pe_37__idle),
     .init(pe_37__init),
@@ -4669,10 +4884,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$981 ),
-    .dbg_row(\$980 ),
-    .dbg_sum(\$982 ),
-    .dbg_wr(\$979 ),
+    .dbg_col(\$1063 ),
+    .dbg_fetch(\$1065 ),
+    .dbg_pop(\$1066 ),
+    .dbg_row(\$1062 ),
+    .dbg_sum(\$1064 ),
+    .dbg_wr(\$1061 ),
     .finish(pe_38__finish),
     .idle(pe_38__idle),
     .init(pe_38__init),
@@ -4696,10 +4913,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$985 ),
-    .dbg_row(\$984 ),
-    .dbg_sum(\$986 ),
-    .dbg_wr(\$983 ),
+    .dbg_col(\$1069 ),
+    .dbg_fetch(\$1071 ),
+    .dbg_pop(\$1072 ),
+    .dbg_row(\$1068 ),
+    .dbg_sum(\$1070 ),
+    .dbg_wr(\$1067 ),
     .finish(pe_39__finish),
     .idle(pe_39__idle),
     .init(pe_39__init),
@@ -4723,10 +4942,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$845 ),
-    .dbg_row(\$844 ),
-    .dbg_sum(\$846 ),
-    .dbg_wr(\$843 ),
+    .dbg_col(\$859 ),
+    .dbg_fetch(\$861 ),
+    .dbg_pop(\$862 ),
+    .dbg_row(\$858 ),
+    .dbg_sum(\$860 ),
+    .dbg_wr(\$857 ),
     .finish(pe_4__finish),
     .idle(pe_4__idle),
     .init(pe_4__init),
@@ -4750,10 +4971,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$989 ),
-    .dbg_row(\$988 ),
-    .dbg_sum(\$990 ),
-    .dbg_wr(\$987 ),
+    .dbg_col(\$1075 ),
+    .dbg_fetch(\$1077 ),
+    .dbg_pop(\$1078 ),
+    .dbg_row(\$1074 ),
+    .dbg_sum(\$1076 ),
+    .dbg_wr(\$1073 ),
     .finish(pe_40__finish),
     .idle(pe_40__idle),
     .init(pe_40__init),
@@ -4777,10 +5000,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$993 ),
-    .dbg_row(\$992 ),
-    .dbg_sum(\$994 ),
-    .dbg_wr(\$991 ),
+    .dbg_col(\$1081 ),
+    .dbg_fetch(\$1083 ),
+    .dbg_pop(\$1084 ),
+    .dbg_row(\$1080 ),
+    .dbg_sum(\$1082 ),
+    .dbg_wr(\$1079 ),
     .finish(pe_41__finish),
     .idle(pe_41__idle),
     .init(pe_41__init),
@@ -4804,10 +5029,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$997 ),
-    .dbg_row(\$996 ),
-    .dbg_sum(\$998 ),
-    .dbg_wr(\$995 ),
+    .dbg_col(\$1087 ),
+    .dbg_fetch(\$1089 ),
+    .dbg_pop(\$1090 ),
+    .dbg_row(\$1086 ),
+    .dbg_sum(\$1088 ),
+    .dbg_wr(\$1085 ),
     .finish(pe_42__finish),
     .idle(pe_42__idle),
     .init(pe_42__init),
@@ -4831,10 +5058,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1001 ),
-    .dbg_row(\$1000 ),
-    .dbg_sum(\$1002 ),
-    .dbg_wr(\$999 ),
+    .dbg_col(\$1093 ),
+    .dbg_fetch(\$1095 ),
+    .dbg_pop(\$1096 ),
+    .dbg_row(\$1092 ),
+    .dbg_sum(\$1094 ),
+    .dbg_wr(\$1091 ),
     .finish(pe_43__finish),
     .idle(pe_43__idle),
     .init(pe_43__init),
@@ -4858,10 +5087,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1005 ),
-    .dbg_row(\$1004 ),
-    .dbg_sum(\$1006 ),
-    .dbg_wr(\$1003 ),
+    .dbg_col(\$1099 ),
+    .dbg_fetch(\$1101 ),
+    .dbg_pop(\$1102 ),
+    .dbg_row(\$1098 ),
+    .dbg_sum(\$1100 ),
+    .dbg_wr(\$1097 ),
     .finish(pe_44__finish),
     .idle(pe_44__idle),
     .init(pe_44__init),
@@ -4885,10 +5116,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1009 ),
-    .dbg_row(\$1008 ),
-    .dbg_sum(\$1010 ),
-    .dbg_wr(\$1007 ),
+    .dbg_col(\$1105 ),
+    .dbg_fetch(\$1107 ),
+    .dbg_pop(\$1108 ),
+    .dbg_row(\$1104 ),
+    .dbg_sum(\$1106 ),
+    .dbg_wr(\$1103 ),
     .finish(pe_45__finish),
     .idle(pe_45__idle),
     .init(pe_45__init),
@@ -4912,10 +5145,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1013 ),
-    .dbg_row(\$1012 ),
-    .dbg_sum(\$1014 ),
-    .dbg_wr(\$1011 ),
+    .dbg_col(\$1111 ),
+    .dbg_fetch(\$1113 ),
+    .dbg_pop(\$1114 ),
+    .dbg_row(\$1110 ),
+    .dbg_sum(\$1112 ),
+    .dbg_wr(\$1109 ),
     .finish(pe_46__finish),
     .idle(pe_46__idle),
     .init(pe_46__init),
@@ -4939,10 +5174,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1017 ),
-    .dbg_row(\$1016 ),
-    .dbg_sum(\$1018 ),
-    .dbg_wr(\$1015 ),
+    .dbg_col(\$1117 ),
+    .dbg_fetch(\$1119 ),
+    .dbg_pop(\$1120 ),
+    .dbg_row(\$1116 ),
+    .dbg_sum(\$1118 ),
+    .dbg_wr(\$1115 ),
     .finish(pe_47__finish),
     .idle(pe_47__idle),
     .init(pe_47__init),
@@ -4966,10 +5203,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1021 ),
-    .dbg_row(\$1020 ),
-    .dbg_sum(\$1022 ),
-    .dbg_wr(\$1019 ),
+    .dbg_col(\$1123 ),
+    .dbg_fetch(\$1125 ),
+    .dbg_pop(\$1126 ),
+    .dbg_row(\$1122 ),
+    .dbg_sum(\$1124 ),
+    .dbg_wr(\$1121 ),
     .finish(pe_48__finish),
     .idle(pe_48__idle),
     .init(pe_48__init),
@@ -4993,10 +5232,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1025 ),
-    .dbg_row(\$1024 ),
-    .dbg_sum(\$1026 ),
-    .dbg_wr(\$1023 ),
+    .dbg_col(\$1129 ),
+    .dbg_fetch(\$1131 ),
+    .dbg_pop(\$1132 ),
+    .dbg_row(\$1128 ),
+    .dbg_sum(\$1130 ),
+    .dbg_wr(\$1127 ),
     .finish(pe_49__finish),
     .idle(pe_49__idle),
     .init(pe_49__init),
@@ -5020,10 +5261,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$849 ),
-    .dbg_row(\$848 ),
-    .dbg_sum(\$850 ),
-    .dbg_wr(\$847 ),
+    .dbg_col(\$865 ),
+    .dbg_fetch(\$867 ),
+    .dbg_pop(\$868 ),
+    .dbg_row(\$864 ),
+    .dbg_sum(\$866 ),
+    .dbg_wr(\$863 ),
     .finish(pe_5__finish),
     .idle(pe_5__idle),
     .init(pe_5__init),
@@ -5047,10 +5290,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1029 ),
-    .dbg_row(\$1028 ),
-    .dbg_sum(\$1030 ),
-    .dbg_wr(\$1027 ),
+    .dbg_col(\$1135 ),
+    .dbg_fetch(\$1137 ),
+    .dbg_pop(\$1138 ),
+    .dbg_row(\$1134 ),
+    .dbg_sum(\$1136 ),
+    .dbg_wr(\$1133 ),
     .finish(pe_50__finish),
     .idle(pe_50__idle),
     .init(pe_50__init),
@@ -5074,10 +5319,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1033 ),
-    .dbg_row(\$1032 ),
-    .dbg_sum(\$1034 ),
-    .dbg_wr(\$1031 ),
+    .dbg_col(\$1141 ),
+    .dbg_fetch(\$1143 ),
+    .dbg_pop(\$1144 ),
+    .dbg_row(\$1140 ),
+    .dbg_sum(\$1142 ),
+    .dbg_wr(\$1139 ),
     .finish(pe_51__finish),
     .idle(pe_51__idle),
     .init(pe_51__init),
@@ -5101,10 +5348,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1037 ),
-    .dbg_row(\$1036 ),
-    .dbg_sum(\$1038 ),
-    .dbg_wr(\$1035 ),
+    .dbg_col(\$1147 ),
+    .dbg_fetch(\$1149 ),
+    .dbg_pop(\$1150 ),
+    .dbg_row(\$1146 ),
+    .dbg_sum(\$1148 ),
+    .dbg_wr(\$1145 ),
     .finish(pe_52__finish),
     .idle(pe_52__idle),
     .init(pe_52__init),
@@ -5128,10 +5377,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1041 ),
-    .dbg_row(\$1040 ),
-    .dbg_sum(\$1042 ),
-    .dbg_wr(\$1039 ),
+    .dbg_col(\$1153 ),
+    .dbg_fetch(\$1155 ),
+    .dbg_pop(\$1156 ),
+    .dbg_row(\$1152 ),
+    .dbg_sum(\$1154 ),
+    .dbg_wr(\$1151 ),
     .finish(pe_53__finish),
     .idle(pe_53__idle),
     .init(pe_53__init),
@@ -5155,10 +5406,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1045 ),
-    .dbg_row(\$1044 ),
-    .dbg_sum(\$1046 ),
-    .dbg_wr(\$1043 ),
+    .dbg_col(\$1159 ),
+    .dbg_fetch(\$1161 ),
+    .dbg_pop(\$1162 ),
+    .dbg_row(\$1158 ),
+    .dbg_sum(\$1160 ),
+    .dbg_wr(\$1157 ),
     .finish(pe_54__finish),
     .idle(pe_54__idle),
     .init(pe_54__init),
@@ -5182,10 +5435,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1049 ),
-    .dbg_row(\$1048 ),
-    .dbg_sum(\$1050 ),
-    .dbg_wr(\$1047 ),
+    .dbg_col(\$1165 ),
+    .dbg_fetch(\$1167 ),
+    .dbg_pop(\$1168 ),
+    .dbg_row(\$1164 ),
+    .dbg_sum(\$1166 ),
+    .dbg_wr(\$1163 ),
     .finish(pe_55__finish),
     .idle(pe_55__idle),
     .init(pe_55__init),
@@ -5209,10 +5464,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1053 ),
-    .dbg_row(\$1052 ),
-    .dbg_sum(\$1054 ),
-    .dbg_wr(\$1051 ),
+    .dbg_col(\$1171 ),
+    .dbg_fetch(\$1173 ),
+    .dbg_pop(\$1174 ),
+    .dbg_row(\$1170 ),
+    .dbg_sum(\$1172 ),
+    .dbg_wr(\$1169 ),
     .finish(pe_56__finish),
     .idle(pe_56__idle),
     .init(pe_56__init),
@@ -5236,10 +5493,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1057 ),
-    .dbg_row(\$1056 ),
-    .dbg_sum(\$1058 ),
-    .dbg_wr(\$1055 ),
+    .dbg_col(\$1177 ),
+    .dbg_fetch(\$1179 ),
+    .dbg_pop(\$1180 ),
+    .dbg_row(\$1176 ),
+    .dbg_sum(\$1178 ),
+    .dbg_wr(\$1175 ),
     .finish(pe_57__finish),
     .idle(pe_57__idle),
     .init(pe_57__init),
@@ -5263,10 +5522,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1061 ),
-    .dbg_row(\$1060 ),
-    .dbg_sum(\$1062 ),
-    .dbg_wr(\$1059 ),
+    .dbg_col(\$1183 ),
+    .dbg_fetch(\$1185 ),
+    .dbg_pop(\$1186 ),
+    .dbg_row(\$1182 ),
+    .dbg_sum(\$1184 ),
+    .dbg_wr(\$1181 ),
     .finish(pe_58__finish),
     .idle(pe_58__idle),
     .init(pe_58__init),
@@ -5290,10 +5551,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1065 ),
-    .dbg_row(\$1064 ),
-    .dbg_sum(\$1066 ),
-    .dbg_wr(\$1063 ),
+    .dbg_col(\$1189 ),
+    .dbg_fetch(\$1191 ),
+    .dbg_pop(\$1192 ),
+    .dbg_row(\$1188 ),
+    .dbg_sum(\$1190 ),
+    .dbg_wr(\$1187 ),
     .finish(pe_59__finish),
     .idle(pe_59__idle),
     .init(pe_59__init),
@@ -5317,10 +5580,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$853 ),
-    .dbg_row(\$852 ),
-    .dbg_sum(\$854 ),
-    .dbg_wr(\$851 ),
+    .dbg_col(\$871 ),
+    .dbg_fetch(\$873 ),
+    .dbg_pop(\$874 ),
+    .dbg_row(\$870 ),
+    .dbg_sum(\$872 ),
+    .dbg_wr(\$869 ),
     .finish(pe_6__finish),
     .idle(pe_6__idle),
     .init(pe_6__init),
@@ -5344,10 +5609,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1069 ),
-    .dbg_row(\$1068 ),
-    .dbg_sum(\$1070 ),
-    .dbg_wr(\$1067 ),
+    .dbg_col(\$1195 ),
+    .dbg_fetch(\$1197 ),
+    .dbg_pop(\$1198 ),
+    .dbg_row(\$1194 ),
+    .dbg_sum(\$1196 ),
+    .dbg_wr(\$1193 ),
     .finish(pe_60__finish),
     .idle(pe_60__idle),
     .init(pe_60__init),
@@ -5371,10 +5638,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1073 ),
-    .dbg_row(\$1072 ),
-    .dbg_sum(\$1074 ),
-    .dbg_wr(\$1071 ),
+    .dbg_col(\$1201 ),
+    .dbg_fetch(\$1203 ),
+    .dbg_pop(\$1204 ),
+    .dbg_row(\$1200 ),
+    .dbg_sum(\$1202 ),
+    .dbg_wr(\$1199 ),
     .finish(pe_61__finish),
     .idle(pe_61__idle),
     .init(pe_61__init),
@@ -5398,10 +5667,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1077 ),
-    .dbg_row(\$1076 ),
-    .dbg_sum(\$1078 ),
-    .dbg_wr(\$1075 ),
+    .dbg_col(\$1207 ),
+    .dbg_fetch(\$1209 ),
+    .dbg_pop(\$1210 ),
+    .dbg_row(\$1206 ),
+    .dbg_sum(\$1208 ),
+    .dbg_wr(\$1205 ),
     .finish(pe_62__finish),
     .idle(pe_62__idle),
     .init(pe_62__init),
@@ -5425,10 +5696,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$1081 ),
-    .dbg_row(\$1080 ),
-    .dbg_sum(\$1082 ),
-    .dbg_wr(\$1079 ),
+    .dbg_col(\$1213 ),
+    .dbg_fetch(\$1215 ),
+    .dbg_pop(\$1216 ),
+    .dbg_row(\$1212 ),
+    .dbg_sum(\$1214 ),
+    .dbg_wr(\$1211 ),
     .finish(pe_63__finish),
     .idle(pe_63__idle),
     .init(pe_63__init),
@@ -5452,10 +5725,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$857 ),
-    .dbg_row(\$856 ),
-    .dbg_sum(\$858 ),
-    .dbg_wr(\$855 ),
+    .dbg_col(\$877 ),
+    .dbg_fetch(\$879 ),
+    .dbg_pop(\$880 ),
+    .dbg_row(\$876 ),
+    .dbg_sum(\$878 ),
+    .dbg_wr(\$875 ),
     .finish(pe_7__finish),
     .idle(pe_7__idle),
     .init(pe_7__init),
@@ -5479,10 +5754,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$861 ),
-    .dbg_row(\$860 ),
-    .dbg_sum(\$862 ),
-    .dbg_wr(\$859 ),
+    .dbg_col(\$883 ),
+    .dbg_fetch(\$885 ),
+    .dbg_pop(\$886 ),
+    .dbg_row(\$882 ),
+    .dbg_sum(\$884 ),
+    .dbg_wr(\$881 ),
     .finish(pe_8__finish),
     .idle(pe_8__idle),
     .init(pe_8__init),
@@ -5506,10 +5783,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[74:66]),
     .clk(clk),
-    .dbg_col(\$865 ),
-    .dbg_row(\$864 ),
-    .dbg_sum(\$866 ),
-    .dbg_wr(\$863 ),
+    .dbg_col(\$889 ),
+    .dbg_fetch(\$891 ),
+    .dbg_pop(\$892 ),
+    .dbg_row(\$888 ),
+    .dbg_sum(\$890 ),
+    .dbg_wr(\$887 ),
     .finish(pe_9__finish),
     .idle(pe_9__idle),
     .init(pe_9__init),
@@ -5606,272 +5885,314 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1083  = n_layers;
-    casez (state)
-      3'h0:
-          if (start__valid) begin
-            \$1083  = start__payload;
-          end
-    endcase
-    if (rst) begin
-      \$1083  = 5'h00;
+    \$1217  = n_desc;
+    if (\$800 ) begin
+      \$1217  = \$801 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1084  = layer;
+    \$1218  = done;
     casez (state)
       3'h0:
           if (start__valid) begin
-            \$1084  = 5'h00;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          if (\$816 ) begin
-            \$1084  = \$817 [4:0];
-          end
-    endcase
-    if (rst) begin
-      \$1084  = 5'h00;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1085  = done;
-    casez (state)
-      3'h0:
-          if (start__valid) begin
-            \$1085  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          if (take) begin
-            if (\$826 ) begin
-              \$1085  = 1'h1;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$1085  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1086  = state;
-    casez (state)
-      3'h0:
-          if (start__valid) begin
-            \$1086  = 3'h1;
-          end
-      3'h1:
-          \$1086  = 3'h2;
-      3'h2:
-          if (\$802 ) begin
-            \$1086  = 3'h3;
-          end
-      3'h3:
-          if (\$813 ) begin
-            \$1086  = 3'h4;
-          end
-      3'h4:
-          if (\$816 ) begin
             (* full_case = 32'd1 *)
-            if (\$819 ) begin
-              \$1086  = 3'h5;
+            if (\$804 ) begin
+              \$1218  = 1'h1;
             end else begin
-              \$1086  = 3'h1;
+              \$1218  = 1'h0;
+            end
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
+      3'h5:
+          if (take) begin
+            if (\$832 ) begin
+              \$1218  = 1'h1;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$1218  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1219  = error;
+    casez (state)
+      3'h0:
+          if (start__valid) begin
+            (* full_case = 32'd1 *)
+            if (\$804 ) begin
+              \$1219  = 1'h1;
+            end else begin
+              \$1219  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$1219  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1220  = n_layers;
+    casez (state)
+      3'h0:
+          if (start__valid) begin
+            (* full_case = 32'd1 *)
+            if (\$804 ) begin
+            end else begin
+              \$1220  = start__payload;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$1220  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1221  = layer;
+    casez (state)
+      3'h0:
+          if (start__valid) begin
+            (* full_case = 32'd1 *)
+            if (\$804 ) begin
+            end else begin
+              \$1221  = 5'h00;
+            end
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          if (\$822 ) begin
+            \$1221  = \$823 [4:0];
+          end
+    endcase
+    if (rst) begin
+      \$1221  = 5'h00;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1222  = state;
+    casez (state)
+      3'h0:
+          if (start__valid) begin
+            (* full_case = 32'd1 *)
+            if (\$804 ) begin
+            end else begin
+              \$1222  = 3'h1;
+            end
+          end
+      3'h1:
+          \$1222  = 3'h2;
+      3'h2:
+          if (\$808 ) begin
+            \$1222  = 3'h3;
+          end
+      3'h3:
+          if (\$819 ) begin
+            \$1222  = 3'h4;
+          end
+      3'h4:
+          if (\$822 ) begin
+            (* full_case = 32'd1 *)
+            if (\$825 ) begin
+              \$1222  = 3'h5;
+            end else begin
+              \$1222  = 3'h1;
             end
           end
       3'h5:
           if (take) begin
-            if (\$826 ) begin
-              \$1086  = 3'h0;
+            if (\$832 ) begin
+              \$1222  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$1086  = 3'h0;
+      \$1222  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1087  = desc;
+    \$1223  = desc;
     casez (state)
       3'h0:
           /* empty */;
       3'h1:
-          \$1087  = \$signature__data$1204 ;
+          \$1223  = \$signature__data$1207 ;
     endcase
     if (rst) begin
-      \$1087  = 76'h0000000000000000000;
+      \$1223  = 76'h0000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1088  = row;
+    \$1224  = row;
     casez (state)
       3'h0:
           /* empty */;
       3'h1:
-          \$1088  = 10'h000;
+          \$1224  = 10'h000;
       3'h2:
         begin
-          \$1088  = \$800 [9:0];
-          if (\$802 ) begin
-            \$1088  = 10'h000;
+          \$1224  = \$806 [9:0];
+          if (\$808 ) begin
+            \$1224  = 10'h000;
           end
         end
       3'h3:
-          if (\$813 ) begin
-            \$1088  = 10'h000;
+          if (\$819 ) begin
+            \$1224  = 10'h000;
           end
       3'h4:
-          \$1088  = \$815 [9:0];
+          \$1224  = \$821 [9:0];
     endcase
     if (rst) begin
-      \$1088  = 10'h000;
+      \$1224  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1089  = cyc;
+    \$1225  = cyc;
     casez (state)
       3'h0:
           /* empty */;
       3'h1:
-          \$1089  = 32'd1;
+          \$1225  = 32'd1;
       3'h2:
-          \$1089  = \$799 [31:0];
+          \$1225  = \$805 [31:0];
       3'h3:
-          \$1089  = \$803 [31:0];
+          \$1225  = \$809 [31:0];
       3'h4:
-          \$1089  = \$814 [31:0];
+          \$1225  = \$820 [31:0];
     endcase
     if (rst) begin
-      \$1089  = 32'd0;
+      \$1225  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1090  = k;
+    \$1226  = k;
     casez (state)
       3'h0:
           /* empty */;
       3'h1:
-          \$1090  = 10'h000;
+          \$1226  = 10'h000;
       3'h2:
           /* empty */;
       3'h3:
           if (advance) begin
-            \$1090  = \$807 [9:0];
+            \$1226  = \$813 [9:0];
           end
     endcase
     if (rst) begin
-      \$1090  = 10'h000;
+      \$1226  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1091  = jbase;
+    \$1227  = jbase;
     casez (state)
       3'h0:
           /* empty */;
       3'h1:
-          \$1091  = 17'h00000;
+          \$1227  = 17'h00000;
       3'h2:
           /* empty */;
       3'h3:
           if (advance) begin
-            \$1091  = \$808 [16:0];
+            \$1227  = \$814 [16:0];
           end
     endcase
     if (rst) begin
-      \$1091  = 17'h00000;
+      \$1227  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1092  = have;
+    \$1228  = have;
     casez (state)
       3'h0:
           /* empty */;
       3'h1:
-          \$1092  = 1'h0;
+          \$1228  = 1'h0;
       3'h2:
           /* empty */;
       3'h3:
         begin
-          if (\$806 ) begin
-            \$1092  = 1'h1;
+          if (\$812 ) begin
+            \$1228  = 1'h1;
           end
           if (advance) begin
-            if (\$810 ) begin
-              \$1092  = 1'h0;
+            if (\$816 ) begin
+              \$1228  = 1'h0;
             end
           end
         end
     endcase
     if (rst) begin
-      \$1092  = 1'h0;
+      \$1228  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1093  = taken;
+    \$1229  = taken;
     casez (state)
       3'h0:
           /* empty */;
       3'h1:
-          \$1093  = 64'h0000000000000000;
+          \$1229  = 64'h0000000000000000;
       3'h2:
           /* empty */;
       3'h3:
           if (advance) begin
-            \$1093  = 64'h0000000000000000;
+            \$1229  = 64'h0000000000000000;
           end else if (go) begin
-            \$1093  = \$811 ;
+            \$1229  = \$817 ;
           end
     endcase
     if (rst) begin
-      \$1093  = 64'h0000000000000000;
+      \$1229  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1094  = scan_done;
+    \$1230  = scan_done;
     casez (state)
       3'h0:
           /* empty */;
       3'h1:
-          \$1094  = 1'h0;
+          \$1230  = 1'h0;
       3'h2:
           /* empty */;
       3'h3:
           if (advance) begin
-            if (\$810 ) begin
-              \$1094  = 1'h1;
+            if (\$816 ) begin
+              \$1230  = 1'h1;
             end
           end
     endcase
     if (rst) begin
-      \$1094  = 1'h0;
+      \$1230  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1095  = oloc;
+    \$1231  = oloc;
     casez (state)
       3'h0:
           /* empty */;
@@ -5882,25 +6203,25 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
       3'h3:
           /* empty */;
       3'h4:
-          if (\$816 ) begin
-            if (\$819 ) begin
-              \$1095  = 9'h000;
+          if (\$822 ) begin
+            if (\$825 ) begin
+              \$1231  = 9'h000;
             end
           end
       3'h5:
           if (take) begin
-            if (\$822 ) begin
-              \$1095  = \$823 [8:0];
+            if (\$828 ) begin
+              \$1231  = \$829 [8:0];
             end
           end
     endcase
     if (rst) begin
-      \$1095  = 9'h000;
+      \$1231  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1096  = ope;
+    \$1232  = ope;
     casez (state)
       3'h0:
           /* empty */;
@@ -5911,28 +6232,28 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
       3'h3:
           /* empty */;
       3'h4:
-          if (\$816 ) begin
-            if (\$819 ) begin
-              \$1096  = 6'h00;
+          if (\$822 ) begin
+            if (\$825 ) begin
+              \$1232  = 6'h00;
             end
           end
       3'h5:
           if (take) begin
             (* full_case = 32'd1 *)
-            if (\$822 ) begin
-              \$1096  = 6'h00;
+            if (\$828 ) begin
+              \$1232  = 6'h00;
             end else begin
-              \$1096  = \$824 [5:0];
+              \$1232  = \$830 [5:0];
             end
           end
     endcase
     if (rst) begin
-      \$1096  = 6'h00;
+      \$1232  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1097  = oj;
+    \$1233  = oj;
     casez (state)
       3'h0:
           /* empty */;
@@ -5943,23 +6264,23 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
       3'h3:
           /* empty */;
       3'h4:
-          if (\$816 ) begin
-            if (\$819 ) begin
-              \$1097  = 16'h0000;
+          if (\$822 ) begin
+            if (\$825 ) begin
+              \$1233  = 16'h0000;
             end
           end
       3'h5:
           if (take) begin
-            \$1097  = \$821 [15:0];
+            \$1233  = \$827 [15:0];
           end
     endcase
     if (rst) begin
-      \$1097  = 16'h0000;
+      \$1233  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1098  = ohave;
+    \$1234  = ohave;
     casez (state)
       3'h0:
           /* empty */;
@@ -5970,25 +6291,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
       3'h3:
           /* empty */;
       3'h4:
-          if (\$816 ) begin
-            if (\$819 ) begin
-              \$1098  = 1'h0;
+          if (\$822 ) begin
+            if (\$825 ) begin
+              \$1234  = 1'h0;
             end
           end
       3'h5:
-          if (\$820 ) begin
-            \$1098  = 1'h1;
+          if (\$826 ) begin
+            \$1234  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$1098  = 1'h0;
+      \$1234  = 1'h0;
     end
   end
-  assign \done$16  = done;
+  assign \done$17  = done;
+  assign \error$18  = error;
   assign desc_wr__addr = load__payload[13:10];
   assign desc_wr__data = load__payload[99:24];
   assign \$signature__addr  = layer[3:0];
-  assign \$signature__addr$22  = cycle_addr;
+  assign \$signature__addr$24  = cycle_addr;
   assign \$signature__data  = cycle_data;
   assign pe_0__load_target = load__payload[2:0];
   assign pe_0__load_addr = load__payload[23:10];
@@ -6906,13 +7228,13 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   assign \pe_62__act__payload.a  = pe_62__act__payload[31:16];
   assign \pe_63__act__payload.j  = pe_63__act__payload[15:0];
   assign \pe_63__act__payload.a  = pe_63__act__payload[31:16];
-  assign \$signature__data$1204.cols  = \$signature__data$1204 [15:0];
-  assign \$signature__data$1204.vectors  = \$signature__data$1204 [25:16];
-  assign \$signature__data$1204.rows  = \$signature__data$1204 [41:26];
-  assign \$signature__data$1204.rows_local  = \$signature__data$1204 [51:42];
-  assign \$signature__data$1204.ptr_base  = \$signature__data$1204 [65:52];
-  assign \$signature__data$1204.bias_base  = \$signature__data$1204 [74:66];
-  assign \$signature__data$1204.relu  = \$signature__data$1204 [75];
+  assign \$signature__data$1207.cols  = \$signature__data$1207 [15:0];
+  assign \$signature__data$1207.vectors  = \$signature__data$1207 [25:16];
+  assign \$signature__data$1207.rows  = \$signature__data$1207 [41:26];
+  assign \$signature__data$1207.rows_local  = \$signature__data$1207 [51:42];
+  assign \$signature__data$1207.ptr_base  = \$signature__data$1207 [65:52];
+  assign \$signature__data$1207.bias_base  = \$signature__data$1207 [74:66];
+  assign \$signature__data$1207.relu  = \$signature__data$1207 [75];
   assign pe_63__act__payload[31:16] = value;
   assign pe_63__act__payload[15:0] = \$589 [15:0];
   assign pe_62__act__payload[31:16] = value;

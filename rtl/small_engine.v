@@ -3,62 +3,78 @@
 
 (* top =  1  *)
 (* generator = "Amaranth" *)
-module small_engine(load__valid, start__payload, start__valid, out__ready, cycle_addr, clk, rst, load__ready, start__ready, out__payload, out__valid, busy, done, cycle_data, load__payload);
+module small_engine(load__valid, start__payload, start__valid, out__ready, cycle_addr, clk, rst, load__ready, start__ready, out__payload, out__valid, busy, done, error, cycle_data, load__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
   wire \$10 ;
-  wire \$100 ;
-  wire [13:0] \$101 ;
+  wire [32:0] \$100 ;
+  wire [11:0] \$101 ;
   wire \$102 ;
-  wire [10:0] \$103 ;
-  wire [2:0] \$104 ;
-  wire [13:0] \$105 ;
+  wire [4:0] \$103 ;
+  wire [4:0] \$104 ;
+  wire \$105 ;
   wire \$106 ;
-  wire \$107 ;
-  wire [9:0] \$108 ;
-  wire [12:0] \$109 ;
+  wire [13:0] \$107 ;
+  wire \$108 ;
+  wire [10:0] \$109 ;
   wire \$11 ;
-  wire [47:0] \$110 ;
-  wire \$111 ;
-  wire [9:0] \$112 ;
-  wire [12:0] \$113 ;
-  wire [47:0] \$114 ;
-  wire \$115 ;
-  wire [9:0] \$116 ;
-  wire [12:0] \$117 ;
-  wire [47:0] \$118 ;
+  wire [2:0] \$110 ;
+  wire [13:0] \$111 ;
+  wire \$112 ;
+  wire \$113 ;
+  wire [9:0] \$114 ;
+  wire [12:0] \$115 ;
+  wire [47:0] \$116 ;
+  wire \$117 ;
+  wire \$118 ;
   wire \$119 ;
   wire \$12 ;
   wire [9:0] \$120 ;
   wire [12:0] \$121 ;
   wire [47:0] \$122 ;
-  reg [3:0] \$123 ;
-  reg [3:0] \$124 ;
-  reg \$125 ;
-  reg [2:0] \$126 ;
-  reg [68:0] \$127 ;
-  reg [10:0] \$128 ;
-  reg [31:0] \$129 ;
+  wire \$123 ;
+  wire \$124 ;
+  wire \$125 ;
+  wire [9:0] \$126 ;
+  wire [12:0] \$127 ;
+  wire [47:0] \$128 ;
+  wire \$129 ;
   wire \$13 ;
-  reg [10:0] \$130 ;
-  reg [13:0] \$131 ;
-  reg \$132 ;
-  reg [3:0] \$133 ;
-  reg \$134 ;
-  reg [9:0] \$135 ;
-  reg [1:0] \$136 ;
-  reg [12:0] \$137 ;
+  wire \$130 ;
+  wire \$131 ;
+  wire [9:0] \$132 ;
+  wire [12:0] \$133 ;
+  wire [47:0] \$134 ;
+  wire \$135 ;
+  wire \$136 ;
+  reg [3:0] \$137 ;
   reg \$138 ;
+  reg \$139 ;
   wire \$14 ;
+  reg [3:0] \$140 ;
+  reg [3:0] \$141 ;
+  reg [2:0] \$142 ;
+  reg [68:0] \$143 ;
+  reg [10:0] \$144 ;
+  reg [31:0] \$145 ;
+  reg [10:0] \$146 ;
+  reg [13:0] \$147 ;
+  reg \$148 ;
+  reg [3:0] \$149 ;
   wire \$15 ;
+  reg \$150 ;
+  reg [9:0] \$151 ;
+  reg [1:0] \$152 ;
+  reg [12:0] \$153 ;
+  reg \$154 ;
   wire \$16 ;
   wire \$17 ;
   wire \$18 ;
   wire \$19 ;
   wire \$2 ;
   wire \$20 ;
-  wire [6:0] \$202 ;
   wire \$21 ;
+  wire [6:0] \$218 ;
   wire \$22 ;
   wire \$23 ;
   wire \$24 ;
@@ -121,40 +137,40 @@ module small_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$76 ;
   wire \$77 ;
   wire [32:0] \$78 ;
-  wire [32:0] \$79 ;
+  wire \$79 ;
   wire \$8 ;
-  wire [11:0] \$80 ;
-  wire [11:0] \$81 ;
+  wire \$80 ;
+  wire [13:0] \$81 ;
   wire \$82 ;
-  wire [32:0] \$83 ;
+  wire \$83 ;
   wire \$84 ;
-  wire \$85 ;
-  wire \$86 ;
+  wire [32:0] \$85 ;
+  wire [11:0] \$86 ;
   wire [11:0] \$87 ;
-  wire [14:0] \$88 ;
-  wire [11:0] \$89 ;
+  wire \$88 ;
+  wire [32:0] \$89 ;
   wire \$9 ;
   wire \$90 ;
-  wire [3:0] \$91 ;
+  wire \$91 ;
   wire \$92 ;
-  wire \$93 ;
-  wire [32:0] \$94 ;
+  wire [11:0] \$93 ;
+  wire [14:0] \$94 ;
   wire [11:0] \$95 ;
   wire \$96 ;
-  wire [4:0] \$97 ;
-  wire [4:0] \$98 ;
+  wire [3:0] \$97 ;
+  wire \$98 ;
   wire \$99 ;
   wire [2:0] \$signature__addr ;
-  wire [2:0] \$signature__addr$22 ;
+  wire [2:0] \$signature__addr$24 ;
   wire [31:0] \$signature__data ;
-  wire [68:0] \$signature__data$124 ;
-  wire [8:0] \$signature__data$124.bias_base ;
-  wire [12:0] \$signature__data$124.cols ;
-  wire [10:0] \$signature__data$124.ptr_base ;
-  wire \$signature__data$124.relu ;
-  wire [12:0] \$signature__data$124.rows ;
-  wire [10:0] \$signature__data$124.rows_local ;
-  wire [10:0] \$signature__data$124.vectors ;
+  wire [68:0] \$signature__data$127 ;
+  wire [8:0] \$signature__data$127.bias_base ;
+  wire [12:0] \$signature__data$127.cols ;
+  wire [10:0] \$signature__data$127.ptr_base ;
+  wire \$signature__data$127.relu ;
+  wire [12:0] \$signature__data$127.rows ;
+  wire [10:0] \$signature__data$127.rows_local ;
+  wire [10:0] \$signature__data$127.vectors ;
   wire advance;
   wire all_ready;
   wire any;
@@ -191,7 +207,11 @@ module small_engine(load__valid, start__payload, start__valid, out__ready, cycle
   output done;
   reg done = 1'h0;
   (* init = 1'h0 *)
-  wire \done$16 ;
+  wire \done$17 ;
+  output error;
+  reg error = 1'h0;
+  (* init = 1'h0 *)
+  wire \error$18 ;
   wire go;
   reg have = 1'h0;
   wire [3:0] in_layer;
@@ -212,6 +232,7 @@ module small_engine(load__valid, start__payload, start__valid, out__ready, cycle
   input load__valid;
   wire load__valid;
   wire [3:0] mask;
+  reg [3:0] n_desc = 4'h0;
   reg [3:0] n_layers = 4'h0;
   reg ohave = 1'h0;
   reg [12:0] oj = 13'h0000;
@@ -367,7 +388,7 @@ module small_engine(load__valid, start__payload, start__valid, out__ready, cycle
     if (desc_wr__en)
       descs[load__payload[8:6]] <= load__payload[87:19];
   end
-  assign \$signature__data$124  = descs[layer[2:0]];
+  assign \$signature__data$127  = descs[layer[2:0]];
   assign load__ready = ! state;
   assign start__ready = ! state;
   assign \$1  = ! state;
@@ -431,8 +452,8 @@ module small_engine(load__valid, start__payload, start__valid, out__ready, cycle
   assign \$49  = jbase + index;
   assign \$50  = state == 3'h5;
   assign out__valid = \$50  & ohave;
-  assign \$202  = ope * 5'h10;
-  assign out__payload = { pe_3__src_data, pe_2__src_data, pe_1__src_data, pe_0__src_data } >> \$202 ;
+  assign \$218  = ope * 5'h10;
+  assign out__payload = { pe_3__src_data, pe_2__src_data, pe_1__src_data, pe_0__src_data } >> \$218 ;
   assign take = out__valid & out__ready;
   assign \$51  = state == 3'h5;
   assign \$52  = ~ ohave;
@@ -474,66 +495,76 @@ module small_engine(load__valid, start__payload, start__valid, out__ready, cycle
   assign pe_3__finish = \$75  & \$76 ;
   assign \$77  = row == desc[47:37];
   assign \$78  = cyc + 1'h1;
-  assign \$79  = cyc + 1'h1;
-  assign \$80  = row + 1'h1;
-  assign \$81  = row + 1'h1;
-  assign \$82  = \$81  == desc[47:37];
-  assign \$83  = cyc + 1'h1;
-  assign \$84  = ~ have;
-  assign \$85  = ~ scan_done;
-  assign \$86  = \$84  & \$85 ;
-  assign \$87  = k + 1'h1;
-  assign \$88  = jbase + 3'h4;
-  assign \$89  = k + 1'h1;
-  assign \$90  = \$89  == desc[23:13];
-  assign \$91  = taken | onehot;
-  assign \$92  = & { pe_3__idle, pe_2__idle, pe_1__idle, pe_0__idle };
-  assign \$93  = scan_done & \$92 ;
-  assign \$94  = cyc + 1'h1;
-  assign \$95  = row + 1'h1;
-  assign \$96  = row == desc[47:37];
-  assign \$97  = layer + 1'h1;
-  assign \$98  = layer + 1'h1;
-  assign \$99  = \$98  == n_layers;
-  assign \$100  = ~ ohave;
-  assign \$101  = oj + 1'h1;
-  assign \$102  = ope == 2'h3;
-  assign \$103  = oloc + 1'h1;
-  assign \$104  = ope + 1'h1;
-  assign \$105  = oj + 1'h1;
-  assign \$106  = \$105  == desc[36:24];
+  assign \$79  = load__payload[18:6] < 4'h8;
+  assign \$80  = desc_wr__en & \$79 ;
+  assign \$81  = load__payload[18:6] + 1'h1;
+  assign \$82  = ! start__payload;
+  assign \$83  = start__payload > n_desc;
+  assign \$84  = \$82  | \$83 ;
+  assign \$85  = cyc + 1'h1;
+  assign \$86  = row + 1'h1;
+  assign \$87  = row + 1'h1;
+  assign \$88  = \$87  == desc[47:37];
+  assign \$89  = cyc + 1'h1;
+  assign \$90  = ~ have;
+  assign \$91  = ~ scan_done;
+  assign \$92  = \$90  & \$91 ;
+  assign \$93  = k + 1'h1;
+  assign \$94  = jbase + 3'h4;
+  assign \$95  = k + 1'h1;
+  assign \$96  = \$95  == desc[23:13];
+  assign \$97  = taken | onehot;
+  assign \$98  = & { pe_3__idle, pe_2__idle, pe_1__idle, pe_0__idle };
+  assign \$99  = scan_done & \$98 ;
+  assign \$100  = cyc + 1'h1;
+  assign \$101  = row + 1'h1;
+  assign \$102  = row == desc[47:37];
+  assign \$103  = layer + 1'h1;
+  assign \$104  = layer + 1'h1;
+  assign \$105  = \$104  == n_layers;
+  assign \$106  = ~ ohave;
+  assign \$107  = oj + 1'h1;
+  assign \$108  = ope == 2'h3;
+  assign \$109  = oloc + 1'h1;
+  assign \$110  = ope + 1'h1;
+  assign \$111  = oj + 1'h1;
+  assign \$112  = \$111  == desc[36:24];
   always @(posedge clk)
-    n_layers <= \$123 ;
+    n_desc <= \$137 ;
   always @(posedge clk)
-    layer <= \$124 ;
+    done <= \$138 ;
   always @(posedge clk)
-    done <= \$125 ;
+    error <= \$139 ;
   always @(posedge clk)
-    state <= \$126 ;
+    n_layers <= \$140 ;
   always @(posedge clk)
-    desc <= \$127 ;
+    layer <= \$141 ;
   always @(posedge clk)
-    row <= \$128 ;
+    state <= \$142 ;
   always @(posedge clk)
-    cyc <= \$129 ;
+    desc <= \$143 ;
   always @(posedge clk)
-    k <= \$130 ;
+    row <= \$144 ;
   always @(posedge clk)
-    jbase <= \$131 ;
+    cyc <= \$145 ;
   always @(posedge clk)
-    have <= \$132 ;
+    k <= \$146 ;
   always @(posedge clk)
-    taken <= \$133 ;
+    jbase <= \$147 ;
   always @(posedge clk)
-    scan_done <= \$134 ;
+    have <= \$148 ;
   always @(posedge clk)
-    oloc <= \$135 ;
+    taken <= \$149 ;
   always @(posedge clk)
-    ope <= \$136 ;
+    scan_done <= \$150 ;
   always @(posedge clk)
-    oj <= \$137 ;
+    oloc <= \$151 ;
   always @(posedge clk)
-    ohave <= \$138 ;
+    ope <= \$152 ;
+  always @(posedge clk)
+    oj <= \$153 ;
+  always @(posedge clk)
+    ohave <= \$154 ;
   \small_engine.lnzd  lnzd (
     .any(any),
     .index(index),
@@ -549,10 +580,12 @@ module small_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[67:59]),
     .clk(clk),
-    .dbg_col(\$109 ),
-    .dbg_row(\$108 ),
-    .dbg_sum(\$110 ),
-    .dbg_wr(\$107 ),
+    .dbg_col(\$115 ),
+    .dbg_fetch(\$117 ),
+    .dbg_pop(\$118 ),
+    .dbg_row(\$114 ),
+    .dbg_sum(\$116 ),
+    .dbg_wr(\$113 ),
     .finish(pe_0__finish),
     .idle(pe_0__idle),
     .init(pe_0__init),
@@ -576,10 +609,12 @@ module small_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[67:59]),
     .clk(clk),
-    .dbg_col(\$113 ),
-    .dbg_row(\$112 ),
-    .dbg_sum(\$114 ),
-    .dbg_wr(\$111 ),
+    .dbg_col(\$121 ),
+    .dbg_fetch(\$123 ),
+    .dbg_pop(\$124 ),
+    .dbg_row(\$120 ),
+    .dbg_sum(\$122 ),
+    .dbg_wr(\$119 ),
     .finish(pe_1__finish),
     .idle(pe_1__idle),
     .init(pe_1__init),
@@ -603,10 +638,12 @@ module small_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[67:59]),
     .clk(clk),
-    .dbg_col(\$117 ),
-    .dbg_row(\$116 ),
-    .dbg_sum(\$118 ),
-    .dbg_wr(\$115 ),
+    .dbg_col(\$127 ),
+    .dbg_fetch(\$129 ),
+    .dbg_pop(\$130 ),
+    .dbg_row(\$126 ),
+    .dbg_sum(\$128 ),
+    .dbg_wr(\$125 ),
     .finish(pe_2__finish),
     .idle(pe_2__idle),
     .init(pe_2__init),
@@ -630,10 +667,12 @@ module small_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__valid(go),
     .bias_base(desc[67:59]),
     .clk(clk),
-    .dbg_col(\$121 ),
-    .dbg_row(\$120 ),
-    .dbg_sum(\$122 ),
-    .dbg_wr(\$119 ),
+    .dbg_col(\$133 ),
+    .dbg_fetch(\$135 ),
+    .dbg_pop(\$136 ),
+    .dbg_row(\$132 ),
+    .dbg_sum(\$134 ),
+    .dbg_wr(\$131 ),
     .finish(pe_3__finish),
     .idle(pe_3__idle),
     .init(pe_3__init),
@@ -730,389 +769,432 @@ module small_engine(load__valid, start__payload, start__valid, out__ready, cycle
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$123  = n_layers;
-    casez (state)
-      3'h0:
-          if (start__valid) begin
-            \$123  = start__payload;
-          end
-    endcase
-    if (rst) begin
-      \$123  = 4'h0;
+    \$137  = n_desc;
+    if (\$80 ) begin
+      \$137  = \$81 [3:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$124  = layer;
+    \$138  = done;
     casez (state)
       3'h0:
           if (start__valid) begin
-            \$124  = 4'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          if (\$96 ) begin
-            \$124  = \$97 [3:0];
-          end
-    endcase
-    if (rst) begin
-      \$124  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$125  = done;
-    casez (state)
-      3'h0:
-          if (start__valid) begin
-            \$125  = 1'h0;
-          end
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          /* empty */;
-      3'h5:
-          if (take) begin
-            if (\$106 ) begin
-              \$125  = 1'h1;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$125  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$126  = state;
-    casez (state)
-      3'h0:
-          if (start__valid) begin
-            \$126  = 3'h1;
-          end
-      3'h1:
-          \$126  = 3'h2;
-      3'h2:
-          if (\$82 ) begin
-            \$126  = 3'h3;
-          end
-      3'h3:
-          if (\$93 ) begin
-            \$126  = 3'h4;
-          end
-      3'h4:
-          if (\$96 ) begin
             (* full_case = 32'd1 *)
-            if (\$99 ) begin
-              \$126  = 3'h5;
+            if (\$84 ) begin
+              \$138  = 1'h1;
             end else begin
-              \$126  = 3'h1;
-            end
-          end
-      3'h5:
-          if (take) begin
-            if (\$106 ) begin
-              \$126  = 3'h0;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$126  = 3'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$127  = desc;
-    casez (state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$127  = \$signature__data$124 ;
-    endcase
-    if (rst) begin
-      \$127  = 69'h000000000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$128  = row;
-    casez (state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$128  = 11'h000;
-      3'h2:
-        begin
-          \$128  = \$80 [10:0];
-          if (\$82 ) begin
-            \$128  = 11'h000;
-          end
-        end
-      3'h3:
-          if (\$93 ) begin
-            \$128  = 11'h000;
-          end
-      3'h4:
-          \$128  = \$95 [10:0];
-    endcase
-    if (rst) begin
-      \$128  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$129  = cyc;
-    casez (state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$129  = 32'd1;
-      3'h2:
-          \$129  = \$79 [31:0];
-      3'h3:
-          \$129  = \$83 [31:0];
-      3'h4:
-          \$129  = \$94 [31:0];
-    endcase
-    if (rst) begin
-      \$129  = 32'd0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$130  = k;
-    casez (state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$130  = 11'h000;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (advance) begin
-            \$130  = \$87 [10:0];
-          end
-    endcase
-    if (rst) begin
-      \$130  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$131  = jbase;
-    casez (state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$131  = 14'h0000;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (advance) begin
-            \$131  = \$88 [13:0];
-          end
-    endcase
-    if (rst) begin
-      \$131  = 14'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$132  = have;
-    casez (state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$132  = 1'h0;
-      3'h2:
-          /* empty */;
-      3'h3:
-        begin
-          if (\$86 ) begin
-            \$132  = 1'h1;
-          end
-          if (advance) begin
-            if (\$90 ) begin
-              \$132  = 1'h0;
-            end
-          end
-        end
-    endcase
-    if (rst) begin
-      \$132  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$133  = taken;
-    casez (state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$133  = 4'h0;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (advance) begin
-            \$133  = 4'h0;
-          end else if (go) begin
-            \$133  = \$91 ;
-          end
-    endcase
-    if (rst) begin
-      \$133  = 4'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$134  = scan_done;
-    casez (state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          \$134  = 1'h0;
-      3'h2:
-          /* empty */;
-      3'h3:
-          if (advance) begin
-            if (\$90 ) begin
-              \$134  = 1'h1;
-            end
-          end
-    endcase
-    if (rst) begin
-      \$134  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$135  = oloc;
-    casez (state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          if (\$96 ) begin
-            if (\$99 ) begin
-              \$135  = 10'h000;
-            end
-          end
-      3'h5:
-          if (take) begin
-            if (\$102 ) begin
-              \$135  = \$103 [9:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$135  = 10'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$136  = ope;
-    casez (state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          if (\$96 ) begin
-            if (\$99 ) begin
-              \$136  = 2'h0;
-            end
-          end
-      3'h5:
-          if (take) begin
-            (* full_case = 32'd1 *)
-            if (\$102 ) begin
-              \$136  = 2'h0;
-            end else begin
-              \$136  = \$104 [1:0];
-            end
-          end
-    endcase
-    if (rst) begin
-      \$136  = 2'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$137  = oj;
-    casez (state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          if (\$96 ) begin
-            if (\$99 ) begin
-              \$137  = 13'h0000;
-            end
-          end
-      3'h5:
-          if (take) begin
-            \$137  = \$101 [12:0];
-          end
-    endcase
-    if (rst) begin
-      \$137  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$138  = ohave;
-    casez (state)
-      3'h0:
-          /* empty */;
-      3'h1:
-          /* empty */;
-      3'h2:
-          /* empty */;
-      3'h3:
-          /* empty */;
-      3'h4:
-          if (\$96 ) begin
-            if (\$99 ) begin
               \$138  = 1'h0;
             end
           end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          /* empty */;
       3'h5:
-          if (\$100 ) begin
-            \$138  = 1'h1;
+          if (take) begin
+            if (\$112 ) begin
+              \$138  = 1'h1;
+            end
           end
     endcase
     if (rst) begin
       \$138  = 1'h0;
     end
   end
-  assign \done$16  = done;
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$139  = error;
+    casez (state)
+      3'h0:
+          if (start__valid) begin
+            (* full_case = 32'd1 *)
+            if (\$84 ) begin
+              \$139  = 1'h1;
+            end else begin
+              \$139  = 1'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$139  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$140  = n_layers;
+    casez (state)
+      3'h0:
+          if (start__valid) begin
+            (* full_case = 32'd1 *)
+            if (\$84 ) begin
+            end else begin
+              \$140  = start__payload;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$140  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$141  = layer;
+    casez (state)
+      3'h0:
+          if (start__valid) begin
+            (* full_case = 32'd1 *)
+            if (\$84 ) begin
+            end else begin
+              \$141  = 4'h0;
+            end
+          end
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          if (\$102 ) begin
+            \$141  = \$103 [3:0];
+          end
+    endcase
+    if (rst) begin
+      \$141  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$142  = state;
+    casez (state)
+      3'h0:
+          if (start__valid) begin
+            (* full_case = 32'd1 *)
+            if (\$84 ) begin
+            end else begin
+              \$142  = 3'h1;
+            end
+          end
+      3'h1:
+          \$142  = 3'h2;
+      3'h2:
+          if (\$88 ) begin
+            \$142  = 3'h3;
+          end
+      3'h3:
+          if (\$99 ) begin
+            \$142  = 3'h4;
+          end
+      3'h4:
+          if (\$102 ) begin
+            (* full_case = 32'd1 *)
+            if (\$105 ) begin
+              \$142  = 3'h5;
+            end else begin
+              \$142  = 3'h1;
+            end
+          end
+      3'h5:
+          if (take) begin
+            if (\$112 ) begin
+              \$142  = 3'h0;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$142  = 3'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$143  = desc;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$143  = \$signature__data$127 ;
+    endcase
+    if (rst) begin
+      \$143  = 69'h000000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$144  = row;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$144  = 11'h000;
+      3'h2:
+        begin
+          \$144  = \$86 [10:0];
+          if (\$88 ) begin
+            \$144  = 11'h000;
+          end
+        end
+      3'h3:
+          if (\$99 ) begin
+            \$144  = 11'h000;
+          end
+      3'h4:
+          \$144  = \$101 [10:0];
+    endcase
+    if (rst) begin
+      \$144  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$145  = cyc;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$145  = 32'd1;
+      3'h2:
+          \$145  = \$85 [31:0];
+      3'h3:
+          \$145  = \$89 [31:0];
+      3'h4:
+          \$145  = \$100 [31:0];
+    endcase
+    if (rst) begin
+      \$145  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$146  = k;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$146  = 11'h000;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (advance) begin
+            \$146  = \$93 [10:0];
+          end
+    endcase
+    if (rst) begin
+      \$146  = 11'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$147  = jbase;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$147  = 14'h0000;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (advance) begin
+            \$147  = \$94 [13:0];
+          end
+    endcase
+    if (rst) begin
+      \$147  = 14'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$148  = have;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$148  = 1'h0;
+      3'h2:
+          /* empty */;
+      3'h3:
+        begin
+          if (\$92 ) begin
+            \$148  = 1'h1;
+          end
+          if (advance) begin
+            if (\$96 ) begin
+              \$148  = 1'h0;
+            end
+          end
+        end
+    endcase
+    if (rst) begin
+      \$148  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$149  = taken;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$149  = 4'h0;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (advance) begin
+            \$149  = 4'h0;
+          end else if (go) begin
+            \$149  = \$97 ;
+          end
+    endcase
+    if (rst) begin
+      \$149  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$150  = scan_done;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$150  = 1'h0;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (advance) begin
+            if (\$96 ) begin
+              \$150  = 1'h1;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$150  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$151  = oloc;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          if (\$102 ) begin
+            if (\$105 ) begin
+              \$151  = 10'h000;
+            end
+          end
+      3'h5:
+          if (take) begin
+            if (\$108 ) begin
+              \$151  = \$109 [9:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$151  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$152  = ope;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          if (\$102 ) begin
+            if (\$105 ) begin
+              \$152  = 2'h0;
+            end
+          end
+      3'h5:
+          if (take) begin
+            (* full_case = 32'd1 *)
+            if (\$108 ) begin
+              \$152  = 2'h0;
+            end else begin
+              \$152  = \$110 [1:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$152  = 2'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$153  = oj;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          if (\$102 ) begin
+            if (\$105 ) begin
+              \$153  = 13'h0000;
+            end
+          end
+      3'h5:
+          if (take) begin
+            \$153  = \$107 [12:0];
+          end
+    endcase
+    if (rst) begin
+      \$153  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$154  = ohave;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          /* empty */;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          if (\$102 ) begin
+            if (\$105 ) begin
+              \$154  = 1'h0;
+            end
+          end
+      3'h5:
+          if (\$106 ) begin
+            \$154  = 1'h1;
+          end
+    endcase
+    if (rst) begin
+      \$154  = 1'h0;
+    end
+  end
+  assign \done$17  = done;
+  assign \error$18  = error;
   assign desc_wr__addr = load__payload[8:6];
   assign desc_wr__data = load__payload[87:19];
   assign \$signature__addr  = layer[2:0];
-  assign \$signature__addr$22  = cycle_addr;
+  assign \$signature__addr$24  = cycle_addr;
   assign \$signature__data  = cycle_data;
   assign pe_0__load_target = load__payload[2:0];
   assign pe_0__load_addr = load__payload[18:6];
@@ -1190,13 +1272,13 @@ module small_engine(load__valid, start__payload, start__valid, out__ready, cycle
   assign \pe_2__act__payload.a  = pe_2__act__payload[28:13];
   assign \pe_3__act__payload.j  = pe_3__act__payload[12:0];
   assign \pe_3__act__payload.a  = pe_3__act__payload[28:13];
-  assign \$signature__data$124.cols  = \$signature__data$124 [12:0];
-  assign \$signature__data$124.vectors  = \$signature__data$124 [23:13];
-  assign \$signature__data$124.rows  = \$signature__data$124 [36:24];
-  assign \$signature__data$124.rows_local  = \$signature__data$124 [47:37];
-  assign \$signature__data$124.ptr_base  = \$signature__data$124 [58:48];
-  assign \$signature__data$124.bias_base  = \$signature__data$124 [67:59];
-  assign \$signature__data$124.relu  = \$signature__data$124 [68];
+  assign \$signature__data$127.cols  = \$signature__data$127 [12:0];
+  assign \$signature__data$127.vectors  = \$signature__data$127 [23:13];
+  assign \$signature__data$127.rows  = \$signature__data$127 [36:24];
+  assign \$signature__data$127.rows_local  = \$signature__data$127 [47:37];
+  assign \$signature__data$127.ptr_base  = \$signature__data$127 [58:48];
+  assign \$signature__data$127.bias_base  = \$signature__data$127 [67:59];
+  assign \$signature__data$127.relu  = \$signature__data$127 [68];
   assign pe_3__act__payload[28:13] = value;
   assign pe_3__act__payload[12:0] = \$49 [12:0];
   assign pe_2__act__payload[28:13] = value;

@@ -4,15 +4,15 @@
 (* top =  1  *)
 (* generator = "Amaranth" *)
 module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, finish, row, src_en, src_addr, load_en, load_target, load_addr, load_data, clk, rst, act__ready, src_data, idle, dbg_wr
-, dbg_row, dbg_col, dbg_sum, act__payload);
+, dbg_row, dbg_col, dbg_sum, dbg_fetch, dbg_pop, act__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [13:0] \$11 ;
-  wire [6:0] \$113 ;
-  wire [6:0] \$116 ;
+  wire [6:0] \$118 ;
   wire [12:0] \$12 ;
-  wire [6:0] \$122 ;
+  wire [6:0] \$121 ;
+  wire [6:0] \$127 ;
   wire [13:0] \$13 ;
   wire [12:0] \$14 ;
   wire \$15 ;
@@ -23,24 +23,24 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   wire \$2 ;
   wire \$20 ;
   wire \$21 ;
-  wire [9:0] \$22 ;
-  wire [9:0] \$23 ;
-  wire [11:0] \$24 ;
-  wire [12:0] \$25 ;
-  wire [12:0] \$26 ;
-  wire [9:0] \$27 ;
-  wire [10:0] \$28 ;
-  wire \$29 ;
+  wire \$22 ;
+  wire \$23 ;
+  wire [9:0] \$24 ;
+  wire [9:0] \$25 ;
+  wire [11:0] \$26 ;
+  wire [12:0] \$27 ;
+  wire [12:0] \$28 ;
+  wire [9:0] \$29 ;
   wire \$3 ;
-  wire \$30 ;
-  wire [47:0] \$31 ;
-  wire [31:0] \$32 ;
-  wire [48:0] \$33 ;
-  wire [10:0] \$34 ;
-  wire [30:0] \$35 ;
-  wire [48:0] \$36 ;
-  wire \$37 ;
-  wire \$38 ;
+  wire [10:0] \$30 ;
+  wire \$31 ;
+  wire \$32 ;
+  wire [47:0] \$33 ;
+  wire [31:0] \$34 ;
+  wire [48:0] \$35 ;
+  wire [10:0] \$36 ;
+  wire [30:0] \$37 ;
+  wire [48:0] \$38 ;
   wire \$39 ;
   wire \$4 ;
   wire \$40 ;
@@ -54,56 +54,59 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   wire \$48 ;
   wire \$49 ;
   wire \$5 ;
-  wire [16:0] \$50 ;
-  wire [16:0] \$51 ;
-  reg \$52 ;
-  reg [15:0] \$53 ;
-  reg [12:0] \$54 ;
-  reg \$55 ;
-  reg \$56 ;
-  reg [16:0] \$57 ;
-  reg [16:0] \$58 ;
-  reg [15:0] \$59 ;
+  wire \$50 ;
+  wire \$51 ;
+  wire [16:0] \$52 ;
+  wire [16:0] \$53 ;
+  reg \$54 ;
+  reg [15:0] \$55 ;
+  reg [12:0] \$56 ;
+  reg \$57 ;
+  reg \$58 ;
+  reg [16:0] \$59 ;
   wire \$6 ;
-  reg [12:0] \$60 ;
-  reg \$61 ;
-  reg \$62 ;
-  reg [2:0] \$63 ;
+  reg [16:0] \$60 ;
+  reg [15:0] \$61 ;
+  reg [12:0] \$62 ;
+  reg \$63 ;
   reg \$64 ;
-  reg [15:0] \$65 ;
-  reg [12:0] \$66 ;
-  reg [10:0] \$67 ;
-  reg \$68 ;
-  reg [9:0] \$69 ;
+  reg [2:0] \$65 ;
+  reg \$66 ;
+  reg [15:0] \$67 ;
+  reg [12:0] \$68 ;
+  reg [10:0] \$69 ;
   wire \$7 ;
-  reg [15:0] \$70 ;
-  reg [15:0] \$71 ;
-  reg [12:0] \$72 ;
-  reg \$73 ;
-  reg [9:0] \$74 ;
-  reg [47:0] \$75 ;
-  reg \$76 ;
-  reg \$77 ;
-  reg [9:0] \$78 ;
+  reg \$70 ;
+  reg [9:0] \$71 ;
+  reg [15:0] \$72 ;
+  reg [15:0] \$73 ;
+  reg [12:0] \$74 ;
+  reg \$75 ;
+  reg [9:0] \$76 ;
+  reg [47:0] \$77 ;
+  reg \$78 ;
+  reg \$79 ;
   wire \$8 ;
+  reg [9:0] \$80 ;
   wire \$9 ;
   wire [9:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$58 ;
-  wire [12:0] \$signature__addr$66 ;
-  wire [8:0] \$signature__addr$72 ;
-  wire [9:0] \$signature__addr$73 ;
-  wire [8:0] \$signature__addr$84 ;
-  wire [10:0] \$signature__addr$97 ;
+  wire [10:0] \$signature__addr$102 ;
+  wire [9:0] \$signature__addr$60 ;
+  wire [12:0] \$signature__addr$70 ;
+  wire [8:0] \$signature__addr$77 ;
+  wire [9:0] \$signature__addr$78 ;
+  wire [8:0] \$signature__addr$89 ;
   wire [16:0] \$signature__data ;
-  wire [16:0] \$signature__data$105 ;
-  wire [15:0] \$signature__data$112 ;
-  wire [63:0] \$signature__data$70 ;
-  wire [47:0] \$signature__data$80 ;
-  wire [15:0] \$signature__data$89 ;
-  wire [15:0] \$signature__data$99 ;
+  wire [15:0] \$signature__data$104 ;
+  wire [16:0] \$signature__data$110 ;
+  wire [15:0] \$signature__data$116 ;
+  wire [63:0] \$signature__data$75 ;
+  wire [47:0] \$signature__data$85 ;
+  wire [15:0] \$signature__data$94 ;
   wire \$signature__en ;
-  wire \$signature__en$60 ;
-  wire \$signature__en$98 ;
+  wire \$signature__en$103 ;
+  wire \$signature__en$62 ;
+  wire \$signature__en$71 ;
   wire [47:0] acc_sum;
   reg [9:0] acc_wr__addr;
   reg [47:0] acc_wr__data;
@@ -134,6 +137,10 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   wire consume;
   output [12:0] dbg_col;
   reg [12:0] dbg_col = 13'h0000;
+  output dbg_fetch;
+  wire dbg_fetch;
+  output dbg_pop;
+  wire dbg_pop;
   output [9:0] dbg_row;
   reg [9:0] dbg_row = 10'h000;
   output [47:0] dbg_sum;
@@ -141,6 +148,7 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   output dbg_wr;
   reg dbg_wr = 1'h0;
   wire emit;
+  wire fetch;
   input finish;
   wire finish;
   reg finish_d = 1'h0;
@@ -1267,9 +1275,9 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   end
   reg [47:0] _0_;
   always @(posedge clk) begin
-    _0_ <= acc[\$28 [9:0]];
+    _0_ <= acc[\$30 [9:0]];
   end
-  assign \$signature__data$80  = _0_;
+  assign \$signature__data$85  = _0_;
   reg [15:0] act [2047:0];
   initial begin
     act[0] = 16'h0000;
@@ -3853,9 +3861,9 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   end
   reg [15:0] _2_;
   always @(posedge clk) begin
-    _2_ <= bias[\$34 [8:0]];
+    _2_ <= bias[\$36 [8:0]];
   end
-  assign \$signature__data$89  = _2_;
+  assign \$signature__data$94  = _2_;
   reg [15:0] codebook [511:0];
   initial begin
     codebook[0] = 16'h0000;
@@ -4375,7 +4383,7 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
     if (load_codebook)
       codebook[load_addr[8:0]] <= load_data[15:0];
   end
-  assign \$signature__data$112  = codebook[{ layer, \$27 [9:4] }];
+  assign \$signature__data$116  = codebook[{ layer, \$29 [9:4] }];
   reg [16:0] ptr_even [1023:0];
   initial begin
     ptr_even[0] = 17'h00000;
@@ -5409,11 +5417,11 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   end
   reg [16:0] _3_;
   always @(posedge clk) begin
-    if (pop) begin
+    if (dbg_pop) begin
       _3_ <= ptr_even[\$13 [9:0]];
     end
   end
-  assign \$signature__data$105  = _3_;
+  assign \$signature__data$110  = _3_;
   reg [16:0] ptr_odd [1023:0];
   initial begin
     ptr_odd[0] = 17'h00000;
@@ -6447,7 +6455,7 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   end
   reg [16:0] _4_;
   always @(posedge clk) begin
-    if (pop) begin
+    if (dbg_pop) begin
       _4_ <= ptr_odd[\$14 [9:0]];
     end
   end
@@ -14653,9 +14661,13 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   end
   reg [63:0] _5_;
   always @(posedge clk) begin
-    _5_ <= sparse[wcur[15:3]];
+    if (dbg_fetch) begin
+      _5_ <= sparse[wcur[15:3]];
+    end
   end
-  assign \$signature__data$70  = _5_;
+  assign \$signature__data$75  = _5_;
+  assign r__ready = \$10  | consume;
+  assign dbg_pop = r__valid & r__ready;
   assign \$11  = ptr_base + r__payload[12:0];
   assign \$13  = \$12  + \$11 [0];
   assign \$15  = wcur[2:0] == 3'h5;
@@ -14663,98 +14675,101 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   assign \$17  = wcur[2:0] + 1'h1;
   assign \$18  = wcur != wend;
   assign emit = busy & \$18 ;
-  assign \$19  = ~ emit;
-  assign \$20  = nxt == wend;
-  assign \$21  = \$19  | \$20 ;
-  assign w_last = busy & \$21 ;
-  assign \$113  = s1_slot * 4'ha;
-  assign \$22  = \$signature__data$70 [59:0] >> \$113 ;
-  assign \$116  = s1_slot * 4'ha;
-  assign \$23  = \$signature__data$70 [59:0] >> \$116 ;
-  assign \$24  = pos + \$23 [3:0];
-  assign \$25  = \$24  + 1'h1;
-  assign \$26  = s1_first ? { 9'h000, \$22 [3:0] } : \$25 ;
-  assign \$122  = s1_slot * 4'ha;
-  assign \$27  = \$signature__data$70 [59:0] >> \$122 ;
-  assign \$28  = finish ? { 1'h0, row } : \$26 [10:0];
-  assign \$29  = dbg_wr & last_valid;
-  assign \$30  = last_row == dbg_row;
-  assign bypass = \$29  & \$30 ;
-  assign \$31  = bypass ? last_sum : \$signature__data$80 ;
-  assign \$32  = $signed(s2_a) * $signed(s2_w);
-  assign \$33  = $signed(\$31 ) + $signed(\$32 );
-  assign \$34  = bias_base + row;
-  assign \$36  = $signed(\$signature__data$80 ) + $signed(11'h200);
-  assign \$37  = $signed(rounded) < $signed(1'h0);
-  assign \$38  = relu & \$37 ;
-  assign \$39  = $signed(rounded) > $signed(16'h7fff);
-  assign \$40  = $signed(rounded) < $signed(16'h8000);
-  assign \$41  = ~ src_bank;
-  assign \$42  = ~ r__valid;
-  assign \$43  = ~ pv;
-  assign \$44  = \$42  & \$43 ;
-  assign \$45  = ~ busy;
+  assign \$19  = ! wcur[2:0];
+  assign \$20  = wfirst | \$19 ;
+  assign dbg_fetch = emit & \$20 ;
+  assign \$21  = ~ emit;
+  assign \$22  = nxt == wend;
+  assign \$23  = \$21  | \$22 ;
+  assign w_last = busy & \$23 ;
+  assign \$118  = s1_slot * 4'ha;
+  assign \$24  = \$signature__data$75 [59:0] >> \$118 ;
+  assign \$121  = s1_slot * 4'ha;
+  assign \$25  = \$signature__data$75 [59:0] >> \$121 ;
+  assign \$26  = pos + \$25 [3:0];
+  assign \$27  = \$26  + 1'h1;
+  assign \$28  = s1_first ? { 9'h000, \$24 [3:0] } : \$27 ;
+  assign \$127  = s1_slot * 4'ha;
+  assign \$29  = \$signature__data$75 [59:0] >> \$127 ;
+  assign \$30  = finish ? { 1'h0, row } : \$28 [10:0];
+  assign \$31  = dbg_wr & last_valid;
+  assign \$32  = last_row == dbg_row;
+  assign bypass = \$31  & \$32 ;
+  assign \$33  = bypass ? last_sum : \$signature__data$85 ;
+  assign \$34  = $signed(s2_a) * $signed(s2_w);
+  assign \$35  = $signed(\$33 ) + $signed(\$34 );
+  assign \$36  = bias_base + row;
+  assign \$38  = $signed(\$signature__data$85 ) + $signed(11'h200);
+  assign \$39  = $signed(rounded) < $signed(1'h0);
+  assign \$40  = relu & \$39 ;
+  assign \$41  = $signed(rounded) > $signed(16'h7fff);
+  assign \$42  = $signed(rounded) < $signed(16'h8000);
+  assign \$43  = ~ src_bank;
+  assign \$44  = ~ r__valid;
+  assign \$45  = ~ pv;
   assign \$46  = \$44  & \$45 ;
-  assign \$47  = ~ s1_valid;
+  assign \$47  = ~ busy;
   assign \$48  = \$46  & \$47 ;
-  assign \$49  = ~ dbg_wr;
-  assign idle = \$48  & \$49 ;
-  assign \$50  = podd ? odd_rd__data : \$signature__data$105 ;
-  assign \$51  = podd ? \$signature__data$105  : odd_rd__data;
+  assign \$49  = ~ s1_valid;
+  assign \$50  = \$48  & \$49 ;
+  assign \$51  = ~ dbg_wr;
+  assign idle = \$50  & \$51 ;
+  assign \$52  = podd ? odd_rd__data : \$signature__data$110 ;
+  assign \$53  = podd ? \$signature__data$110  : odd_rd__data;
   always @(posedge clk)
-    pv <= \$52 ;
+    pv <= \$54 ;
   always @(posedge clk)
-    pa <= \$53 ;
+    pa <= \$55 ;
   always @(posedge clk)
-    pj <= \$54 ;
+    pj <= \$56 ;
   always @(posedge clk)
-    podd <= \$55 ;
+    podd <= \$57 ;
   always @(posedge clk)
-    busy <= \$56 ;
+    busy <= \$58 ;
   always @(posedge clk)
-    wcur <= \$57 ;
+    wcur <= \$59 ;
   always @(posedge clk)
-    wend <= \$58 ;
+    wend <= \$60 ;
   always @(posedge clk)
-    wa <= \$59 ;
+    wa <= \$61 ;
   always @(posedge clk)
-    wj <= \$60 ;
+    wj <= \$62 ;
   always @(posedge clk)
-    wfirst <= \$61 ;
+    wfirst <= \$63 ;
   always @(posedge clk)
-    s1_valid <= \$62 ;
+    s1_valid <= \$64 ;
   always @(posedge clk)
-    s1_slot <= \$63 ;
+    s1_slot <= \$65 ;
   always @(posedge clk)
-    s1_first <= \$64 ;
+    s1_first <= \$66 ;
   always @(posedge clk)
-    s1_a <= \$65 ;
+    s1_a <= \$67 ;
   always @(posedge clk)
-    s1_j <= \$66 ;
+    s1_j <= \$68 ;
   always @(posedge clk)
-    pos <= \$67 ;
+    pos <= \$69 ;
   always @(posedge clk)
-    dbg_wr <= \$68 ;
+    dbg_wr <= \$70 ;
   always @(posedge clk)
-    dbg_row <= \$69 ;
+    dbg_row <= \$71 ;
   always @(posedge clk)
-    s2_w <= \$70 ;
+    s2_w <= \$72 ;
   always @(posedge clk)
-    s2_a <= \$71 ;
+    s2_a <= \$73 ;
   always @(posedge clk)
-    dbg_col <= \$72 ;
+    dbg_col <= \$74 ;
   always @(posedge clk)
-    last_valid <= \$73 ;
+    last_valid <= \$75 ;
   always @(posedge clk)
-    last_row <= \$74 ;
+    last_row <= \$76 ;
   always @(posedge clk)
-    last_sum <= \$75 ;
+    last_sum <= \$77 ;
   always @(posedge clk)
-    init_d <= \$76 ;
+    init_d <= \$78 ;
   always @(posedge clk)
-    finish_d <= \$77 ;
+    finish_d <= \$79 ;
   always @(posedge clk)
-    row_d <= \$78 ;
+    row_d <= \$80 ;
   assign \$1  = ! load_target;
   assign load_sparse = load_en & \$1 ;
   assign \$2  = load_target == 1'h1;
@@ -14774,8 +14789,6 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   assign \$9  = \$8  | w_last;
   assign consume = pv & \$9 ;
   assign \$10  = ~ pv;
-  assign r__ready = \$10  | consume;
-  assign pop = r__valid & r__ready;
   \small_pe.queue  queue (
     .clk(clk),
     .r__payload(r__payload),
@@ -14808,9 +14821,9 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (init_d) begin
-      acc_wr__data = { \$35 [30], \$35 [30], \$35 [30], \$35 [30], \$35 [30], \$35 [30], \$35 [30], \$35 [30], \$35 [30], \$35 [30], \$35 [30], \$35 [30], \$35 [30], \$35 [30], \$35 [30], \$35 [30], \$35 [30], \$35  };
+      acc_wr__data = { \$37 [30], \$37 [30], \$37 [30], \$37 [30], \$37 [30], \$37 [30], \$37 [30], \$37 [30], \$37 [30], \$37 [30], \$37 [30], \$37 [30], \$37 [30], \$37 [30], \$37 [30], \$37 [30], \$37 [30], \$37  };
     end else begin
-      acc_wr__data = \$33 [47:0];
+      acc_wr__data = \$35 [47:0];
     end
   end
   always @* begin
@@ -14825,11 +14838,11 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (\$38 ) begin
+    if (\$40 ) begin
       result = 16'h0000;
-    end else if (\$39 ) begin
+    end else if (\$41 ) begin
       result = 16'h7fff;
-    end else if (\$40 ) begin
+    end else if (\$42 ) begin
       result = 16'h8000;
     end else begin
       result = rounded[15:0];
@@ -14839,7 +14852,7 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (finish_d) begin
-      act_wr__addr = { \$41 , row_d };
+      act_wr__addr = { \$43 , row_d };
     end else begin
       act_wr__addr = { 1'h0, load_addr[9:0] };
     end
@@ -14864,234 +14877,234 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$52  = pv;
-    if (pop) begin
-      \$52  = 1'h1;
+    \$54  = pv;
+    if (dbg_pop) begin
+      \$54  = 1'h1;
     end else if (consume) begin
-      \$52  = 1'h0;
+      \$54  = 1'h0;
     end
     if (rst) begin
-      \$52  = 1'h0;
+      \$54  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$53  = pa;
-    if (pop) begin
-      \$53  = r__payload[28:13];
+    \$55  = pa;
+    if (dbg_pop) begin
+      \$55  = r__payload[28:13];
     end
     if (rst) begin
-      \$53  = 16'h0000;
+      \$55  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$54  = pj;
-    if (pop) begin
-      \$54  = r__payload[12:0];
+    \$56  = pj;
+    if (dbg_pop) begin
+      \$56  = r__payload[12:0];
     end
     if (rst) begin
-      \$54  = 13'h0000;
+      \$56  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$55  = podd;
-    if (pop) begin
-      \$55  = \$11 [0];
+    \$57  = podd;
+    if (dbg_pop) begin
+      \$57  = \$11 [0];
     end
     if (rst) begin
-      \$55  = 1'h0;
+      \$57  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$56  = busy;
+    \$58  = busy;
     if (consume) begin
-      \$56  = 1'h1;
+      \$58  = 1'h1;
     end else if (w_last) begin
-      \$56  = 1'h0;
+      \$58  = 1'h0;
     end
     if (rst) begin
-      \$56  = 1'h0;
+      \$58  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$57  = wcur;
+    \$59  = wcur;
     if (consume) begin
-      \$57  = \$50 ;
-    end else if (w_last) begin
-    end else if (emit) begin
-      \$57  = nxt;
-    end
-    if (rst) begin
-      \$57  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$58  = wend;
-    if (consume) begin
-      \$58  = \$51 ;
-    end
-    if (rst) begin
-      \$58  = 17'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$59  = wa;
-    if (consume) begin
-      \$59  = pa;
-    end
-    if (rst) begin
-      \$59  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$60  = wj;
-    if (consume) begin
-      \$60  = pj;
-    end
-    if (rst) begin
-      \$60  = 13'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$61  = wfirst;
-    if (consume) begin
-      \$61  = 1'h1;
+      \$59  = \$52 ;
     end else if (w_last) begin
     end else if (emit) begin
-      \$61  = 1'h0;
+      \$59  = nxt;
     end
     if (rst) begin
-      \$61  = 1'h0;
+      \$59  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$62  = emit;
+    \$60  = wend;
+    if (consume) begin
+      \$60  = \$53 ;
+    end
     if (rst) begin
-      \$62  = 1'h0;
+      \$60  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$63  = wcur[2:0];
+    \$61  = wa;
+    if (consume) begin
+      \$61  = pa;
+    end
     if (rst) begin
-      \$63  = 3'h0;
+      \$61  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$64  = wfirst;
+    \$62  = wj;
+    if (consume) begin
+      \$62  = pj;
+    end
+    if (rst) begin
+      \$62  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$63  = wfirst;
+    if (consume) begin
+      \$63  = 1'h1;
+    end else if (w_last) begin
+    end else if (emit) begin
+      \$63  = 1'h0;
+    end
+    if (rst) begin
+      \$63  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$64  = emit;
     if (rst) begin
       \$64  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$65  = wa;
+    \$65  = wcur[2:0];
     if (rst) begin
-      \$65  = 16'h0000;
+      \$65  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$66  = wj;
+    \$66  = wfirst;
     if (rst) begin
-      \$66  = 13'h0000;
+      \$66  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$67  = pos;
+    \$67  = wa;
+    if (rst) begin
+      \$67  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$68  = wj;
+    if (rst) begin
+      \$68  = 13'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$69  = pos;
     if (s1_valid) begin
-      \$67  = \$26 [10:0];
+      \$69  = \$28 [10:0];
     end
     if (rst) begin
-      \$67  = 11'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$68  = s1_valid;
-    if (rst) begin
-      \$68  = 1'h0;
+      \$69  = 11'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$69  = \$26 [9:0];
+    \$70  = s1_valid;
     if (rst) begin
-      \$69  = 10'h000;
+      \$70  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$70  = \$signature__data$112 ;
+    \$71  = \$28 [9:0];
     if (rst) begin
-      \$70  = 16'h0000;
+      \$71  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$71  = s1_a;
+    \$72  = \$signature__data$116 ;
     if (rst) begin
-      \$71  = 16'h0000;
+      \$72  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$72  = s1_j;
+    \$73  = s1_a;
     if (rst) begin
-      \$72  = 13'h0000;
+      \$73  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$73  = dbg_wr;
+    \$74  = s1_j;
     if (rst) begin
-      \$73  = 1'h0;
+      \$74  = 13'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$74  = dbg_row;
+    \$75  = dbg_wr;
     if (rst) begin
-      \$74  = 10'h000;
+      \$75  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$75  = \$33 [47:0];
+    \$76  = dbg_row;
     if (rst) begin
-      \$75  = 48'h000000000000;
+      \$76  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$76  = init;
+    \$77  = \$35 [47:0];
     if (rst) begin
-      \$76  = 1'h0;
+      \$77  = 48'h000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$77  = finish;
+    \$78  = init;
     if (rst) begin
-      \$77  = 1'h0;
+      \$78  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$78  = row;
+    \$79  = finish;
     if (rst) begin
-      \$78  = 10'h000;
+      \$79  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$80  = row;
+    if (rst) begin
+      \$80  = 10'h000;
     end
   end
   assign sparse_wr__addr = load_addr;
@@ -15110,24 +15123,27 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   assign w__payload = act__payload;
   assign w__valid = act__valid;
   assign w__ready = act__ready;
+  assign pop = dbg_pop;
   assign g = \$11 [12:0];
-  assign \$signature__addr$58  = \$13 [9:0];
+  assign \$signature__addr$60  = \$13 [9:0];
   assign odd_rd__addr = \$14 [9:0];
-  assign \$signature__en$60  = pop;
-  assign odd_rd__en = pop;
-  assign \$signature__addr$66  = wcur[15:3];
-  assign s1_row = \$26 [10:0];
-  assign \$signature__addr$72  = { layer, \$27 [9:4] };
-  assign \$signature__addr$73  = \$28 [9:0];
+  assign \$signature__en$62  = dbg_pop;
+  assign odd_rd__en = dbg_pop;
+  assign fetch = dbg_fetch;
+  assign \$signature__addr$70  = wcur[15:3];
+  assign \$signature__en$71  = dbg_fetch;
+  assign s1_row = \$28 [10:0];
+  assign \$signature__addr$77  = { layer, \$29 [9:4] };
+  assign \$signature__addr$78  = \$30 [9:0];
   assign s2_valid = dbg_wr;
   assign s2_row = dbg_row;
-  assign acc_sum = \$33 [47:0];
-  assign \$signature__addr$84  = \$34 [8:0];
-  assign \$signature__addr$97  = { src_bank, src_addr };
-  assign \$signature__en$98  = src_en;
-  assign \$signature__data$99  = src_data;
+  assign acc_sum = \$35 [47:0];
+  assign \$signature__addr$89  = \$36 [8:0];
+  assign \$signature__addr$102  = { src_bank, src_addr };
+  assign \$signature__en$103  = src_en;
+  assign \$signature__data$104  = src_data;
   assign s2_j = dbg_col;
-  assign dbg_sum = \$33 [47:0];
+  assign dbg_sum = \$35 [47:0];
   assign \act__payload.j  = act__payload[12:0];
   assign \act__payload.a  = act__payload[28:13];
   assign \w__payload.j  = act__payload[12:0];
@@ -15136,8 +15152,8 @@ module small_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   assign \r__payload.a  = r__payload[28:13];
   assign \$12  = { 1'h0, \$11 [12:1] };
   assign \$14  = { 1'h0, \$11 [12:1] };
-  assign \$35  = { \$signature__data$89 [15], \$signature__data$89 [15], \$signature__data$89 [15], \$signature__data$89 [15], \$signature__data$89 [15], \$signature__data$89 , 10'h000 };
-  assign rounded = { \$36 [48], \$36 [48], \$36 [48], \$36 [48], \$36 [48], \$36 [48], \$36 [48], \$36 [48], \$36 [48], \$36 [48], \$36 [48:10] };
+  assign \$37  = { \$signature__data$94 [15], \$signature__data$94 [15], \$signature__data$94 [15], \$signature__data$94 [15], \$signature__data$94 [15], \$signature__data$94 , 10'h000 };
+  assign rounded = { \$38 [48], \$38 [48], \$38 [48], \$38 [48], \$38 [48], \$38 [48], \$38 [48], \$38 [48], \$38 [48], \$38 [48], \$38 [48:10] };
 endmodule
 
 (* generator = "Amaranth" *)

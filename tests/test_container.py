@@ -1,5 +1,6 @@
 """Tests of dcsim.container: round trips, byte accounting, corruption, atomic writes."""
 
+import dataclasses
 import json
 import os
 import struct
@@ -30,7 +31,7 @@ def random_layer(rng, name, kind, shape, density, code_bits, index_bits):
 def small_model(seed=0):
     rng = np.random.default_rng(seed)
     layers = [random_layer(rng, "conv1", "conv", (3, 1, 3, 3), 0.6, 8, 5),
-              random_layer(rng, "ip1", "fc", (6, 40), 0.15, 5, 3)]
+              random_layer(rng, "ip1", "fc", (6, 27), 0.15, 5, 3)]   # conv1 -> (3, 3, 3)
     return CompressedModel(arch="tiny", input_shape=(1, 8, 8), layers=layers,
                            meta={"baseline_error": 1.5, "compressed_error": 1.25})
 
@@ -49,14 +50,37 @@ def layer_params(draw):
     return kind, shape, density, code_bits, index_bits
 
 
+def chained_layers(rng, params):
+    """Random layers of the drawn kinds and sizes that connect (conv layers first, each
+    layer taking the previous one's output), and the model input shape they need."""
+    params = sorted(params, key=lambda p: p[0] != "conv")
+    kind, shape = params[0][:2]
+    shape_in = (shape[1], 12, 12) if kind == "conv" else (shape[1],)
+    layers, here = [], shape_in
+    for i, (kind, shape, *rest) in enumerate(params):
+        if kind == "conv":
+            shape = (shape[0], here[0]) + shape[2:]
+        else:
+            shape = (shape[0], int(np.prod(here)))
+        layer = random_layer(rng, f"l{i}", kind, shape, *rest)
+        try:
+            here = layer.output_shape(here)
+        except FormatError:                  # too small a map for this kernel: pad it
+            layer = dataclasses.replace(layer, stride=1, pool=0, padding=shape[2])
+            here = layer.output_shape(here)
+        layers.append(layer)
+    return layers, shape_in
+
+
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(layer_params(), min_size=1, max_size=3), st.integers(0, 2 ** 32 - 1))
 def test_round_trip_random_layers(tmp_path, params, seed):
     print("seed =", seed, "layers =", params)
     rng = np.random.default_rng(seed)
-    layers = [random_layer(rng, f"l{i}", *p) for i, p in enumerate(params)]
-    model = CompressedModel(arch="rand", input_shape=(7,), layers=layers, meta={"seed": seed})
+    layers, input_shape = chained_layers(rng, params)
+    model = CompressedModel(arch="rand", input_shape=input_shape, layers=layers,
+                            meta={"seed": seed})
     path = tmp_path / "m.dcz"
     n = container.write(model, path)
     assert n == os.path.getsize(path)
@@ -92,21 +116,23 @@ def test_long_gaps_use_fillers_across_rows(tmp_path):
 
 
 def test_storage_order_is_the_smaller(tmp_path):
-    rng = np.random.default_rng(5)
-    one_col = np.zeros((50, 60), dtype=np.uint8)
-    one_col[:, 7] = rng.integers(1, 32, 50)
-    one_row = one_col.T.copy()
+    # 3-bit indices (span 8). Column 0 full: row-major it is positions 0, 8, ..., 56,
+    # z = [0, 7, 7, ...] with 7 positions left (< 8): 8 entries, no filler; column-major
+    # it is positions 0..7 and then 56 zeros: 56 // 8 = 7 fillers. The transpose (row 0
+    # full) is the mirror image.
+    one_col = np.zeros((8, 8), dtype=np.uint8)
+    one_col[:, 0] = 1
     layers = [CompressedLayer(name=n, kind="fc", shape=c.shape, codes=c,
-                              codebook=np.arange(32, dtype=np.float32),
-                              bias=np.zeros(c.shape[0]), code_bits=5, index_bits=4)
-              for n, c in (("col", one_col), ("row", one_row))]
-    model = CompressedModel(arch="o", input_shape=(60,), layers=layers)
+                              codebook=np.array([0, 1], dtype=np.float32),
+                              bias=np.zeros(8), code_bits=1, index_bits=3)
+              for n, c in (("col", one_col), ("row", one_col.T.copy()))]
+    model = CompressedModel(arch="o", input_shape=(8,), layers=layers)
     container.write(model, tmp_path / "o.dcz")
     info = container.inspect(tmp_path / "o.dcz")
-    assert [l["order"] for l in info["layers"]] == ["col", "row"]
-    # Stored contiguously, the only gap is the 7 * 50 leading zeros: 350 // 16 fillers.
-    assert [l["n_fillers"] for l in info["layers"]] == [21, 21]
-    assert [l["n_entries"] for l in info["layers"]] == [71, 71]
+    assert [l["order"] for l in info["layers"]] == ["row", "col"]
+    assert [l["n_fillers"] for l in info["layers"]] == [0, 0]
+    assert [l["n_entries"] for l in info["layers"]] == [8, 8]
+    assert container.read(tmp_path / "o.dcz").same_as(model)
 
 
 def test_write_failure_leaves_nothing(tmp_path, monkeypatch):
@@ -213,11 +239,11 @@ def test_wrong_magic(small_file):
 
 def test_version_mismatch_message(small_file):
     blob = bytearray(small_file.read_bytes())
-    blob[4:6] = struct.pack("<H", 2)
+    blob[4:6] = struct.pack("<H", 1)         # version 1 had no fillers at line ends
     small_file.write_bytes(bytes(blob))
     with pytest.raises(ContainerError) as e:
         container.read(small_file)
-    assert str(e.value) == (f"{small_file}: format version must be 1, not 2 (written by "
+    assert str(e.value) == (f"{small_file}: format version must be 2, not 1 (written by "
                             "another dcsim version; re-run `dcsim compress`)")
 
 
@@ -295,3 +321,61 @@ def test_unwritable_directory_raises(tmp_path):
 def test_missing_file_raises(tmp_path):
     with pytest.raises(ContainerError, match=r"nope\.dcz: cannot read the file"):
         container.read(tmp_path / "nope.dcz")
+
+
+def test_fillers_run_to_the_end_of_the_line(tmp_path):
+    # 2-bit indices (span 4): one weight at position 0 of 11, then 10 zeros: 10 // 4 = 2
+    # tail fillers, leaving 2 positions (< 4) after the last entry.
+    codes = np.zeros((1, 11), dtype=np.uint8)
+    codes[0, 0] = 1
+    layer = CompressedLayer(name="ip", kind="fc", shape=(1, 11), codes=codes,
+                            codebook=np.array([0, 0.5], dtype=np.float32), bias=np.zeros(1),
+                            code_bits=1, index_bits=2)
+    container.write(CompressedModel(arch="t", input_shape=(11,), layers=[layer]),
+                    tmp_path / "t.dcz")
+    back, info = container.load(tmp_path / "t.dcz")
+    assert back.same_as(layer_model := CompressedModel("t", (11,), [layer]))
+    assert layer_model.layers[0].nnz == 1
+    assert (info["layers"][0]["n_entries"], info["layers"][0]["n_fillers"]) == (3, 2)
+
+
+def test_a_small_file_declaring_a_huge_layer_is_refused_unallocated(small_file):
+    import tracemalloc
+
+    blob = small_file.read_bytes()
+    small_file.write_bytes(rebuilt(blob, edit_meta=lambda m: m["layers"][1].update(
+        shape=[6, 2 ** 28])))
+    tracemalloc.start()
+    with pytest.raises(ContainerError) as err:
+        container.read(small_file)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    n_entries = json.loads(zlib.decompress(sections_of(blob)[0][1]))["layers"][1]["n_entries"]
+    assert str(err.value) == (
+        f"{small_file}: layer 'ip1': its shape [6, {2 ** 28}] declares {6 * 2 ** 28} weights "
+        f"but its {n_entries} entries of 3-bit indices cover at most {(n_entries + 1) * 8 - 1}")
+    assert peak < 2 ** 20                  # nothing of the declared size was allocated
+
+
+def test_a_tail_without_fillers_is_refused(small_file):
+    blob = small_file.read_bytes()
+    meta = json.loads(zlib.decompress(sections_of(blob)[0][1]))
+    rows, cols = meta["layers"][1]["shape"]
+    # 8 more columns of zeros, without the fillers the writer puts at the end
+    small_file.write_bytes(rebuilt(blob, edit_meta=lambda m: m["layers"][1].update(
+        shape=[rows, cols + 8])))
+    with pytest.raises(ContainerError, match=r"layer 'ip1': fillers must run to the end of "
+                                             r"the layer, leaving fewer than 8 positions"):
+        container.read(small_file)
+
+
+@pytest.mark.parametrize("section, what", [(1, "codebook values"), (2, "biases")])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_non_finite_codebook_or_bias_is_refused(small_file, section, what, value):
+    blob = small_file.read_bytes()
+    payload = bytearray(sections_of(blob)[section][1])
+    payload[:4] = np.float32(value).tobytes()
+    small_file.write_bytes(rebuilt(blob, edit_section=(section, bytes(payload))))
+    with pytest.raises(ContainerError, match=rf"^{small_file}: bad layer: Layer 'conv1': "
+                                             rf"{what} must be finite, not \[{value}\]$"):
+        container.read(small_file)

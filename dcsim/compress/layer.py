@@ -89,11 +89,19 @@ class CompressedLayer:
             raise FormatError(
                 f"Layer {self.name!r}: codebook[0] must be exactly 0 (the pruned weight), "
                 f"not {float(codebook[0])!r}")
+        if not np.all(np.isfinite(codebook)):
+            raise FormatError(
+                f"Layer {self.name!r}: codebook values must be finite, not "
+                f"{codebook[~np.isfinite(codebook)][:3].tolist()}")
         object.__setattr__(self, "codebook", codebook)
         bias = np.asarray(self.bias, dtype=np.float32)
         if bias.shape != (self.rows,):
             raise FormatError(
                 f"Layer {self.name!r}: bias must have shape ({self.rows},), not {bias.shape}")
+        if not np.all(np.isfinite(bias)):
+            raise FormatError(
+                f"Layer {self.name!r}: biases must be finite, not "
+                f"{bias[~np.isfinite(bias)][:3].tolist()}")
         object.__setattr__(self, "bias", bias)
 
     @property
@@ -125,6 +133,39 @@ class CompressedLayer:
     def density(self) -> float:
         """Fraction of weights kept, in [0, 1]."""
         return self.nnz / self.n_weights
+
+    def output_shape(self, in_shape: tuple) -> tuple:
+        """The shape of one sample's output for an input of shape ``in_shape``.
+
+        fc: any ``in_shape`` with ``cols`` elements in all -> ``(rows,)`` (a conv map is
+        flattened in (C, H, W) order). conv: ``(in_ch, H, W)`` -> ``(out_ch, Ho, Wo)``,
+        ``Ho = (H + 2*padding - kh) // stride + 1``, then ``// pool`` if a max-pool
+        follows. A FormatError names the layer if the input does not fit it.
+        """
+        in_shape = tuple(int(s) for s in in_shape)
+        if self.kind == "fc":
+            if int(np.prod(in_shape, dtype=np.int64)) != self.cols:
+                raise FormatError(
+                    f"Layer {self.name!r} must get {self.cols} inputs, not "
+                    f"{int(np.prod(in_shape, dtype=np.int64))} (shape {in_shape})")
+            return (self.rows,)
+        out_ch, in_ch, kh, kw = self.shape
+        if len(in_shape) != 3 or in_shape[0] != in_ch:
+            raise FormatError(
+                f"Layer {self.name!r} must get ({in_ch}, H, W) inputs, not {in_shape}")
+        if self.stride < 1:
+            raise FormatError(f"Layer {self.name!r}: stride must be at least 1, "
+                              f"not {self.stride!r}")
+        ho, wo = ((n + 2 * self.padding - k) // self.stride + 1
+                  for n, k in ((in_shape[1], kh), (in_shape[2], kw)))
+        if self.pool:
+            ho, wo = ho // self.pool, wo // self.pool
+        if ho < 1 or wo < 1:
+            raise FormatError(
+                f"Layer {self.name!r}: an input of {in_shape} leaves no output positions "
+                f"({kh}x{kw} kernel, stride {self.stride}, padding {self.padding}, "
+                f"pool {self.pool})")
+        return (out_ch, ho, wo)
 
     def weights(self) -> np.ndarray:
         """The decoded float32 weights, of shape ``shape``."""
@@ -165,6 +206,21 @@ class CompressedModel:
         names = [layer.name for layer in self.layers]
         if len(set(names)) != len(names):
             raise FormatError(f"Layer names must be unique, not {names!r}")
+        if not self.input_shape or min(self.input_shape) < 1:
+            raise FormatError(f"input_shape must be positive integers, not "
+                              f"{self.input_shape!r}")
+        self.layer_shapes()
+
+    def layer_shapes(self) -> list:
+        """Each layer's ``(input shape, output shape)`` for one sample, in layer order;
+        a FormatError naming the first layer whose input does not fit it."""
+        shapes = []
+        shape = self.input_shape
+        for layer in self.layers:
+            out = layer.output_shape(shape)
+            shapes.append((shape, out))
+            shape = out
+        return shapes
 
     def layer(self, name: str) -> CompressedLayer:
         """The layer called ``name``; a FormatError listing the names if there is none."""

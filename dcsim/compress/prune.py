@@ -119,11 +119,10 @@ def sensitivity_scan(model, x: np.ndarray, y: np.ndarray, fractions=(0.0, 0.5, 0
 
 def plot_sensitivity(scan: dict, path) -> None:
     """Save the sensitivity scan as a PNG: error versus fraction of weights pruned."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure      # no pyplot: no backend to choose
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     for name, errors in scan["layers"].items():
         ax.plot([100 * f for f in scan["fractions"]], errors, marker="o", label=name)
     ax.set_xlabel("weights pruned (%)")
@@ -132,4 +131,3 @@ def plot_sensitivity(scan: dict, path) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)

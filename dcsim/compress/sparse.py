@@ -152,6 +152,15 @@ def _check_encoded(m: RelIndexMatrix) -> None:
 
 
 @numba.njit(cache=True)
+def fillers_for_gap(gap, span):
+    """Fillers a stored weight needs after ``gap`` zeros of its line: ``gap // span``
+    (``span = 2**index_bits``; each filler stands for ``span`` positions). The one filler
+    rule: the encoder, the cycle model, the kernels' re-packing and the energy model's
+    expectation all count with it. Works on integers and on integer arrays."""
+    return gap // span
+
+
+@numba.njit(cache=True)
 def _count_entries(lines, span):
     counts = np.zeros(lines.shape[0], dtype=np.int64)
     for i in range(lines.shape[0]):
@@ -159,7 +168,7 @@ def _count_entries(lines, span):
         n = 0
         for k in range(lines.shape[1]):
             if lines[i, k] != 0:
-                n += gap // span + 1
+                n += fillers_for_gap(gap, span) + 1
                 gap = 0
             else:
                 gap += 1
@@ -176,11 +185,11 @@ def _fill_entries(lines, span, line_ptr, z, code):
         for k in range(lines.shape[1]):
             c = lines[i, k]
             if c != 0:
-                while gap >= span:
+                for _ in range(fillers_for_gap(gap, span)):
                     z[e] = zmax
                     code[e] = 0
                     e += 1
-                    gap -= span
+                gap -= fillers_for_gap(gap, span) * span
                 z[e] = gap
                 code[e] = c
                 e += 1

@@ -16,6 +16,9 @@ from dcsim.hw.lnzd import LeadingNonZero
 from dcsim.hw.pe import ProcessingElement, pe_signature
 
 CYCLE_BITS = 32
+#: Clocks from the edge that takes a start to the edge after which the first output is
+#: valid, beyond the sum of the layers' cycle counts (``docs/engine.md``, "Timing").
+START_TO_OUTPUT = 1
 
 
 class State(enum.IntEnum):
@@ -37,6 +40,7 @@ def engine_signature(config: EngineConfig) -> wiring.Signature:
         "out": Out(stream.Signature(signed(config.act_bits))),
         "busy": Out(1),
         "done": Out(1),
+        "error": Out(1),
         "cycle_addr": In(unsigned(bits_for(config.max_layers - 1))),
         "cycle_data": Out(unsigned(CYCLE_BITS)),
     })
@@ -56,11 +60,14 @@ class Engine(wiring.Component):
     -----
     load : In(stream of layouts.load_layout) -- memory image words; ``ready`` while idle.
     start : In(stream of n_layers) -- run layers ``0..n_layers-1`` on the input in bank 0;
-        ``ready`` while idle.
+        ``ready`` while idle. A start of 0 layers, or of more than the layers loaded (1 +
+        the address of the last descriptor written), is refused: it is taken, nothing
+        runs, and ``done`` and ``error`` rise in the next cycle.
     out : Out(stream of signed(act_bits)) -- after the last layer, its outputs in order
         ``j = 0..rows-1``.
     busy : Out(1) -- from an accepted start until the last output is taken.
     done : Out(1) -- the last run finished (cleared by the next start).
+    error : Out(1) -- the last start was refused (cleared by the next start).
     cycle_addr : In -- a layer number; ``cycle_data`` : Out(32) -- that layer's cycles in
         the last run (combinational read).
     """
@@ -116,6 +123,10 @@ class Engine(wiring.Component):
         row = Signal(unsigned(bits_for(c.act_depth)))
         cyc = Signal(unsigned(CYCLE_BITS))
         done = Signal()
+        error = Signal()
+        # Layers loaded: 1 + the address of the last descriptor written. It describes the
+        # descriptor memory, so like the memories it keeps its value through a reset.
+        n_desc = Signal(unsigned(bits_for(c.max_layers)), reset_less=True)
         idle = state == State.IDLE
 
         # Load and start streams are accepted only while idle.
@@ -126,6 +137,7 @@ class Engine(wiring.Component):
             self.start.ready.eq(idle),
             self.busy.eq(~idle),
             self.done.eq(done),
+            self.error.eq(error),
             desc_wr.addr.eq(load.addr),
             desc_wr.data.eq(load.data),
             desc_wr.en.eq(accept_load & (load.target == Target.DESC)),
@@ -145,6 +157,9 @@ class Engine(wiring.Component):
                 pe.bias_base.eq(desc.bias_base),
                 pe.relu.eq(desc.relu),
             ]
+
+        with m.If(desc_wr.en & (load.addr < c.max_layers)):
+            m.d.sync += n_desc.eq(load.addr + 1)
 
         # Scanner (EIE III-C): vector k holds source activations j = k*n_pe + p, one from
         # each PE; the LNZD broadcasts its non-zeros one per cycle, lowest j first.
@@ -213,8 +228,11 @@ class Engine(wiring.Component):
         with m.Switch(state):
             with m.Case(State.IDLE):
                 with m.If(self.start.valid):
-                    m.d.sync += [n_layers.eq(self.start.payload), layer.eq(0), done.eq(0),
-                                 state.eq(State.DESC)]
+                    with m.If((self.start.payload == 0) | (self.start.payload > n_desc)):
+                        m.d.sync += [done.eq(1), error.eq(1)]
+                    with m.Else():
+                        m.d.sync += [n_layers.eq(self.start.payload), layer.eq(0), done.eq(0),
+                                     error.eq(0), state.eq(State.DESC)]
             with m.Case(State.DESC):
                 m.d.sync += [desc.eq(desc_rd.data), row.eq(0), cyc.eq(1), k.eq(0),
                              jbase.eq(0), have.eq(0), taken.eq(0), scan_done.eq(0),

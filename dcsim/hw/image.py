@@ -53,7 +53,8 @@ class LayerImage:
 class EngineImage:
     """Every memory image of a model for one EngineConfig.
 
-    sparse : list (n_pe) of uint64 arrays -- sparse-matrix SRAM words.
+    sparse : list (n_pe) of object arrays of Python ints -- sparse-matrix SRAM words
+        (``word_bits`` wide, up to 256).
     pointers : list (n_pe) of int64 arrays -- pointer SRAM, by pointer index.
     biases : list (n_pe) of int64 arrays -- biases in the activation format.
     descs : list of int -- packed layer descriptors (``layouts.desc_layout``).
@@ -76,15 +77,16 @@ class EngineImage:
         """``(target, pe, bcast, addr, data)`` tuples that write every image through the
         engine's load stream (codebooks and descriptors once, broadcast)."""
         words = []
+        fmt = self.config.fmt
         for p in range(self.config.n_pe):
             words += [(Target.SPARSE, p, 0, a, int(d)) for a, d in enumerate(self.sparse[p])]
             words += [(Target.POINTER, p, 0, a, int(d)) for a, d in enumerate(self.pointers[p])]
-            words += [(Target.BIAS, p, 0, a, _unsigned(int(d), self.config.act_bits))
+            words += [(Target.BIAS, p, 0, a, _act_word(int(d), fmt, f"PE {p} bias {a}"))
                       for a, d in enumerate(self.biases[p])]
         entries = self.config.codebook_entries
         for l, layer in enumerate(self.layers):
             words += [(Target.CODEBOOK, 0, 1, l * entries + c,
-                       _unsigned(int(v), self.config.act_bits))
+                       _act_word(int(v), fmt, f"layer {layer.name!r} codebook value {c}"))
                       for c, v in enumerate(layer.codebook_q)]
         words += [(Target.DESC, 0, 1, l, d) for l, d in enumerate(self.descs)]
         return words
@@ -97,12 +99,119 @@ class EngineImage:
         if x_q.shape != (cols,):
             raise ConfigError(f"x_q must have shape ({cols},), not {x_q.shape}")
         n = self.config.n_pe
-        return [(Target.ACT, j % n, 0, j // n, _unsigned(int(v), self.config.act_bits))
+        fmt = self.config.fmt
+        return [(Target.ACT, j % n, 0, j // n, _act_word(int(v), fmt, f"input activation {j}"))
                 for j, v in enumerate(x_q)]
 
 
-def _unsigned(value: int, bits: int) -> int:
-    return value & ((1 << bits) - 1)
+def _act_word(value: int, fmt, what: str) -> int:
+    """A signed activation-format value as the load stream's unsigned two's complement
+    field; ConfigError if it does not fit the format (nothing is masked silently)."""
+    if not fmt.min_int <= value <= fmt.max_int:
+        raise ConfigError(f"{what} must be in {fmt.min_int}..{fmt.max_int} "
+                          f"({fmt.act_bits}-bit fixed point), not {value}")
+    return value & ((1 << fmt.act_bits) - 1)
+
+
+@dataclass(frozen=True)
+class FitCheck:
+    """Required vs available room per on-chip memory (per PE): the one fit comparison,
+    for a compiled model (:func:`memory_use`) and for analytic stand-ins
+    (``perf.energy.paper_network_events``) alike.
+
+    memories : tuple of (name, required, capacity) triples.
+    units : tuple of each memory's unit, same order (default: bytes).
+    """
+
+    memories: tuple
+    units: tuple = ()
+
+    @property
+    def fits(self) -> bool:
+        """Every memory holds what it must."""
+        return all(req <= cap for _, req, cap in self.memories)
+
+    @property
+    def overflows(self) -> tuple:
+        """The (name, required, capacity) triples that do not fit."""
+        return tuple(m for m in self.memories if m[1] > m[2])
+
+    def as_list(self) -> list:
+        """``{"memory", "required", "capacity", "unit"}`` dicts, JSON-ready."""
+        units = self.units or ("bytes",) * len(self.memories)
+        return [{"memory": n, "required": int(r), "capacity": int(c), "unit": u}
+                for (n, r, c), u in zip(self.memories, units)]
+
+    def require(self) -> None:
+        """Raise FitError naming every memory that overflows."""
+        if not self.fits:
+            raise FitError("The model must fit on chip, but " + "; ".join(
+                f"{n} needs {req} bytes per PE and holds {cap}"
+                for n, req, cap in self.overflows)
+                + " (use more PEs or larger memories)")
+
+
+def fits_on_chip(required_bytes, capacity_bytes) -> FitCheck:
+    """Compare per-PE required bytes with capacities, memory by memory.
+
+    required_bytes, capacity_bytes : mappings with the same keys (e.g. ``sparse_sram``,
+    ``ptr_sram``), values in bytes.
+    """
+    if set(required_bytes) != set(capacity_bytes):
+        raise ConfigError(
+            f"required_bytes and capacity_bytes must name the same memories, not "
+            f"{sorted(required_bytes)} and {sorted(capacity_bytes)}")
+    for label, mapping in (("required_bytes", required_bytes),
+                           ("capacity_bytes", capacity_bytes)):
+        for name, value in mapping.items():
+            if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer))
+                    or not value >= 0):
+                raise ConfigError(
+                    f"{label}[{name!r}] must be a non-negative number, not {value!r}")
+    return FitCheck(tuple((n, required_bytes[n], capacity_bytes[n]) for n in required_bytes))
+
+
+def placement(model: CompressedModel, config: EngineConfig) -> tuple:
+    """Where each layer's pointers and biases start, the same on every PE.
+
+    Returns ``(ptr_base, bias_base, ptr_end, bias_end)``: lists of each layer's first
+    pointer index (even: the pointer banks are read in pairs) and first bias address,
+    then the pointers and biases the whole model takes per PE.
+    """
+    ptr_base, bias_base, ptr, bias = [], [], 0, 0
+    for layer in model.layers:
+        ptr_base.append(ptr)
+        bias_base.append(bias)
+        ptr += layer.cols + 1 + (layer.cols + 1) % 2
+        bias += -(-layer.rows // config.n_pe)
+    ptr_end = ptr_base[-1] + model.layers[-1].cols + 1
+    return ptr_base, bias_base, ptr_end, bias
+
+
+def memory_use(model: CompressedModel, config: EngineConfig, col_entries=None) -> FitCheck:
+    """Per-PE need vs capacity of every engine memory for the whole model resident:
+    the rules ``compile_model`` refuses a model by.
+
+    col_entries : optional list of each layer's (n_pe, cols) stored-entry counts
+        (``perf.cycles.engine_col_entries``); computed from ``sparse.interleave`` if None.
+    """
+    c = config
+    if col_entries is None:
+        col_entries = [np.stack([np.diff(m.line_ptr) for m in
+                                 interleave(layer.codes, c.n_pe, c.idx_bits)])
+                       for layer in model.layers]
+    entries = sum(np.asarray(ce, dtype=np.int64).sum(axis=1) for ce in col_entries)
+    _, _, ptr_end, bias_end = placement(model, c)
+    act = max(-(-n // c.n_pe) for layer in model.layers for n in (layer.rows, layer.cols))
+    return FitCheck(
+        memories=(("sparse_words", -(-int(entries.max()) // c.entries_per_word),
+                   c.sparse_words),
+                  ("ptr_depth", ptr_end, c.ptr_depth),
+                  ("bias_depth", bias_end, c.bias_depth),
+                  ("act_depth", act, c.act_depth),
+                  ("max_layers", len(model.layers), c.max_layers)),
+        units=(f"{c.word_bits}-bit words", "pointers", "biases", "activations per bank",
+               "layer descriptors"))
 
 
 def fit_error(model: CompressedModel, config: EngineConfig) -> str | None:
@@ -134,11 +243,10 @@ def compile_model(model: CompressedModel, config: EngineConfig) -> EngineImage:
     entry_z = [[] for _ in range(n)]
     entry_code = [[] for _ in range(n)]
     layers = []
-    ptr_base = 0
-    bias_base = 0
-    for layer in model.layers:
+    ptr_bases, bias_bases, _, _ = placement(model, c)
+    for layer, ptr_base, bias_base in zip(model.layers, ptr_bases, bias_bases):
         codebook_q, bias_acc = quantize_layer(layer, fmt)
-        bias_q = bias_acc >> c.frac_bits
+        bias_q = fmt.bias_word(bias_acc)
         rows_local = -(-layer.rows // n)
         vectors = -(-layer.cols // n)
         pes = interleave(layer.codes, n, c.idx_bits)
@@ -161,10 +269,8 @@ def compile_model(model: CompressedModel, config: EngineConfig) -> EngineImage:
             ptr_base=ptr_base, bias_base=bias_base, rows_local=rows_local, vectors=vectors,
             entries=np.array([m.n_entries for m in pes], dtype=np.int64),
             col_entries=col_entries, codebook_q=padded))
-        ptr_base += layer.cols + 1 + (layer.cols + 1) % 2
-        bias_base += rows_local
-    ptr_end = layers[-1].ptr_base + layers[-1].cols + 1
-    _check_sizes(model, c, pe_entries, ptr_end, bias_base)
+    _check_sizes(model, c, pe_entries, memory_use(
+        model, c, [li.col_entries for li in layers]))
     sparse = [_pack_words(np.concatenate(entry_z[p]), np.concatenate(entry_code[p]), c)
               for p in range(n)]
     dl = desc_layout(c)
@@ -184,15 +290,16 @@ def _pointers(entries: np.ndarray, c: EngineConfig) -> np.ndarray:
 
 
 def _pack_words(z: np.ndarray, code: np.ndarray, c: EngineConfig) -> np.ndarray:
+    """Entries -> sparse words as an object array of Python ints (``word_bits`` may
+    exceed 64), slot s of a word at bits ``s * entry_bits`` up."""
     per = c.entries_per_word
     n_words = -(-z.shape[0] // per)
-    entry = np.zeros(n_words * per, dtype=np.uint64)
-    entry[:z.shape[0]] = (z.astype(np.uint64)
-                          | (code.astype(np.uint64) << np.uint64(c.idx_bits)))
-    slots = entry.reshape(n_words, per)
-    shifts = (np.arange(per, dtype=np.uint64) * np.uint64(c.entry_bits))
-    return np.bitwise_or.reduce(slots << shifts[None, :], axis=1).astype(np.uint64) \
-        if n_words else np.zeros(0, dtype=np.uint64)
+    entry = np.zeros(n_words * per, dtype=np.int64)
+    entry[:z.shape[0]] = z | (code << c.idx_bits)
+    words = np.zeros(n_words, dtype=object)
+    for s in range(per):
+        words |= entry[s::per].astype(object) << (s * c.entry_bits)
+    return words
 
 
 def _check_model(model: CompressedModel, c: EngineConfig) -> None:
@@ -224,17 +331,20 @@ def _check_model(model: CompressedModel, c: EngineConfig) -> None:
         prev_rows = layer.rows
 
 
-def _check_sizes(model, c: EngineConfig, pe_entries, ptr_used: int, bias_used: int) -> None:
-    words = -(-int(pe_entries.max()) // c.entries_per_word)
+def _check_sizes(model, c: EngineConfig, pe_entries, use: FitCheck) -> None:
+    need = {name: (req, cap) for name, req, cap in use.memories}
+    words, _ = need["sparse_words"]
     if words > c.sparse_words:
         raise FitError(
             f"Model {model.arch!r} needs {words} sparse-matrix words on its busiest PE "
             f"(PE {int(pe_entries.argmax())}) but the engine has {c.sparse_words}: over by "
             f"{words - c.sparse_words} words; raise sparse_words or n_pe")
+    ptr_used, _ = need["ptr_depth"]
     if ptr_used > c.ptr_depth:
         raise FitError(
             f"Model {model.arch!r} needs {ptr_used} column pointers per PE but the engine "
             f"has {c.ptr_depth}: over by {ptr_used - c.ptr_depth}; raise ptr_depth")
+    bias_used, _ = need["bias_depth"]
     if bias_used > c.bias_depth:
         raise FitError(
             f"Model {model.arch!r} needs {bias_used} biases per PE but the engine has "

@@ -37,6 +37,8 @@ def pe_signature(config: EngineConfig) -> wiring.Signature:
         "dbg_row": Out(unsigned(config.row_bits)),
         "dbg_col": Out(unsigned(config.col_bits)),
         "dbg_sum": Out(signed(config.acc_bits)),
+        "dbg_fetch": Out(1),
+        "dbg_pop": Out(1),
     })
 
 
@@ -63,6 +65,8 @@ class ProcessingElement(wiring.Component):
     idle : Out(1) -- queue empty and nothing in the pointer stage, walker or MAC pipeline.
     dbg_wr, dbg_row, dbg_col, dbg_sum : Out -- an accumulator write of the MAC: local row,
         column j, new value (for testbench monitors that locate a first mismatch).
+    dbg_fetch : Out(1) -- a sparse-matrix SRAM word read this cycle; dbg_pop : Out(1) --
+        a queue pop, i.e. a read of both pointer banks (event counters of the energy model).
     """
 
     def __init__(self, config: EngineConfig):
@@ -161,6 +165,7 @@ class ProcessingElement(wiring.Component):
         wj = Signal(unsigned(c.col_bits))
         wfirst = Signal()
         emit = Signal()
+        fetch = Signal()
         nxt = Signal(unsigned(c.ptr_bits))
         slot = wcur[:c.slot_bits]
         word = wcur[c.slot_bits:]
@@ -168,10 +173,14 @@ class ProcessingElement(wiring.Component):
             m.d.comb += nxt.eq(Cat(Const(0, c.slot_bits), word + 1))
         with m.Else():
             m.d.comb += nxt.eq(Cat((slot + 1)[:c.slot_bits], word))
+        # The word is read for a column's first entry and at each word boundary; entries
+        # after it in the same word use the held read data (the cycle model's word reads).
         m.d.comb += [
             emit.eq(busy & (wcur != wend)),
+            fetch.eq(emit & (wfirst | (slot == 0))),
             w_last.eq(busy & (~emit | (nxt == wend))),
             sparse_rd.addr.eq(word),
+            sparse_rd.en.eq(fetch),
         ]
         with m.If(consume):
             m.d.sync += [busy.eq(1), wcur.eq(p_lo), wend.eq(p_hi), wa.eq(pa), wj.eq(pj),
@@ -235,7 +244,9 @@ class ProcessingElement(wiring.Component):
             m.d.comb += [acc_wr.addr.eq(s2_row), acc_wr.data.eq(acc_sum),
                          acc_wr.en.eq(s2_valid)]
 
-        # FixedFormat.finish: (acc + 2**(frac-1)) >> frac, saturate to act_bits, ReLU.
+        # The gateware copy of FixedFormat.finish (kernels/fixed.py defines the rule):
+        # (acc + 2**(frac-1)) >> frac, saturate to act_bits, ReLU. Kept in step by
+        # tests/hw/test_pe.py::test_finish_is_fixed_format_finish.
         fmt = c.fmt
         rounded = Signal(signed(c.acc_bits + 1))
         result = Signal(signed(c.act_bits))
@@ -265,5 +276,7 @@ class ProcessingElement(wiring.Component):
             self.dbg_row.eq(s2_row),
             self.dbg_col.eq(s2_j),
             self.dbg_sum.eq(acc_sum),
+            self.dbg_fetch.eq(fetch),
+            self.dbg_pop.eq(pop),
         ]
         return m

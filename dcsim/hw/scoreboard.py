@@ -37,8 +37,7 @@ def partial_sums(layer: CompressedLayer, x_q, fmt: FixedFormat, rows, cols) -> n
     uniq = np.unique(rows)
     for b in range(0, uniq.shape[0], _ROW_BLOCK):
         block = uniq[b:b + _ROW_BLOCK]
-        prods = codebook_q[layer.codes[block].astype(np.int64)] * x_q[None, :]
-        cums = np.cumsum(prods, axis=1) + bias_acc[block][:, None]
+        cums = fmt.partial_sums(bias_acc[block], codebook_q[layer.codes[block]], x_q)
         sel = order[(rows[order] >= block[0]) & (rows[order] <= block[-1])]
         out[sel] = cums[np.searchsorted(block, rows[sel]), cols[sel]]
     return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 import pickle
 import tempfile
 import time
@@ -17,9 +19,37 @@ from dcsim.hw.layouts import load_layout, pack
 from dcsim.hw.scoreboard import WRITE_FIELDS, first_wrong_write
 from dcsim.hw.verilator import EngineBuild, build_engine
 from dcsim.kernels.fixed import FixedFormat
-from dcsim.kernels.run import trace_fixed
+from dcsim.kernels.run import trace_fixed_batch
+from dcsim.perf.cycles import layer_cycles
 
 TB_MODULE = "dcsim.hw.tb"
+#: A run hangs if a phase takes more than HANG_FACTOR x its expected cycles + HANG_MARGIN.
+HANG_FACTOR = 4
+HANG_MARGIN = 1000
+#: The simulator process is killed after WALL_MARGIN_S + (every run's cycle limits) /
+#: WALL_CYCLES_PER_S seconds (Verilator runs the 64-PE engine at ~38 k cycles/s).
+WALL_MARGIN_S = 120
+WALL_CYCLES_PER_S = 500
+
+
+def cycle_limit(image: EngineImage) -> int:
+    """Clocks from the start transfer to the first output after which a run of ``image``
+    counts as hung: ``HANG_FACTOR`` x the cycle model's count with every input of every
+    layer non-zero (no input takes longer: an active column only adds work), plus
+    ``HANG_MARGIN``."""
+    c = image.config
+    base = np.zeros(c.n_pe, dtype=np.int64)
+    total = 0
+    for li in image.layers:
+        total += layer_cycles(li.col_entries, np.ones(li.cols, dtype=bool), li.rows, c,
+                              base).cycles
+        base = base + li.entries
+    return HANG_FACTOR * total + HANG_MARGIN
+
+
+def stream_limit(words: int, pause: float) -> int:
+    """Clocks for ``words`` transfers on a stream idle with probability ``pause``."""
+    return HANG_MARGIN + math.ceil(HANG_FACTOR * words / max(1.0 - pause, 0.01))
 
 
 def pack_words(config: EngineConfig, words) -> list:
@@ -30,36 +60,58 @@ def pack_words(config: EngineConfig, words) -> list:
 
 
 def image_run(image: EngineImage, x_q, load: bool = True, reset_after=None,
-              monitor: bool = False) -> dict:
+              monitor: bool = False, n_layers: int | None = None,
+              max_cycles: int | None = None) -> dict:
     """One run of a job: (optionally) load ``image``, load input ``x_q``, start, and
     either collect the last layer's outputs or reset ``reset_after`` cycles after start.
     With ``monitor``, every PE's accumulator writes are recorded (slow: a Python read of
-    every PE each clock; for locating a mismatch with :func:`locate_mismatch`)."""
+    every PE each clock; for locating a mismatch with :func:`locate_mismatch`).
+    n_layers : the start's payload (default every layer of ``image``; other values test
+    refused starts). max_cycles : clocks from the start to the first output before the
+    run counts as hung (default :func:`cycle_limit`; pass it to skip the cycle model)."""
     c = image.config
     return {
         "load": pack_words(c, image.load_words()) if load else [],
         "input": pack_words(c, image.input_words(x_q)),
-        "n_layers": image.n_layers,
+        "n_layers": image.n_layers if n_layers is None else n_layers,
         "n_out": image.layers[-1].rows,
+        "layers": [li.name for li in image.layers],
+        "max_cycles": cycle_limit(image) if max_cycles is None else max_cycles,
         "reset_after": reset_after,
         "monitor": monitor,
     }
 
 
 def run_job(build: EngineBuild, runs: list, seed: int = 0, load_pause: float = 0.0,
-            out_pause: float = 0.0) -> dict:
+            out_pause: float = 0.0, wall_seconds: float | None = None) -> dict:
     """Play ``runs`` (see :func:`image_run`) on the built engine in one simulator process.
 
     load_pause, out_pause : probability of an idle cycle on the load stream and of a
-    back-pressure cycle on the output stream (seeded by ``seed``).
+    back-pressure cycle on the output stream (seeded by ``seed``; ``seed`` also seeds the
+    X values of an ``x_unique`` build).
+    wall_seconds : the simulator process is killed after this long (default from the
+    runs' cycle limits, ``WALL_MARGIN_S`` + cycles / ``WALL_CYCLES_PER_S``).
     Returns ``{"runs": [...], "seconds": wall time in the simulator}``; a run is
     ``{"outputs": [int], "cycles": [per-layer cycles], "clocks": simulator clocks of the
-    whole run (loads and output stream included), "load_seconds": wall time of the image
-    and input loads, "compute_seconds": wall time from the start handshake to the first
-    output}`` (plus ``"writes"``: ``scoreboard.WRITE_FIELDS`` rows for a monitored run) or,
-    for a reset run, ``{"reset": True, "busy_at_reset": bool}``. Loads go through the
-    testbench's ``$readmemh`` feeder, or word by word from Python when ``load_pause > 0``.
+    whole run (loads and output stream included), "clocks_to_output": clocks from the
+    edge that takes the start to the one after which the first output is valid,
+    "events": the testbench's event counters (``feeder.EVENT_COUNTERS``, ``ev_bcast``),
+    "load_seconds": wall time of the image and input loads, "compute_seconds": wall time
+    from the start handshake to the first output}`` (plus ``"writes"``:
+    ``scoreboard.WRITE_FIELDS`` rows for a monitored run), for a reset run
+    ``{"reset": True, "busy_at_reset": bool}``, for a refused start ``{"refused": True,
+    "done", "error", "busy": bool}``. Loads go through the testbench's ``$readmemh``
+    feeder, or word by word from Python when ``load_pause > 0``.
+    A load, compute or output phase that passes its cycle limit (:func:`cycle_limit`;
+    streams: ``HANG_FACTOR`` x their words at their pause rate + ``HANG_MARGIN``) ends the
+    job with a ToolError naming the run and the layer; so does the wall-clock limit.
     """
+    runs = [dict(run, max_load_cycles=stream_limit(len(run["load"]) + len(run["input"]),
+                                                   load_pause),
+                 max_out_cycles=stream_limit(run["n_out"], out_pause)) for run in runs]
+    if wall_seconds is None:
+        cycles = sum(r["max_cycles"] + r["max_load_cycles"] + r["max_out_cycles"] for r in runs)
+        wall_seconds = WALL_MARGIN_S + cycles / WALL_CYCLES_PER_S
     runner = build.runner()
     with tempfile.TemporaryDirectory(prefix="dcsim_job_") as tmp:
         tmp = Path(tmp)
@@ -67,16 +119,49 @@ def run_job(build: EngineBuild, runs: list, seed: int = 0, load_pause: float = 0
         with open(job, "wb") as f:
             pickle.dump({"runs": runs, "seed": seed, "load_pause": load_pause,
                          "out_pause": out_pause, "config": build.config}, f)
-        runner.test(test_module=TB_MODULE, hdl_toplevel=build.toplevel, hdl_toplevel_lang="verilog",
-                    build_dir=str(build.build_dir), test_dir=str(tmp),
-                    extra_env={"DCSIM_JOB": str(job), "DCSIM_RESULT": str(result)},
-                    log_file=str(tmp / "sim.log"))
+        # SIM_CMD_PREFIX is cocotb's hook for a command in front of the simulator.
+        prefix = os.environ.get("SIM_CMD_PREFIX")
+        os.environ["SIM_CMD_PREFIX"] = f"timeout -k 10 {wall_seconds:.0f}"
+        t0 = time.perf_counter()
+        try:
+            runner.test(test_module=TB_MODULE, hdl_toplevel=build.toplevel,
+                        hdl_toplevel_lang="verilog", build_dir=str(build.build_dir),
+                        test_dir=str(tmp), plusargs=build.plusargs(seed),
+                        extra_env={"DCSIM_JOB": str(job), "DCSIM_RESULT": str(result)},
+                        log_file=str(tmp / "sim.log"))
+        except (SystemExit, RuntimeError):
+            pass                        # judged below by the result file
+        finally:
+            if prefix is None:
+                del os.environ["SIM_CMD_PREFIX"]
+            else:
+                os.environ["SIM_CMD_PREFIX"] = prefix
+        elapsed = time.perf_counter() - t0
+        if not result.exists() and elapsed >= wall_seconds:
+            raise ToolError(f"The engine simulation must finish within its wall-clock "
+                            f"limit of {wall_seconds:.0f} s, not run on; it was killed")
         if not result.exists():
-            log = (tmp / "sim.log").read_text()[-2000:] if (tmp / "sim.log").exists() else ""
+            log = keep_log(tmp / "sim.log", build.build_dir.parent / "logs")
             raise ToolError(f"The engine simulation must write its results, not stop "
-                            f"early; end of its log:\n{log}")
+                            f"early; its full log is {log}")
         with open(result, "rb") as f:
-            return pickle.load(f)
+            out = pickle.load(f)
+    for run in out["runs"]:
+        if "hang" in run:
+            raise ToolError(f"The engine must finish every run, not hang: {run['hang']}")
+    return out
+
+
+def keep_log(log: Path, folder: Path) -> Path:
+    """Copy a run's ``log`` (which may be missing) to a new file in ``folder`` that
+    outlives the run's temporary directory; return its path, for a one-line error."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, kept = tempfile.mkstemp(dir=folder, prefix=time.strftime("sim-%Y%m%d-%H%M%S-"),
+                                suffix=".log")
+    with os.fdopen(fd, "w") as f:
+        f.write(log.read_text(errors="replace") if log.exists() else
+                f"(the simulator wrote no log at {log})\n")
+    return Path(kept)
 
 
 def first_mismatch(got, want, n_pe: int, layer: str = "") -> str | None:
@@ -133,8 +218,10 @@ def simulate(model: CompressedModel, x_images, config: EngineConfig, build_root=
                           f"{x_images.shape}")
     image = compile_model(model, config)
     fmt = config.fmt
-    traces = [trace_fixed(model, x, fmt) for x in x_images]
-    runs = [image_run(image, tr[0][0], load=(i == 0)) for i, tr in enumerate(traces)]
+    traces = trace_fixed_batch(model, x_images, fmt)
+    limit = cycle_limit(image)
+    runs = [image_run(image, tr[0][0], load=(i == 0), max_cycles=limit)
+            for i, tr in enumerate(traces)]
     build = build_engine(config, build_root)
     t0 = time.perf_counter()
     result = run_job(build, runs, seed=seed, load_pause=load_pause, out_pause=out_pause)
@@ -147,7 +234,8 @@ def simulate(model: CompressedModel, x_images, config: EngineConfig, build_root=
     first = None
     if not match:
         bad = int(np.flatnonzero((outputs != want).any(axis=1))[0])
-        rerun = run_job(build, [image_run(image, traces[bad][0][0], monitor=True)])["runs"][0]
+        rerun = run_job(build, [image_run(image, traces[bad][0][0], monitor=True,
+                                          max_cycles=limit)])["runs"][0]
         where = locate_mismatch(model, [x_in for x_in, _ in traces[bad]], rerun,
                                 config.n_pe, fmt)
         first = f"image {bad}: " + (where or "outputs differ, every accumulator write matches")

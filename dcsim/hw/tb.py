@@ -17,10 +17,21 @@ from pathlib import Path
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, First, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
-from dcsim.hw.feeder import FEED_FILE, feed_hex
+from dcsim.hw.feeder import EVENT_COUNTERS, FEED_FILE, feed_hex
+
+CLOCK_NS = 10
+
+
+class Hang(Exception):
+    """A stream or the engine made no progress within its cycle limit; ``layer`` is the
+    engine's layer at the time, or None (a load)."""
+
+    def __init__(self, message: str, layer: int | None = None):
+        super().__init__(message)
+        self.layer = layer
 
 
 def pauses(probability: float, rng: random.Random):
@@ -31,23 +42,31 @@ def pauses(probability: float, rng: random.Random):
 
 
 class LoadDriver:
-    """Drives the ``load`` stream: one packed word per transfer, idling on pauses."""
+    """Drives the ``load`` stream: one packed word per transfer, idling on pauses;
+    :class:`Hang` if the words take more than ``limit`` clocks."""
 
     def __init__(self, dut, pause):
         self.dut = dut
         self.pause = pause
 
-    async def send(self, words) -> None:
+    async def send(self, words, limit: int) -> None:
         dut = self.dut
+        clocks = 0
         for word in words:
             await FallingEdge(dut.clk)
+            clocks += 1
             while next(self.pause):
                 dut.load__valid.value = 0
                 await FallingEdge(dut.clk)
+                clocks += 1
             dut.load__payload.value = word
             dut.load__valid.value = 1
             while not dut.load__ready.value:
                 await FallingEdge(dut.clk)
+                clocks += 1
+                if clocks > limit:
+                    dut.load__valid.value = 0
+                    raise Hang(f"the load stream took no word for {limit} cycles")
         await FallingEdge(dut.clk)
         dut.load__valid.value = 0
 
@@ -61,7 +80,7 @@ class FeedDriver:
         self.dut = dut
         self.config = config
 
-    async def send(self, words) -> None:
+    async def send(self, words, limit: int) -> None:
         if not words:
             return
         dut = self.dut
@@ -71,8 +90,10 @@ class FeedDriver:
         dut.feed_start.value = 1
         await FallingEdge(dut.clk)
         dut.feed_start.value = 0
-        while dut.feed_busy.value:
-            await FallingEdge(dut.feed_busy)
+        if dut.feed_busy.value:
+            await First(FallingEdge(dut.feed_busy), Timer(limit * CLOCK_NS, unit="ns"))
+        if dut.feed_busy.value:
+            raise Hang(f"the load stream did not take {len(words)} words in {limit} cycles")
 
 
 class AccumulatorMonitor:
@@ -111,19 +132,24 @@ class AccumulatorMonitor:
 
 
 class OutputMonitor:
-    """Takes ``count`` words from the ``out`` stream, back-pressuring on pauses."""
+    """Takes ``count`` words from the ``out`` stream, back-pressuring on pauses;
+    :class:`Hang` if they take more than ``limit`` clocks."""
 
     def __init__(self, dut, pause):
         self.dut = dut
         self.pause = pause
 
-    async def collect(self, count: int) -> list:
+    async def collect(self, count: int, limit: int) -> list:
         dut = self.dut
         values = []
-        while not dut.out__valid.value:
-            await RisingEdge(dut.out__valid)
+        clocks = 0
         while len(values) < count:
             await FallingEdge(dut.clk)
+            clocks += 1
+            if clocks > limit:
+                dut.out__ready.value = 0
+                raise Hang(f"the output stream gave {len(values)} of {count} outputs in "
+                           f"{limit} cycles")
             ready = not next(self.pause)
             dut.out__ready.value = int(ready)
             if ready and dut.out__valid.value:
@@ -142,15 +168,40 @@ async def reset(dut, cycles: int = 2) -> None:
     dut.rst.value = 0
 
 
-async def start(dut, n_layers: int) -> None:
-    """One transfer on the ``start`` stream."""
+async def start(dut, n_layers: int) -> int:
+    """One transfer on the ``start`` stream; returns the simulation time (ns) of the
+    rising edge that takes it."""
     await FallingEdge(dut.clk)
     dut.start__payload.value = n_layers
     dut.start__valid.value = 1
     while not dut.start__ready.value:
         await FallingEdge(dut.clk)
+    await RisingEdge(dut.clk)
+    taken = get_sim_time(unit="ns")
     await FallingEdge(dut.clk)
     dut.start__valid.value = 0
+    return taken
+
+
+async def first_output(dut, limit: int):
+    """Wait for ``out.valid`` or ``done`` (a refused start) at most ``limit`` clocks;
+    returns the simulation time (ns) of the edge after which ``out.valid`` rose, or None
+    for a refused start; :class:`Hang` naming the layer if neither comes."""
+    if not dut.out__valid.value and not dut.done.value:
+        await First(RisingEdge(dut.out__valid), RisingEdge(dut.done),
+                    Timer(limit * CLOCK_NS, unit="ns"))
+    if dut.out__valid.value:
+        return get_sim_time(unit="ns")
+    if dut.done.value:
+        return None
+    raise Hang(f"no output within {limit} cycles of the start",
+               int(dut.engine.layer.value.to_unsigned()))
+
+
+def read_events(dut) -> dict:
+    """The testbench's event counters (``feeder.EVENT_COUNTERS`` and ``ev_bcast``)."""
+    return {name: int(getattr(dut, name).value.to_unsigned())
+            for name in [*EVENT_COUNTERS, "ev_bcast"]}
 
 
 async def read_cycles(dut, n_layers: int) -> list:
@@ -163,6 +214,48 @@ async def read_cycles(dut, n_layers: int) -> list:
     return out
 
 
+async def _play(dut, run, loader, outputs_monitor, acc_monitor) -> dict:
+    """One run of a job (see ``dcsim.hw.sim.image_run``); :class:`Hang` past a limit."""
+    first = get_sim_time(unit="ns")
+    loading = time.perf_counter()
+    if run.get("load"):
+        await loader.send(run["load"], run["max_load_cycles"])
+    await loader.send(run["input"], run["max_load_cycles"])
+    load_seconds = time.perf_counter() - loading
+    taken = await start(dut, run["n_layers"])
+    started = time.perf_counter()
+    if run.get("monitor"):
+        acc_monitor.start()
+    if run.get("reset_after") is not None:
+        await ClockCycles(dut.clk, run["reset_after"])
+        busy = bool(dut.busy.value)
+        await reset(dut)
+        if run.get("monitor"):
+            acc_monitor.stop()
+        return {"reset": True, "busy_at_reset": busy}
+    valid_at = await first_output(dut, run["max_cycles"])
+    if valid_at is None:
+        return {"refused": True, "done": bool(dut.done.value),
+                "error": bool(dut.error.value), "busy": bool(dut.busy.value)}
+    compute_seconds = time.perf_counter() - started
+    assert not dut.error.value, "error must be clear during a run"
+    try:
+        outputs = await outputs_monitor.collect(run["n_out"], run["max_out_cycles"])
+    except Hang as err:
+        raise Hang(str(err), run["n_layers"] - 1) from None
+    while dut.busy.value:
+        await FallingEdge(dut.clk)
+    assert dut.done.value, "done must be set after the last output"
+    clocks = int((get_sim_time(unit="ns") - first) // CLOCK_NS)
+    result = {"outputs": outputs, "cycles": await read_cycles(dut, run["n_layers"]),
+              "clocks": clocks, "clocks_to_output": int((valid_at - taken) // CLOCK_NS),
+              "events": read_events(dut), "compute_seconds": compute_seconds,
+              "load_seconds": load_seconds}
+    if run.get("monitor"):
+        result["writes"] = acc_monitor.stop()
+    return result
+
+
 @cocotb.test()
 async def run_job(dut):
     """Play every run of the job in ``$DCSIM_JOB``; results to ``$DCSIM_RESULT``."""
@@ -171,7 +264,7 @@ async def run_job(dut):
     rng = random.Random(job.get("seed", 0))
     load_pause = pauses(job.get("load_pause", 0.0), rng)
     out_pause = pauses(job.get("out_pause", 0.0), rng)
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
     for name in ("load__valid", "start__valid", "out__ready", "cycle_addr", "feed_start",
                  "feed_count"):
         getattr(dut, name).value = 0
@@ -185,38 +278,17 @@ async def run_job(dut):
         if any(run.get("monitor") for run in job["runs"]) else None
     results = []
     t0 = time.perf_counter()
-    for run in job["runs"]:
-        first = get_sim_time(unit="ns")
-        loading = time.perf_counter()
-        if run.get("load"):
-            await loader.send(run["load"])
-        await loader.send(run["input"])
-        load_seconds = time.perf_counter() - loading
-        await start(dut, run["n_layers"])
-        started = time.perf_counter()
-        if run.get("monitor"):
-            acc_monitor.start()
-        if run.get("reset_after") is not None:
-            await ClockCycles(dut.clk, run["reset_after"])
-            busy = bool(dut.busy.value)
-            await reset(dut)
-            if run.get("monitor"):
-                acc_monitor.stop()
-            results.append({"reset": True, "busy_at_reset": busy})
-            continue
-        if not dut.out__valid.value:
-            await RisingEdge(dut.out__valid)
-        compute_seconds = time.perf_counter() - started
-        outputs = await outputs_monitor.collect(run["n_out"])
-        while dut.busy.value:
-            await FallingEdge(dut.clk)
-        assert dut.done.value, "done must be set after the last output"
-        clocks = int((get_sim_time(unit="ns") - first) // 10)
-        result = {"outputs": outputs, "cycles": await read_cycles(dut, run["n_layers"]),
-                  "clocks": clocks, "compute_seconds": compute_seconds,
-                  "load_seconds": load_seconds}
-        if run.get("monitor"):
-            result["writes"] = acc_monitor.stop()
+    for index, run in enumerate(job["runs"]):
+        try:
+            result = await _play(dut, run, loader, outputs_monitor, acc_monitor)
+        except Hang as err:
+            where = ""
+            if err.layer is not None:
+                names = run.get("layers", [])
+                name = f" ({names[err.layer]!r})" if err.layer < len(names) else ""
+                where = f" in layer {err.layer}{name}"
+            results.append({"hang": f"run {index}: the engine hung{where}: {err}"})
+            break
         results.append(result)
     seconds = time.perf_counter() - t0
     with open(os.environ["DCSIM_RESULT"], "wb") as f:

@@ -15,10 +15,12 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from dcsim.errors import ToolError
+from dcsim.files import write_text_if_changed
 from dcsim.hw.build import write_rtl
 from dcsim.hw.config import EngineConfig
 from dcsim.hw.feeder import write_harness
@@ -27,22 +29,26 @@ BUILD_DIR_ENV = "DCSIM_BUILD_DIR"
 # cocotb's runner passes --public-flat-rw, which makes every signal visible to VPI and
 # keeps Verilator from optimising the model (the 64-PE engine: ~8 k cycles/s with it,
 # ~38 k without); turn it off and make public only what the testbench touches (control_file).
-BUILD_ARGS = ("-Wno-fatal", "-O3", "--no-public-flat-rw", "--x-assign", "fast",
-              "--x-initial", "fast")
+# Warnings are errors: LINT_WAIVERS lists the ones Amaranth's Verilog always raises.
+BUILD_ARGS = ("-O3", "--no-public-flat-rw", "--x-assign", "fast", "--x-initial", "fast")
+#: The variant that gives every X assignment and every uninitialised variable a value
+#: drawn at run time from ``+verilator+seed+N`` (``EngineBuild.plusargs``), so a design
+#: that relied on them would change results with the seed.
+X_UNIQUE_ARGS = ("-O3", "--no-public-flat-rw", "--x-assign", "unique", "--x-initial", "unique")
+#: Verilator control file of lint waivers, each explained in it.
+LINT_WAIVERS = Path(__file__).with_name("lint_waivers.vlt")
 
 
-def control_file(toplevel: str, pe_module: str) -> str:
+def control_file(toplevel: str, pe_module: str, engine_module: str) -> str:
     """Verilator control file: the testbench top's ports and internals readable and
-    writable by cocotb, and each PE's ``dbg_*`` accumulator-write ports readable (for
-    ``tb.AccumulatorMonitor``); nothing else is public."""
+    writable by cocotb, each PE's ``dbg_*`` accumulator-write ports readable (for
+    ``tb.AccumulatorMonitor``) and the engine's ``layer`` register (a hang report names
+    the layer); nothing else is public."""
     return (f"`verilator_config\n"
             f"public_flat_rw -module \"{toplevel}\" -var \"*\"\n"
-            f"public_flat_rd -module \"{pe_module}\" -var \"dbg_*\"\n")
+            f"public_flat_rd -module \"{pe_module}\" -var \"dbg_*\"\n"
+            f"public_flat_rd -module \"{engine_module}\" -var \"layer\"\n")
 
-
-def _write_if_changed(path: Path, text: str) -> None:
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
 
 
 def verilator_root() -> Path:
@@ -84,12 +90,21 @@ class EngineBuild:
     toplevel : str -- the testbench top (``<tag>_engine_tb``: the engine plus the
     ``dcsim.hw.feeder`` load feeder; the engine is its instance ``engine``);
     key : str -- hash of the config, its Verilog, control file and build flags.
+    x_unique : bool -- built with ``X_UNIQUE_ARGS`` instead of ``BUILD_ARGS``.
     """
 
     config: EngineConfig
     build_dir: Path
     toplevel: str
     key: str
+    x_unique: bool = False
+
+    def plusargs(self, seed: int) -> list:
+        """Simulator plusargs of a run: for an ``x_unique`` build, the seed of its X
+        values (``seed`` 0 becomes 1: Verilator reads 0 as "pick one")."""
+        if not self.x_unique:
+            return []
+        return [f"+verilator+seed+{max(1, int(seed))}", "+verilator+rand+reset+2"]
 
     def runner(self):
         """A cocotb Verilator runner for tests against this build (``runner.test(...,
@@ -104,40 +119,76 @@ def default_build_root() -> Path:
     return Path(os.environ.get(BUILD_DIR_ENV, Path.cwd() / "build" / "verilator"))
 
 
-def build_engine(config: EngineConfig, root: Path | None = None) -> EngineBuild:
-    """Build (or reuse) the Verilator model of ``config``.
-
-    Sources: the engine's Verilog (``build.write_rtl``), the testbench top
-    (``feeder.write_harness``) and a Verilator control file (:func:`control_file`). The
-    build directory is keyed by a hash of the config, those sources and ``BUILD_ARGS``;
-    a directory that already holds a finished build of the same key is reused.
-    """
-    from cocotb_tools.runner import get_runner
-    setup_environment()
-    root = Path(root) if root is not None else default_build_root()
-    staging = root / f"rtl_{config.digest()}"
+def _sources(config: EngineConfig, staging: Path):
+    """Write the engine's Verilog, the testbench top and its control file into
+    ``staging``; returns (control file, Verilog files, toplevel)."""
     files = write_rtl(config, staging)
     engine = next(f.stem for f in files if f.stem.endswith("_engine"))
     pe = next(f.stem for f in files if f.stem.endswith("_pe"))
     verilog = [f for f in files if f.suffix == ".v"] + [write_harness(config, engine, staging)]
     toplevel = verilog[-1].stem
     control = staging / f"{toplevel}.vlt"
-    _write_if_changed(control, control_file(toplevel, pe))
-    text = "".join(f.read_text() for f in [control, *verilog]) + " ".join(BUILD_ARGS)
+    write_text_if_changed(control, control_file(toplevel, pe, engine))
+    return control, verilog, toplevel
+
+
+def build_engine(config: EngineConfig, root: Path | None = None,
+                 x_unique: bool = False) -> EngineBuild:
+    """Build (or reuse) the Verilator model of ``config``.
+
+    Sources: the engine's Verilog (``build.write_rtl``), the testbench top
+    (``feeder.write_harness``), a Verilator control file (:func:`control_file`) and the
+    lint waivers (``LINT_WAIVERS``). The build directory is keyed by a hash of the config,
+    those sources and the flags (``BUILD_ARGS``, or ``X_UNIQUE_ARGS`` if ``x_unique``);
+    a directory that already holds a finished build of the same key is reused.
+    """
+    from cocotb_tools.runner import get_runner
+    setup_environment()
+    root = Path(root) if root is not None else default_build_root()
+    control, verilog, toplevel = _sources(config, root / f"rtl_{config.digest()}")
+    args = X_UNIQUE_ARGS if x_unique else BUILD_ARGS
+    sources = [LINT_WAIVERS, control, *verilog]
+    text = "".join(f.read_text() for f in sources) + " ".join(args)
     key = hashlib.sha256((json.dumps(config.to_dict(), sort_keys=True) + text).encode()) \
         .hexdigest()[:16]
     build_dir = root / f"{toplevel}_{key}"
     stamp = build_dir / "dcsim_build.json"
     if stamp.exists() and (build_dir / toplevel).exists():
-        return EngineBuild(config, build_dir, toplevel, key)
+        return EngineBuild(config, build_dir, toplevel, key, x_unique)
     runner = get_runner("verilator")
+    log = root / f"{toplevel}_{key}.build.log"
     try:
         runner.build(
-            sources=[str(f) for f in [control, *verilog]], hdl_toplevel=toplevel,
-            build_dir=str(build_dir), build_args=list(BUILD_ARGS), always=True,
-            log_file=str(root / f"{toplevel}_{key}.build.log"))
+            sources=[str(f) for f in sources], hdl_toplevel=toplevel,
+            build_dir=str(build_dir), build_args=list(args), always=True, log_file=str(log))
     except (SystemExit, RuntimeError) as err:
         raise ToolError(f"Verilator build of {toplevel} must succeed, not fail ({err}); "
-                        f"see {build_dir}") from None
+                        f"see {log}") from None
     stamp.write_text(json.dumps({"key": key, "config": config.to_dict()}))
-    return EngineBuild(config, build_dir, toplevel, key)
+    return EngineBuild(config, build_dir, toplevel, key, x_unique)
+
+
+def lint_engine(config: EngineConfig, work_dir) -> str:
+    """:func:`lint_verilog` on the engine's Verilog and its testbench top for ``config``
+    (written into ``work_dir``)."""
+    control, verilog, toplevel = _sources(config, Path(work_dir))
+    return lint_verilog([control, *verilog], toplevel, work_dir)
+
+
+def lint_verilog(sources, toplevel: str, work_dir) -> str:
+    """``verilator --lint-only -Wall`` on ``sources`` (Verilog and control files) with
+    ``LINT_WAIVERS``; returns Verilator's output (also in ``work_dir/lint.log``),
+    ToolError naming the first warning and the log if any warning remains."""
+    root = setup_environment()
+    cmd = [str(root / "bin" / "verilator"), "--lint-only", "-Wall", "--top-module", toplevel,
+           str(LINT_WAIVERS), *(str(f) for f in sources)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=work_dir)
+    out = proc.stdout + proc.stderr
+    log = Path(work_dir) / "lint.log"
+    log.write_text(out)
+    found = [line for line in out.splitlines() if line.startswith(("%Warning", "%Error"))]
+    if proc.returncode != 0 or found:
+        first = found[0] if found else f"exit status {proc.returncode}"
+        raise ToolError(f"Verilog of {toplevel} must pass verilator --lint-only -Wall, not "
+                        f"warn ({len(found)} messages, first: {first}); see {log}")
+    return out

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dcsim.errors import ConfigError
+from dcsim.errors import ConfigError, FormatError
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,43 @@ class FixedFormat:
 
     def bias_to_acc(self, bias) -> np.ndarray:
         """Float biases -> int64 accumulator initial values (``to_fixed(b) << frac``)."""
-        return self.to_fixed(bias) << self.frac_bits
+        return self.acc_start(self.to_fixed(bias))
+
+    def acc_start(self, bias_q) -> np.ndarray:
+        """Biases in the activation format -> accumulator initial values
+        (``bias_q << frac_bits``), what the engine's PE loads at a layer's start."""
+        return np.asarray(bias_q, dtype=np.int64) << self.frac_bits
+
+    def bias_word(self, bias_acc) -> np.ndarray:
+        """Accumulator initial values -> the biases in the activation format that the
+        engine stores (the inverse of :meth:`acc_start`); FormatError unless every value
+        is an activation-format bias shifted left by ``frac_bits``."""
+        bias_acc = np.asarray(bias_acc, dtype=np.int64)
+        self.check_acc_start("bias_acc", bias_acc)
+        return bias_acc >> self.frac_bits
+
+    def check_act(self, name: str, v) -> None:
+        """FormatError unless every integer of ``v`` is an activation-format value."""
+        _check_range(name, np.asarray(v), self.min_int, self.max_int, self)
+
+    def check_acc_start(self, name: str, v) -> None:
+        """FormatError unless every integer of ``v`` is ``acc_start`` of an activation."""
+        v = np.asarray(v, dtype=np.int64)
+        _check_range(name, v, self.min_int << self.frac_bits, self.max_int << self.frac_bits,
+                     self)
+        if v.size and np.any(v & ((1 << self.frac_bits) - 1)):
+            raise FormatError(f"{name} must be biases shifted left by {self.frac_bits} "
+                              f"bits (FixedFormat.bias_to_acc), not values with low bits set")
+
+    def partial_sums(self, bias_acc, w_q, x_q) -> np.ndarray:
+        """The accumulator after each input: ``bias_acc + cumsum(w_q * x_q)`` along the
+        last axis, exact in int64 (no rounding until :meth:`finish`).
+
+        bias_acc int64 (R,); w_q int64 (R, C) codebook integers; x_q int64 (C,).
+        Returns int64 (R, C): entry [i, j] is row i's accumulator once inputs 0..j are in.
+        """
+        prods = np.asarray(w_q, dtype=np.int64) * np.asarray(x_q, dtype=np.int64)[None, :]
+        return np.cumsum(prods, axis=1) + np.asarray(bias_acc, dtype=np.int64)[:, None]
 
     def finish(self, acc, relu: bool) -> np.ndarray:
         """Accumulator int64 values -> output activations: round, saturate, ReLU."""
@@ -110,3 +146,10 @@ class FixedFormat:
         if relu:
             y = np.maximum(y, 0)
         return y.astype(np.int64)
+
+
+def _check_range(name: str, v: np.ndarray, lo: int, hi: int, fmt: FixedFormat) -> None:
+    if v.size and (int(v.min()) < lo or int(v.max()) > hi):
+        raise FormatError(
+            f"{name} must lie in {lo}..{hi} ({fmt.act_bits}-bit fixed point), not "
+            f"{int(v.min())}..{int(v.max())}; quantize with FixedFormat.to_fixed")

@@ -156,6 +156,24 @@ def run(model: CompressedModel, x, mode: str = "float",
     return np.concatenate(out) if out else np.zeros((0, model.layers[-1].rows), np.float32)
 
 
+def trace_fixed_batch(model: CompressedModel, x, fmt: FixedFormat = FixedFormat()) -> list:
+    """:func:`trace_fixed` of every image of ``x`` (N, *input_shape) or (N, prod), each
+    layer planned once for the whole batch (not once per image). Returns a list of N
+    traces."""
+    x = fmt.to_fixed(_check_batch(model, np.asarray(x)))
+    matmuls = [_fixed_matmul(layer, fmt) for layer in model.layers]
+    traces = [[] for _ in range(x.shape[0])]
+    for start in range(0, x.shape[0], CHUNK):
+        chunk = x[start:start + CHUNK]
+        for layer, matmul in zip(model.layers, matmuls):
+            x_in = _layer_input(layer, chunk)
+            y = _apply_layer(layer, x_in, matmul)
+            for k in range(x_in.shape[0]):
+                traces[start + k].append((x_in[k].copy(), y[k].copy()))
+            chunk = y
+    return traces
+
+
 def trace_fixed(model: CompressedModel, x_image, fmt: FixedFormat = FixedFormat()) -> list:
     """Each layer's fixed-point input and output integers for one image.
 
@@ -165,14 +183,7 @@ def trace_fixed(model: CompressedModel, x_image, fmt: FixedFormat = FixedFormat(
     conv layer the (C, H, W) input map and the (out_ch, Ho, Wo) output after ReLU/pool.
     The last ``y_q_out`` equals ``run_fixed(model, x_image[None])[0]``.
     """
-    x = fmt.to_fixed(_check_batch(model, np.asarray(x_image)[None]))
-    trace = []
-    for layer in model.layers:
-        x_in = _layer_input(layer, x)
-        y = _apply_layer(layer, x_in, _fixed_matmul(layer, fmt))
-        trace.append((x_in[0].copy(), y[0].copy()))
-        x = y
-    return trace
+    return trace_fixed_batch(model, np.asarray(x_image)[None], fmt)[0]
 
 
 def evaluate(model: CompressedModel, x, y, fmt: FixedFormat = FixedFormat()) -> dict:

@@ -34,7 +34,7 @@ import numba
 import numpy as np
 
 from dcsim.compress.layer import CompressedLayer
-from dcsim.compress.sparse import RelIndexMatrix, encode, interleave
+from dcsim.compress.sparse import RelIndexMatrix, encode, fillers_for_gap, interleave
 from dcsim.errors import FormatError
 from dcsim.kernels.fixed import FixedFormat
 
@@ -98,13 +98,6 @@ def _check_input(name: str, x, cols: int, kind: str) -> np.ndarray:
     return x
 
 
-def _check_range(name: str, v: np.ndarray, lo: int, hi: int, fmt: FixedFormat) -> None:
-    if v.size and (int(v.min()) < lo or int(v.max()) > hi):
-        raise FormatError(
-            f"{name} must lie in {lo}..{hi} ({fmt.act_bits}-bit fixed point), not "
-            f"{int(v.min())}..{int(v.max())}; quantize with FixedFormat.to_fixed")
-
-
 # ----------------------------------------------------------------------------------
 # packing: one word per (z, code) entry
 # ----------------------------------------------------------------------------------
@@ -139,12 +132,12 @@ def _repack(line_ptr, z, code, span, out_ptr, out_z, out_code, fill):
             if code[e] == 0:  # a filler stands at a zero position
                 gap += 1
                 continue
-            while gap >= span:
+            for _ in range(fillers_for_gap(gap, span)):
                 if fill:
                     out_z[n] = span - 1
                     out_code[n] = 0
                 n += 1
-                gap -= span
+            gap -= fillers_for_gap(gap, span) * span
             if fill:
                 out_z[n] = gap
                 out_code[n] = code[e]
@@ -395,7 +388,7 @@ def plan_fixed(pes, rows, codebook_q, fmt: FixedFormat) -> FixedPlan:
         raise FormatError(
             f"codebook_q[0] must be 0 (the filler and pruned weight), not "
             f"{codebook_q[:1].tolist()!r}")
-    _check_range("codebook_q", codebook_q, fmt.min_int, fmt.max_int, fmt)
+    fmt.check_act("codebook_q", codebook_q)
     for pe, m in enumerate(pes):
         _check_codes_fit(m, codebook_q.shape[0], f"PE {pe}'s slice")
     code_bits = _code_bits(codebook_q.shape[0])
@@ -418,10 +411,9 @@ def spmv_fixed_plan(plan: FixedPlan, bias_acc, x_q, relu: bool,
         raise FormatError(f"plan must be a FixedPlan (from plan_fixed), not {plan!r}")
     fmt = plan.fmt
     bias_acc = _check_vector("bias_acc", bias_acc, plan.rows, "int")
-    _check_range("bias_acc", bias_acc, fmt.min_int << fmt.frac_bits,
-                 fmt.max_int << fmt.frac_bits, fmt)
+    fmt.check_acc_start("bias_acc", bias_acc)
     x_q = _check_input("x_q", x_q, plan.cols, "int")
-    _check_range("x_q", x_q, fmt.min_int, fmt.max_int, fmt)
+    fmt.check_act("x_q", x_q)
     single = x_q.ndim == 1
     x2 = np.ascontiguousarray(np.atleast_2d(x_q), dtype=np.int64)
     acc = np.repeat(bias_acc.astype(np.int64)[None, :], x2.shape[0], axis=0)

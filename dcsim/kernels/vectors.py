@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +9,9 @@ import numpy as np
 from dcsim.compress.layer import CompressedModel
 from dcsim.compress.sparse import interleave
 from dcsim.errors import FormatError
+from dcsim.files import write_atomic
 from dcsim.kernels.fixed import FixedFormat
-from dcsim.kernels.run import im2col, trace_fixed
+from dcsim.kernels.run import im2col, trace_fixed_batch
 from dcsim.kernels.spmv import layer_float, quantize_layer, spmv_fixed
 
 
@@ -28,8 +27,8 @@ def _layer_inputs(model, index, images, n_inputs, fmt, rng):
         x_q[rng.random(x_q.shape) < 0.5] = 0
         return x_q.astype(np.int64)
     vectors = []
-    for image in images:
-        x_in = trace_fixed(model, image, fmt)[index][0]
+    for trace in trace_fixed_batch(model, images, fmt):
+        x_in = trace[index][0]
         if layer.kind == "conv":
             _, _, kh, kw = layer.shape
             x_in = im2col(x_in[None], kh, kw, layer.stride, layer.padding)
@@ -98,12 +97,4 @@ def write_vectors(model: CompressedModel, layer_name: str, out_dir, n_inputs: in
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{layer.name}.npz"
-    fd, tmp = tempfile.mkstemp(prefix=f".{layer.name}.", suffix=".npz", dir=out_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    return write_atomic(path, lambda f: np.savez(f, **arrays))

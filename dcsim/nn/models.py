@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from dcsim.errors import ConfigError, DataError
+from dcsim.files import write_atomic
 from dcsim.nn.layers import Conv2D, Dense, Flatten, Layer, MaxPool2D, ReLU
 
 __all__ = ["Model", "lenet300", "lenet5", "build", "save", "load", "ARCHS", "N_CLASSES"]
@@ -173,17 +173,7 @@ def save(model: Model, path: str | os.PathLike) -> None:
     path = Path(path)
     arrays = {"arch": np.array(model.arch)}
     arrays.update(model.params())
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        umask = os.umask(0)  # mkstemp makes the file private; give it open()'s mode
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def load(path: str | os.PathLike, arch: str | None = None) -> Model:

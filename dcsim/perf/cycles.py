@@ -29,9 +29,10 @@ import numba
 import numpy as np
 
 from dcsim.compress.layer import CompressedLayer, CompressedModel
+from dcsim.compress.sparse import fillers_for_gap
 from dcsim.errors import ConfigError
 from dcsim.hw.config import EngineConfig
-from dcsim.perf.energy import EventCounts
+from dcsim.perf.energy import EventCounts, row_and_source_events
 
 #: Breakdown keys of :class:`LayerCycles`, in the order they happen.
 BREAKDOWN = ("desc", "init", "fill", "zero_vectors", "queue_full_stalls", "empty_pairs",
@@ -260,13 +261,15 @@ def layer_cycles(col_entries, x_q, rows: int, config: EngineConfig, entry_base=N
     total = int(per_pe.sum())
     ideal = -(-total // n_pe)
     bound = int(np.maximum(ce[:, active], 1).sum(axis=1).max()) if n_bcast else 0
+    fixed = row_and_source_events(rows, cols, n_pe)
     events = EventCounts(
         layer=name, rows=int(rows), cols=cols, n_pe=n_pe, cycles=cycles,
         sparse_sram_word_reads=int(words.sum()), ptr_reads=2 * n_pe * n_bcast,
         codebook_reads=total, macs=total,
-        acc_reads=total + n_pe * r, acc_writes=total + n_pe * r,
-        act_src_reads=n_pe * (vectors + 1), broadcasts=n_bcast,
-        fifo_pushes=n_pe * n_bcast, fifo_pops=n_pe * n_bcast, output_writes=n_pe * r,
+        acc_reads=total + fixed["acc_init_reads"], acc_writes=total + fixed["acc_init_reads"],
+        act_src_reads=fixed["act_src_reads"], broadcasts=n_bcast,
+        fifo_pushes=n_pe * n_bcast, fifo_pops=n_pe * n_bcast,
+        output_writes=fixed["acc_init_reads"],
         **memory_bytes(config, int(depth)))
     return LayerCycles(
         layer=name, rows=int(rows), cols=cols, n_pe=n_pe, cycles=cycles, phases=phases,
@@ -279,7 +282,8 @@ def layer_cycles(col_entries, x_q, rows: int, config: EngineConfig, entry_base=N
 @numba.njit(cache=True)
 def _count_col_entries(codes, n_pe, span):
     """Entries per (PE, column) of ``sparse.interleave``'s encoding, in one row-major pass:
-    a non-zero after ``g`` zeros of its (PE, column) line takes ``g // span`` fillers."""
+    a non-zero after ``g`` zeros of its (PE, column) line takes
+    ``sparse.fillers_for_gap(g, span)`` fillers."""
     rows, cols = codes.shape
     out = np.zeros((n_pe, cols), dtype=np.int64)
     gap = np.zeros((n_pe, cols), dtype=np.int64)
@@ -287,7 +291,7 @@ def _count_col_entries(codes, n_pe, span):
         p = i % n_pe
         for k in range(cols):
             if codes[i, k] != 0:
-                out[p, k] += gap[p, k] // span + 1
+                out[p, k] += fillers_for_gap(gap[p, k], span) + 1
                 gap[p, k] = 0
             else:
                 gap[p, k] += 1

@@ -43,12 +43,13 @@ import json
 import math
 import sys
 from dataclasses import dataclass, fields
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from dcsim.compress.sparse import interleave
-from dcsim.errors import ConfigError, DcsimError, FitError
+from dcsim.compress.sparse import fillers_for_gap, interleave
+from dcsim.errors import ConfigError, DcsimError
+from dcsim.hw.image import fits_on_chip  # the one fit check (FitCheck)
 from dcsim.kernels.fixed import FixedFormat
 from dcsim.perf.tech import TechTable, default_tech, load_tech
 
@@ -147,6 +148,24 @@ class EventCounts:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def row_and_source_events(rows: int, cols: int, n_pe: int) -> dict:
+    """The events of a layer that depend on its shape only, as the engine runs it (the
+    one rule for :func:`from_layer_stats` and ``dcsim.perf.cycles.layer_cycles``).
+
+    INIT and FINISH walk ``R = ceil(rows / n_pe)`` local rows on every PE (padding rows
+    of the last PEs included): ``n_pe * R`` bias writes into the accumulators, final
+    accumulator reads and output writes. The scanner reads one source vector (one
+    activation per PE) at RUN's first cycle and one per vector it moves past, the last
+    one past the end: ``n_pe * (ceil(cols / n_pe) + 1)`` source reads.
+    Returns a dict: ``acc_init_reads`` (== bias writes == output writes),
+    ``act_src_reads``.
+    """
+    local_rows = -(-int(rows) // int(n_pe))
+    vectors = -(-int(cols) // int(n_pe))
+    return {"acc_init_reads": int(n_pe) * local_rows,
+            "act_src_reads": int(n_pe) * (vectors + 1)}
+
+
 def entries_per_pe(codes, n_pe: int, index_bits: int, active=None) -> np.ndarray:
     """Stored entries (fillers included) per PE in the active columns, int64 (n_pe,).
 
@@ -173,18 +192,19 @@ def expected_entries_per_line(line_len: int, density: float, index_bits: int) ->
     """Expected stored entries (fillers included) in a line of ``line_len`` positions.
 
     Each position is non-zero with probability ``density``, independently. A non-zero
-    entry at position k preceded by g zeros needs ``g // 2**index_bits`` fillers, and
-    ``P(g >= m) = (1-density)**m`` for ``m <= k``; trailing zeros cost nothing.
+    entry at position k is preceded by g zeros with ``P(g = j) = density (1-density)**j``
+    for ``j < k`` and ``P(g = k) = (1-density)**k``, and needs
+    ``sparse.fillers_for_gap(g, 2**index_bits)`` fillers; trailing zeros cost nothing.
     """
     if not isinstance(line_len, (int, np.integer)) or line_len < 0:
         raise ConfigError(f"line_len must be a non-negative integer, not {line_len!r}")
     if not 0.0 <= density <= 1.0:
         raise ConfigError(f"density must be in [0, 1], not {density!r}")
-    span = 1 << int(index_bits)
-    r = (1.0 - density) ** span
-    m = np.arange(int(line_len)) // span
-    fillers = m.astype(np.float64) if r == 1.0 else r * (1.0 - r ** m) / (1.0 - r)
-    return float(density * np.sum(1.0 + fillers))
+    k = np.arange(int(line_len), dtype=np.int64)
+    # w[j] = P(g >= j) * fillers(j); E[fillers | non-zero at k] = d * sum_{j<k} w[j] + w[k]
+    w = (1.0 - density) ** k * fillers_for_gap(k, 1 << int(index_bits))
+    before = np.concatenate([[0.0], np.cumsum(w)[:-1]])
+    return float(density * np.sum(1.0 + density * before + w))
 
 
 def from_layer_stats(*, rows: int, cols: int, n_pe: int, entries_per_pe, n_active: int,
@@ -210,9 +230,9 @@ def from_layer_stats(*, rows: int, cols: int, n_pe: int, entries_per_pe, n_activ
     and one accumulator read and write per entry; words read = ``ceil(entries /
     entries_per_word)`` per PE, i.e. each word once (a column starting mid-word uses the
     word already read), a lower bound on a real schedule by at most one word per (PE,
-    active column). Per layer: each row's accumulator is written once with its bias and
-    read once at the end, then one output is written per row; the detector reads all
-    ``cols`` source activations and broadcasts the ``n_active`` non-zero ones, each
+    active column). Per layer, :func:`row_and_source_events`: bias writes, final
+    accumulator reads and output writes of every local row of every PE, and the
+    scanner's source-vector reads; the ``n_active`` non-zero inputs are broadcast, each
     pushed into and popped from every PE's queue. ``cycles`` is the ideal bound
     ``max(entries on the busiest PE, n_active)`` (ANCHORS.md, "Ideal cycles"; one
     broadcast per cycle); the cycle model gives the engine's exact count for a real layer.
@@ -235,6 +255,7 @@ def from_layer_stats(*, rows: int, cols: int, n_pe: int, entries_per_pe, n_activ
             f"(one per PE), not {entries.dtype} {entries.shape}")
     entries = entries.astype(np.int64)
     total = int(entries.sum())
+    fixed = row_and_source_events(rows, cols, n_pe)
     col_bits = max(1, math.ceil(math.log2(cols)))
     fifo_entry_bits = col_bits + act_bits
     if src_regfile_bytes is None:
@@ -247,10 +268,10 @@ def from_layer_stats(*, rows: int, cols: int, n_pe: int, entries_per_pe, n_activ
         sparse_sram_word_reads=int(np.sum(-(-entries // entries_per_word))),
         ptr_reads=2 * n_pe * n_active,
         codebook_reads=total, macs=total,
-        acc_reads=total + rows, acc_writes=total + rows,
-        act_src_reads=cols, broadcasts=n_active,
+        acc_reads=total + fixed["acc_init_reads"], acc_writes=total + fixed["acc_init_reads"],
+        act_src_reads=fixed["act_src_reads"], broadcasts=n_active,
         fifo_pushes=n_pe * n_active, fifo_pops=n_pe * n_active,
-        output_writes=rows,
+        output_writes=fixed["acc_init_reads"],
         sparse_sram_bytes=sparse_sram_bytes, ptr_sram_bytes=ptr_sram_bytes,
         src_regfile_bytes=src_regfile_bytes, dst_regfile_bytes=dst_regfile_bytes,
         codebook_bytes=math.ceil((1 << code_bits) * act_bits / 8),
@@ -353,55 +374,6 @@ def energy(events, tech: TechTable | None = None, scenario: str = "sram") -> Ene
     return EnergyReport(scenario=scenario, tech=tech.origin,
                         layers=tuple(e.layer for e in seq), per_layer=per_layer,
                         components=components, total_pj=float(sum(components.values())))
-
-
-@dataclass(frozen=True)
-class FitCheck:
-    """Required vs available bytes per on-chip memory (per PE).
-
-    memories : tuple of (name, required_bytes, capacity_bytes).
-    """
-
-    memories: tuple
-
-    @property
-    def fits(self) -> bool:
-        """Every memory holds what it must."""
-        return all(req <= cap for _, req, cap in self.memories)
-
-    @property
-    def overflows(self) -> tuple:
-        """The (name, required, capacity) triples that do not fit."""
-        return tuple(m for m in self.memories if m[1] > m[2])
-
-    def require(self) -> None:
-        """Raise FitError naming every memory that overflows."""
-        if not self.fits:
-            raise FitError("The model must fit on chip, but " + "; ".join(
-                f"{n} needs {req} bytes per PE and holds {cap}"
-                for n, req, cap in self.overflows)
-                + " (use more PEs or larger memories)")
-
-
-def fits_on_chip(required_bytes: Mapping[str, int],
-                 capacity_bytes: Mapping[str, int]) -> FitCheck:
-    """Compare per-PE required bytes with capacities, memory by memory.
-
-    required_bytes, capacity_bytes : mappings with the same keys (e.g. ``sparse_sram``,
-    ``ptr_sram``), values in bytes.
-    """
-    if set(required_bytes) != set(capacity_bytes):
-        raise ConfigError(
-            f"required_bytes and capacity_bytes must name the same memories, not "
-            f"{sorted(required_bytes)} and {sorted(capacity_bytes)}")
-    for label, mapping in (("required_bytes", required_bytes),
-                           ("capacity_bytes", capacity_bytes)):
-        for name, value in mapping.items():
-            if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer))
-                    or not value >= 0):
-                raise ConfigError(
-                    f"{label}[{name!r}] must be a non-negative number, not {value!r}")
-    return FitCheck(tuple((n, required_bytes[n], capacity_bytes[n]) for n in required_bytes))
 
 
 @dataclass(frozen=True)

@@ -12,43 +12,14 @@ import numpy as np
 from dcsim.compress.layer import CompressedModel
 from dcsim.errors import ConfigError
 from dcsim.hw.config import EngineConfig
-from dcsim.hw.image import fit_error
-from dcsim.kernels.run import trace_fixed
+from dcsim.hw.image import fit_error, memory_use
+from dcsim.kernels.run import trace_fixed_batch
 from dcsim.perf.cycles import BREAKDOWN, engine_col_entries, model_cycles
 from dcsim.perf.energy import SCENARIOS, energy
 from dcsim.perf.tech import TechTable, default_tech
 
 #: EIE's clock (ISCA 2016, 45 nm), MHz.
 DEFAULT_CLOCK_MHZ = 800.0
-
-
-def memory_use(model: CompressedModel, config: EngineConfig, col_entries) -> list:
-    """Per-PE need vs capacity of each engine memory for the whole model resident.
-
-    col_entries : list of each layer's (n_pe, cols) entry counts. Returns a list of
-    ``{"memory", "required", "capacity", "unit"}`` dicts (the rules of
-    ``hw.image.compile_model``, which has the final word).
-    """
-    c = config
-    entries = sum(np.asarray(ce, dtype=np.int64).sum(axis=1) for ce in col_entries)
-    ptr_end = 0
-    for layer in model.layers[:-1]:
-        ptr_end += layer.cols + 1 + (layer.cols + 1) % 2
-    ptr_end += model.layers[-1].cols + 1
-    act = max(-(-n // c.n_pe) for layer in model.layers for n in (layer.rows, layer.cols))
-    return [
-        {"memory": "sparse_words", "required": -(-int(entries.max()) // c.entries_per_word),
-         "capacity": c.sparse_words, "unit": f"{c.word_bits}-bit words"},
-        {"memory": "ptr_depth", "required": ptr_end, "capacity": c.ptr_depth,
-         "unit": "pointers"},
-        {"memory": "bias_depth", "required": sum(-(-layer.rows // c.n_pe)
-                                                 for layer in model.layers),
-         "capacity": c.bias_depth, "unit": "biases"},
-        {"memory": "act_depth", "required": act, "capacity": c.act_depth,
-         "unit": "activations per bank"},
-        {"memory": "max_layers", "required": len(model.layers), "capacity": c.max_layers,
-         "unit": "layer descriptors"},
-    ]
 
 
 def estimate(model: CompressedModel, x_images, config: EngineConfig,
@@ -93,7 +64,7 @@ def estimate(model: CompressedModel, x_images, config: EngineConfig,
 
     col_entries = [engine_col_entries(layer, config) for layer in model.layers]
     not_fitting = fit_error(model, config)
-    memories = memory_use(model, config, col_entries)
+    memories = memory_use(model, config, col_entries).as_list()
 
     n_layers = len(model.layers)
     cycles = np.zeros(n_layers, dtype=np.int64)
@@ -102,12 +73,13 @@ def estimate(model: CompressedModel, x_images, config: EngineConfig,
     breakdown = [dict.fromkeys(BREAKDOWN, 0) for _ in range(n_layers)]
     sums = {s: {"total": 0.0, "components": {}, "per_layer": [{} for _ in range(n_layers)]}
             for s in SCENARIOS}
-    if layer_inputs is not None and len(layer_inputs) != x.shape[0]:
+    if layer_inputs is None:
+        layer_inputs = [[xin for xin, _ in trace]
+                        for trace in trace_fixed_batch(model, x, config.fmt)]
+    elif len(layer_inputs) != x.shape[0]:
         raise ConfigError(f"layer_inputs must have one entry per image ({x.shape[0]}), "
                           f"not {len(layer_inputs)}")
-    for i, image in enumerate(x):
-        inputs = (layer_inputs[i] if layer_inputs is not None
-                  else [xin for xin, _ in trace_fixed(model, image, config.fmt)])
+    for inputs in layer_inputs:
         result = model_cycles(model, inputs, config, col_entries)
         for li, lc in enumerate(result):
             cycles[li] += lc.cycles

@@ -115,3 +115,23 @@ def test_sim_and_estimate_print_the_same_cycles(compressed, capsys):
     assert est["fits_on_chip"] is True
     energy = est["energy_pj"]
     assert energy["sram"]["total"] < energy["dram_compressed"]["total"] < energy["dram_dense"]["total"]
+
+
+@pytest.mark.parametrize("command", [["eval"], ["vectors", "--layer", "ip", "--out", "v"],
+                                     ["sim"], ["estimate"]])
+def test_model_of_another_input_size_is_refused_in_one_line(tmp_path, capsys, command):
+    from dcsim import container
+    from dcsim.compress.layer import CompressedLayer, CompressedModel
+
+    layer = CompressedLayer(name="ip", kind="fc", shape=(3, 10), codes=np.ones((3, 10), int),
+                            codebook=np.array([0.0, 0.5]), bias=np.zeros(3), code_bits=1,
+                            index_bits=4)
+    path = tmp_path / "ten.dcz"
+    container.write(CompressedModel("ten", (10,), [layer]), path)
+    argv = [command[0], str(path)] + [a if a != "v" else str(tmp_path / "v") for a in command[1:]]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"dcsim {command[0]}: error: {path}: the model's input must be an MNIST "
+                   f"image of 784 values (28 x 28), not shape (10,); this command feeds it "
+                   f"MNIST test images")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ten.dcz"]

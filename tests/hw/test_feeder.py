@@ -36,7 +36,8 @@ def test_testbench_wraps_the_engine(tmp_path):
     assert f"reg [{width - 1}:0] feed_mem [0:{feed_depth(CONFIG) - 1}];" in text
     assert f'$readmemh("{FEED_FILE}", feed_mem);' in text
     assert re.search(r"^  x_engine engine \(", text, re.M)
-    for port in ("load__ready", "start__valid", "out__payload", "cycle_data", "busy", "done"):
+    for port in ("load__ready", "start__valid", "out__payload", "cycle_data", "busy", "done",
+                 "error"):
         assert f".{port}({port})" in text
     assert ".load__valid(eng_valid)" in text and ".load__payload(eng_payload)" in text
     path = write_harness(CONFIG, "x_engine", tmp_path)

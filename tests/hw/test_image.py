@@ -5,7 +5,7 @@ import pytest
 
 from dcsim.compress.layer import CompressedModel
 from dcsim.compress.sparse import interleave
-from dcsim.errors import FitError
+from dcsim.errors import ConfigError, FitError
 from dcsim.hw.config import EngineConfig
 from dcsim.hw.image import compile_model
 from dcsim.hw.layouts import Target
@@ -47,6 +47,27 @@ def test_words_and_pointers_decode_to_interleave(n_pe):
             assert np.array_equal(li.col_entries[p], np.diff(m.line_ptr))
 
 
+@pytest.mark.parametrize("word_bits, idx_bits, code_bits", [(128, 2, 3), (256, 4, 4),
+                                                            (72, 3, 6)])
+def test_wide_words_keep_every_slot(word_bits, idx_bits, code_bits):
+    # slots above bit 63 used to be lost in uint64 words
+    rng = np.random.default_rng(word_bits)
+    layer = random_layer("a", 61, 30, 0.7, rng, code_bits=code_bits)
+    c = EngineConfig(n_pe=2, idx_bits=idx_bits, code_bits=code_bits, word_bits=word_bits,
+                     sparse_words=256, ptr_depth=256, act_depth=64, bias_depth=64)
+    assert c.entries_per_word * c.entry_bits > 64
+    image = compile_model(single_layer_model(layer), c)
+    for p, m in enumerate(interleave(layer.codes, 2, idx_bits)):
+        assert all(0 <= int(w) < 1 << word_bits for w in image.sparse[p])
+        assert max(int(w) for w in image.sparse[p]) >= 1 << 64
+        z, code = _entries(image, p)
+        n = m.n_entries
+        assert np.array_equal(z[:n], m.z) and np.array_equal(code[:n], m.code)
+        assert not z[m.n_entries:].any() and not code[m.n_entries:].any()
+        sparse = [d for t, q, _, _, d in image.load_words() if t == Target.SPARSE and q == p]
+        assert sparse == [int(w) for w in image.sparse[p]]
+
+
 def test_biases_and_codebooks_are_the_fixed_kernels_integers():
     rng = np.random.default_rng(5)
     layer = random_layer("a", 10, 8, 0.5, rng)
@@ -70,6 +91,16 @@ def test_input_words_interleave():
     words = image.input_words(np.array([1, -2, 3, 4, 5, 6, 7]))
     assert [(p, a, d) for _, p, _, a, d in words][:3] == [(0, 0, 1), (1, 0, 0xFFFE), (2, 0, 3)]
     assert words[6][1:4] == (0, 0, 2)
+    # the ends of the 16-bit format go in as two's complement; one past them is refused
+    ends = image.input_words(np.array([-32768, 32767, 0, 0, 0, 0, 0]))
+    assert [d for *_, d in ends[:2]] == [0x8000, 0x7FFF]
+    for j, bad in ((0, -32769), (3, 32768), (6, 1 << 20)):
+        x = np.zeros(7, dtype=np.int64)
+        x[j] = bad
+        with pytest.raises(ConfigError, match=rf"^input activation {j} must be in "
+                                              rf"-32768..32767 \(16-bit fixed point\), "
+                                              rf"not {bad}$"):
+            image.input_words(x)
 
 
 def test_lenet_fits_small_at_every_test_n_pe():
@@ -99,3 +130,38 @@ def test_fit_errors_name_the_memory_and_overflow():
     deep = CompressedModel("d", (4,), [random_layer(f"l{i}", 4, 4, 1.0, rng) for i in range(3)])
     with pytest.raises(FitError, match=r"has 3 layers but the engine's descriptor table holds 2"):
         compile_model(deep, EngineConfig(max_layers=2))
+
+
+def test_load_words_refuse_values_outside_the_format():
+    import dataclasses
+
+    rng = np.random.default_rng(9)
+    image = compile_model(single_layer_model(random_layer("a", 4, 7, 0.5, rng)), EngineConfig(n_pe=2))
+    biases = [b.copy() for b in image.biases]
+    biases[1][0] = 1 << 15
+    with pytest.raises(ConfigError, match=r"^PE 1 bias 0 must be in -32768..32767 \(16-bit "
+                                          r"fixed point\), not 32768$"):
+        dataclasses.replace(image, biases=biases).load_words()
+
+
+def test_memory_use_is_the_rule_compile_model_refuses_by():
+    import dataclasses
+
+    from dcsim.hw.image import memory_use
+
+    model = lenet_300_100(np.random.default_rng(10))
+    c = EngineConfig.preset("small", n_pe=4)
+    use = {name: req for name, req, _ in memory_use(model, c).memories}
+    # by hand: pointers 785 (+1 to stay even) + 301 (+1) + 101; biases 75 + 25 + 3
+    assert use["ptr_depth"] == 786 + 302 + 101 and use["bias_depth"] == 103
+    assert use["act_depth"] == 196 and use["max_layers"] == 3
+    entries = max(sum(int(np.diff(m.line_ptr).sum()) for m in
+                      [interleave(layer.codes, 4, c.idx_bits)[p] for layer in model.layers])
+                  for p in range(4))
+    assert use["sparse_words"] == -(-entries // c.entries_per_word)
+    for field, ok, short in (("sparse_words", use["sparse_words"], use["sparse_words"] - 1),
+                             ("ptr_depth", use["ptr_depth"] + 1, use["ptr_depth"] - 1),
+                             ("bias_depth", use["bias_depth"], use["bias_depth"] - 1)):
+        compile_model(model, dataclasses.replace(c, **{field: ok}))
+        with pytest.raises(FitError, match="over by 1"):
+            compile_model(model, dataclasses.replace(c, **{field: short}))

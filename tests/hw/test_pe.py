@@ -137,3 +137,31 @@ def test_random_layer_with_saturation():
     want = layer_fixed(layer, x_q, CONFIG.fmt)
     assert (np.abs(want) == 2 ** 15).any() or (want == 2 ** 15 - 1).any(), f"seed {seed}"
     assert got.tolist() == want.tolist(), f"seed {seed}"
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_finish_is_fixed_format_finish(relu):
+    """The PE's gateware copy of FixedFormat.finish and the rule itself give the same
+    hand-derived integers at the rounding and saturation edges (x = 1 lsb, so each
+    row's accumulator is ``bias << 10`` plus its codebook integer)."""
+    fmt = CONFIG.fmt
+    # (bias_q, codebook_q, (acc + 512) >> 10 by hand, saturated)
+    cases = [(3, 512, 4),                # 3.5 lsb: half rounds up
+             (-3, 512, -2),              # -2.5: half rounds up, towards +inf
+             (-3, 511, -3),              # -2.5009: floor
+             (32767, 32767, 32767),      # 32767 + 32 saturates high
+             (-32768, -32768, -32768),   # -32768 - 32 saturates low
+             (0, -1, 0)]                 # -1/1024 rounds to 0
+    codebook = np.zeros(16, dtype=np.float32)
+    codes = np.zeros((len(cases), 1), dtype=np.uint8)
+    for i, (_, w, _) in enumerate(cases):
+        codebook[i + 1] = w / 1024
+        codes[i, 0] = i + 1
+    bias = np.array([b / 1024 for b, _, _ in cases], dtype=np.float32)
+    layer = CompressedLayer("edge", "fc", (len(cases), 1), codes, codebook, bias, 4, 4,
+                            relu=relu)
+    want = [max(y, 0) if relu else y for *_, y in cases]
+    acc = [(b << 10) + w for b, w, _ in cases]
+    assert fmt.finish(np.array(acc), relu).tolist() == want
+    got, _ = run_pe(layer, np.array([1]))
+    assert got.tolist() == want

@@ -1,5 +1,6 @@
 """The scoreboard: accumulator writes against the fixed kernel's partial sums."""
 
+import math
 import re
 
 import numpy as np
@@ -15,6 +16,22 @@ FMT = FixedFormat(16, 10, 48)
 N_PE = 3
 
 
+def _quantize(v):
+    """Plain-Python 16.10 fixed point: round half up, saturate."""
+    return min(max(math.floor(float(v) * 1024 + 0.5), -32768), 32767)
+
+
+def _running_sums(layer, x_q, rows, cols):
+    """Each write's accumulator by a plain running sum per row (independent of the
+    scoreboard's partial_sums): bias << 10, then + codebook integer * input."""
+    acc = {i: _quantize(b) << 10 for i, b in enumerate(layer.bias)}
+    sums = []
+    for i, j in zip(rows.tolist(), cols.tolist()):
+        acc[i] += _quantize(layer.codebook[layer.codes[i, j]]) * int(x_q[j])
+        sums.append(acc[i])
+    return np.array(sums, dtype=np.int64)
+
+
 def _layer_and_writes(seed):
     """A random layer, its input and the writes a correct engine makes: one per nonzero
     weight in an active column, in column order (cycle = 10 + position)."""
@@ -24,7 +41,7 @@ def _layer_and_writes(seed):
     rows, cols = np.nonzero((layer.codes != 0) & (x_q[None, :] != 0))
     order = np.lexsort((rows, cols))
     rows, cols = rows[order], cols[order]
-    sums = partial_sums(layer, x_q, FMT, rows, cols)
+    sums = _running_sums(layer, x_q, rows, cols)
     writes = np.stack([10 + np.arange(rows.size), rows % N_PE, rows // N_PE, cols, sums], 1)
     return layer, x_q, writes
 

@@ -108,3 +108,27 @@ def test_simulate_reports_where_the_first_mismatch_is(monkeypatch):
     assert re.match(rf"image 0: layer fc: first wrong accumulator write at cycle \d+ of the "
                     rf"layer: column {j}, row {i} \(PE {i % 2}, local row {i // 2}\)",
                     result["first_mismatch"]), result["first_mismatch"]
+
+
+def test_a_simulation_that_writes_no_result_names_its_kept_log(tmp_path, monkeypatch):
+    """The whole log goes to a file beside the builds; the error is one line naming it."""
+    from dcsim.errors import ToolError
+    from dcsim.hw.verilator import EngineBuild
+
+    long_log = "".join(f"line {i}: simulator chatter\n" for i in range(400))
+
+    class NoResultRunner:
+        def test(self, log_file, **kwargs):
+            with open(log_file, "w") as f:
+                f.write(long_log)
+
+    fake = EngineBuild(CONFIG, tmp_path / "builds" / "tb_x", "tb", "x")
+    monkeypatch.setattr(EngineBuild, "runner", lambda self: NoResultRunner())
+    with pytest.raises(ToolError) as err:
+        run_job(fake, [])
+    message = str(err.value)
+    assert "\n" not in message and len(message) < 300
+    kept = re.search(r"its full log is (\S+)$", message).group(1)
+    assert kept.startswith(str(tmp_path / "builds" / "logs"))
+    with open(kept) as f:
+        assert f.read() == long_log

@@ -66,3 +66,72 @@ def dense_forward(model, x):
         if layer.relu:
             x = np.maximum(x, 0)
     return x.reshape(x.shape[0], -1)
+
+
+def reference_quantize(values, frac_bits, act_bits):
+    """Plain-Python round half up and saturate: floats -> fixed-point integers."""
+    import math
+    lo, hi = -(2 ** (act_bits - 1)), 2 ** (act_bits - 1) - 1
+    return [min(max(math.floor(float(v) * 2 ** frac_bits + 0.5), lo), hi) for v in values]
+
+
+def _finish(acc, frac_bits, act_bits, relu):
+    lo, hi = -(2 ** (act_bits - 1)), 2 ** (act_bits - 1) - 1
+    y = min(max((acc + 2 ** (frac_bits - 1)) // 2 ** frac_bits, lo), hi)
+    return max(y, 0) if relu else y
+
+
+def reference_conv_fixed(layer, x_q, frac_bits, act_bits):
+    """Plain-Python integer convolution of one (C, H, W) map: direct loops over output
+    channel, position and kernel tap (no im2col), then round/saturate/ReLU per output and
+    an integer max-pool of ``layer.pool`` windows. Returns (out_ch, Ho, Wo) int64."""
+    out_ch, in_ch, kh, kw = layer.shape
+    cb = reference_quantize(layer.codebook, frac_bits, act_bits)
+    bias = [b * 2 ** frac_bits for b in reference_quantize(layer.bias, frac_bits, act_bits)]
+    c_in, h, w = x_q.shape
+    p, s = layer.padding, layer.stride
+    ho, wo = (h + 2 * p - kh) // s + 1, (w + 2 * p - kw) // s + 1
+    y = np.zeros((out_ch, ho, wo), dtype=np.int64)
+    for o in range(out_ch):
+        for i in range(ho):
+            for j in range(wo):
+                acc = bias[o]
+                for c in range(in_ch):
+                    for a in range(kh):
+                        for b in range(kw):
+                            r, q = i * s + a - p, j * s + b - p
+                            if 0 <= r < h and 0 <= q < w:
+                                code = int(layer.codes[o, (c * kh + a) * kw + b])
+                                acc += int(x_q[c, r, q]) * cb[code]
+                y[o, i, j] = _finish(acc, frac_bits, act_bits, layer.relu)
+    if layer.pool:
+        k = layer.pool
+        pooled = np.zeros((out_ch, ho // k, wo // k), dtype=np.int64)
+        for o in range(out_ch):
+            for i in range(ho // k):
+                for j in range(wo // k):
+                    pooled[o, i, j] = max(int(y[o, i * k + a, j * k + b])
+                                          for a in range(k) for b in range(k))
+        y = pooled
+    return y
+
+
+def reference_trace_fixed(model, x_image, frac_bits, act_bits):
+    """Each layer's (input, output) integers for one float image, by the plain-Python
+    references only: the independent expectation for ``kernels.run``'s fixed mode."""
+    shape = model.input_shape
+    x_q = np.array(reference_quantize(np.ravel(x_image), frac_bits, act_bits),
+                   dtype=np.int64).reshape(shape)
+    trace = []
+    for layer in model.layers:
+        if layer.kind == "conv":
+            y = reference_conv_fixed(layer, x_q, frac_bits, act_bits)
+        else:
+            x_q = x_q.reshape(-1)
+            cb = reference_quantize(layer.codebook, frac_bits, act_bits)
+            bias = [b * 2 ** frac_bits for b in
+                    reference_quantize(layer.bias, frac_bits, act_bits)]
+            y = reference_fixed(layer.codes, cb, bias, x_q, frac_bits, act_bits, layer.relu)
+        trace.append((x_q, y))
+        x_q = y
+    return trace

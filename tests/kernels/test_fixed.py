@@ -2,7 +2,7 @@
 
 import pytest
 
-from dcsim.errors import ConfigError
+from dcsim.errors import ConfigError, FormatError
 from dcsim.kernels.fixed import FixedFormat
 
 
@@ -44,3 +44,26 @@ def test_bad_formats(kw, message):
     with pytest.raises(ConfigError) as info:
         FixedFormat(**kw)
     assert str(info.value) == message
+
+
+def test_bias_words_and_accumulator_starts_are_inverse():
+    fmt = FixedFormat(16, 10, 48)
+    assert fmt.acc_start([3, -2, -32768]).tolist() == [3072, -2048, -32768 * 1024]
+    assert fmt.bias_to_acc([3 / 1024, -0.0019]).tolist() == [3072, -2048]   # -1.95 -> -2
+    assert fmt.bias_word([3072, -2048, 32767 * 1024]).tolist() == [3, -2, 32767]
+    with pytest.raises(FormatError, match=r"^bias_acc must be biases shifted left by 10 bits "
+                                          r"\(FixedFormat.bias_to_acc\), not values with low "
+                                          r"bits set$"):
+        fmt.bias_word([3073])
+    with pytest.raises(FormatError, match=r"^bias_acc must lie in -33554432..33553408 "
+                                          r"\(16-bit fixed point\), not 0..33554432"):
+        fmt.bias_word([0, 32768 * 1024])
+    with pytest.raises(FormatError, match=r"^x_q must lie in -32768..32767"):
+        fmt.check_act("x_q", [0, -32769])
+
+
+def test_partial_sums_by_hand():
+    fmt = FixedFormat(16, 10, 48)
+    # row 0: 1024 + 2*5, + 3*(-1), + 0*7 ; row 1: -1024 + (-4)*5, + 1*(-1), + 2*7
+    got = fmt.partial_sums([1024, -1024], [[2, 3, 0], [-4, 1, 2]], [5, -1, 7])
+    assert got.tolist() == [[1034, 1031, 1031], [-1044, -1045, -1031]]

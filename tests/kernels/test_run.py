@@ -6,10 +6,9 @@ import pytest
 from dcsim.compress.layer import CompressedModel
 from dcsim.errors import FormatError
 from dcsim.kernels.fixed import FixedFormat
-from dcsim.kernels.run import evaluate, run, run_fixed, trace_fixed
-from dcsim.kernels.spmv import layer_fixed
+from dcsim.kernels.run import evaluate, run, run_fixed, trace_fixed, trace_fixed_batch
 
-from kernel_reference import dense_forward, random_model_layer, tiny_model
+from kernel_reference import dense_forward, random_model_layer, reference_trace_fixed, tiny_model
 
 SEED = 11
 
@@ -25,24 +24,30 @@ def test_run_matches_dense_forward_on_conv_and_fc():
         assert got.shape == (5, 10)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=mode)
     np.testing.assert_allclose(run(model, x.reshape(5, -1)), want, rtol=1e-4, atol=1e-4)
-    fixed = run(model, x, "fixed")
-    np.testing.assert_allclose(fixed, want, atol=0.05)  # 10 fraction bits, 4 layers
 
 
-def test_fixed_trace_chains_layers_and_matches_kernel():
-    rng = np.random.default_rng(SEED + 1)
+@pytest.mark.parametrize("frac_bits", [8, 10])
+def test_fixed_mode_equals_the_integer_reference_exactly(frac_bits):
+    """Conv through im2col, integer max-pool, fc: every integer of every layer equals
+    the plain-Python direct-loop reference, for run_fixed, trace_fixed and the batch
+    trace (which plans each layer once)."""
+    rng = np.random.default_rng(SEED + frac_bits)
     model = tiny_model(rng)
-    fmt = FixedFormat(frac_bits=8)
-    x = rng.normal(0, 1, size=(2, 128)).astype(np.float32)
-    trace = trace_fixed(model, x[1], fmt)
-    assert [t[0].shape for t in trace] == [(2, 8, 8), (3, 4, 4), (4,), (12,)]
-    assert [t[1].shape for t in trace] == [(3, 4, 4), (4, 1, 1), (12,), (10,)]
-    np.testing.assert_array_equal(trace[0][0], fmt.to_fixed(x[1].reshape(2, 8, 8)))
-    for (_, y_prev), (x_next, _) in zip(trace, trace[1:]):
-        np.testing.assert_array_equal(y_prev.reshape(-1), x_next.reshape(-1))
-    ip2 = model.layer("ip2")
-    np.testing.assert_array_equal(trace[3][1], layer_fixed(ip2, trace[3][0], fmt, n_pe=3))
-    np.testing.assert_array_equal(trace[3][1], run_fixed(model, x, fmt)[1])
+    fmt = FixedFormat(frac_bits=frac_bits)
+    x = rng.normal(0, 1.5, size=(3, 128)).astype(np.float32)
+    x[0, :5] = [40.0, -40.0, 0.0, -0.5 / 2 ** frac_bits, 0.5 / 2 ** frac_bits]  # edges
+    want = [reference_trace_fixed(model, xi, frac_bits, fmt.act_bits) for xi in x]
+    assert [t[0].shape for t in want[0]] == [(2, 8, 8), (3, 4, 4), (4,), (12,)]
+    assert [t[1].shape for t in want[0]] == [(3, 4, 4), (4, 1, 1), (12,), (10,)]
+    np.testing.assert_array_equal(run_fixed(model, x, fmt), [t[-1][1] for t in want])
+    batch = trace_fixed_batch(model, x, fmt)
+    for i, ref in enumerate(want):
+        for (got_in, got_out), (want_in, want_out), (b_in, b_out) in zip(
+                trace_fixed(model, x[i], fmt), ref, batch[i]):
+            np.testing.assert_array_equal(got_in.reshape(want_in.shape), want_in)
+            np.testing.assert_array_equal(got_out.reshape(want_out.shape), want_out)
+            np.testing.assert_array_equal(b_in, got_in)
+            np.testing.assert_array_equal(b_out, got_out)
 
 
 def test_evaluate_float_error_equals_dense_error():

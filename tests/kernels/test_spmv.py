@@ -96,12 +96,18 @@ def test_fixed_with_fillers_and_wide_fan_in():
 
 
 def test_quantize_layer_maps_floats_with_fixed_format():
+    from dcsim.compress.layer import CompressedLayer
+
     fmt = FixedFormat(frac_bits=8)
-    layer = random_layer(np.random.default_rng(3), 5, 6)
+    layer = CompressedLayer("q", "fc", (2, 2), np.array([[1, 2], [3, 4]]),
+                            np.array([0, 0.5, -0.25, 1 / 3, 200, -0.5 / 256, 0, 0]),
+                            np.array([0.1, -0.002]), 3, 4)
     codebook_q, bias_acc = quantize_layer(layer, fmt)
-    np.testing.assert_array_equal(codebook_q, fmt.to_fixed(layer.codebook))
-    np.testing.assert_array_equal(bias_acc, fmt.to_fixed(layer.bias) << 8)
-    assert codebook_q[0] == 0 and codebook_q.dtype == np.int64 and bias_acc.dtype == np.int64
+    # by hand, x 256: 128, -64, 85.33 -> 85, 51200 saturates to 32767, -0.5 -> 0 (half up)
+    assert codebook_q.tolist() == [0, 128, -64, 85, 32767, 0, 0, 0]
+    # biases 25.6 -> 26 and -0.512 -> -1, then << 8 into the accumulator
+    assert bias_acc.tolist() == [26 * 256, -256]
+    assert codebook_q.dtype == np.int64 and bias_acc.dtype == np.int64
 
 
 @pytest.mark.parametrize("seed", SEEDS[:3])

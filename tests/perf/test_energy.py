@@ -5,9 +5,12 @@ import json
 import numpy as np
 import pytest
 
+from dcsim.compress.layer import CompressedLayer
 from dcsim.compress.sparse import encode
 from dcsim.errors import ConfigError, FitError
+from dcsim.hw.config import EngineConfig
 from dcsim.perf import energy as en
+from dcsim.perf.cycles import engine_col_entries, layer_cycles
 from dcsim.perf.tech import default_tech, load_tech
 
 HAND_TECH = """\
@@ -97,10 +100,35 @@ def test_from_layer_stats_hand_case():
                              entries_per_word=2, layer="tiny")
     assert (ev.macs, ev.codebook_reads, ev.sparse_sram_word_reads) == (3, 3, 2)
     assert (ev.ptr_reads, ev.broadcasts, ev.fifo_pushes, ev.fifo_pops) == (8, 2, 4, 4)
-    assert (ev.acc_reads, ev.acc_writes, ev.output_writes, ev.act_src_reads) == (7, 7, 4, 3)
+    # 2 local rows on each of 2 PEs; 2 source vectors, read at RUN's start and at each
+    # advance (3 reads of one activation per PE)
+    assert (ev.acc_reads, ev.acc_writes, ev.output_writes, ev.act_src_reads) == (7, 7, 4, 6)
     assert ev.cycles == 2
     assert ev.codebook_bytes == 8 and ev.fifo_entry_bits == 18 and ev.fifo_bytes == 18
     assert ev.src_regfile_bytes == 4 and ev.dst_regfile_bytes == 12
+
+
+def test_analytic_and_cycle_model_events_share_one_rule():
+    # The same layer and input through from_layer_stats and the cycle model: every count
+    # that does not depend on the schedule must agree (word reads differ by design).
+    seed = 77
+    print(f"seed={seed}")
+    rng = np.random.default_rng(seed)
+    codes = ((rng.random((23, 19)) < 0.3) * rng.integers(1, 16, (23, 19))).astype(np.uint8)
+    active = rng.random(19) < 0.6
+    config = EngineConfig(n_pe=4, idx_bits=2)
+    layer = CompressedLayer(name="l", kind="fc", shape=(23, 19), codes=codes,
+                            codebook=np.linspace(0, 1, 16, dtype=np.float32),
+                            bias=np.zeros(23, np.float32), code_bits=4, index_bits=2)
+    modelled = layer_cycles(engine_col_entries(layer, config), active, 23, config).events
+    analytic = en.from_layer_stats(
+        rows=23, cols=19, n_pe=4, entries_per_pe=en.entries_per_pe(codes, 4, 2, active),
+        n_active=int(active.sum()), sparse_sram_bytes=1024, ptr_sram_bytes=256, code_bits=4)
+    for name in ("macs", "codebook_reads", "acc_reads", "acc_writes", "act_src_reads",
+                 "output_writes", "ptr_reads", "broadcasts", "fifo_pushes", "fifo_pops"):
+        assert getattr(analytic, name) == getattr(modelled, name), name
+    # 6 local rows on each of 4 PEs (24 for 23 rows), 5 source vectors + 1 read
+    assert modelled.output_writes == 24 and modelled.act_src_reads == 24
 
 
 def test_expected_entries_matches_exhaustive_enumeration():

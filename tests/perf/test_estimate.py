@@ -5,12 +5,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from dcsim.compress.layer import CompressedModel
+from dcsim.compress.layer import CompressedLayer, CompressedModel
 from dcsim.errors import ConfigError
 from dcsim.hw.config import EngineConfig
 from dcsim.hw.workloads import lenet_300_100
 from dcsim.kernels.run import trace_fixed
-from dcsim.perf.cycles import BREAKDOWN, model_cycles
+from dcsim.perf.cycles import BREAKDOWN
 from dcsim.perf.energy import SCENARIOS
 from dcsim.perf.estimate import estimate
 
@@ -54,14 +54,21 @@ def test_keys_types_and_sums(lenet, images):
     assert totals["sram"] < totals["dram_compressed"] < totals["dram_dense"]
 
 
-def test_cycles_are_the_cycle_model_on_the_fixed_kernels_activations(lenet, images):
-    config = EngineConfig.preset("small", n_pe=2, fifo_depth=2)
-    r = estimate(lenet, images, config)
-    want = np.zeros(3, np.int64)
-    for x in images:
-        inputs = [x_in for x_in, _ in trace_fixed(lenet, x, config.fmt)]
-        want += [lc.cycles for lc in model_cycles(lenet, inputs, config)]
-    assert r["cycles_per_layer"] == want.tolist()
+def test_cycles_by_hand_on_a_two_by_two_layer():
+    """docs/engine.md's timing rules worked by hand, 1 PE, a dense 2 x 2 layer.
+
+    Both inputs non-zero: broadcasts b = 2, 3; pops P = 3, 4; the walker takes column 0
+    in cycle 4 (entries 5, 6) and column 1 in 6 (entries 7, 8); idle from
+    max(L + 1, s + 3) = 11, so RUN = 11 and the layer 1 + 2 + 11 + 2 + 1 = 17 cycles.
+    Second input zero: vector 1 costs one scan cycle, column 0 alone: RUN = 9, 15 cycles.
+    """
+    layer = CompressedLayer("fc", "fc", (2, 2), np.ones((2, 2), np.uint8),
+                            np.array([0.0, 0.5], np.float32), np.zeros(2, np.float32), 1, 4)
+    model = CompressedModel("two", (2,), (layer,))
+    config = EngineConfig(n_pe=1)
+    r = estimate(model, np.array([[0.5, 0.25], [0.5, 0.0]], np.float32), config)
+    assert r["cycles_per_layer"] == [17 + 15]
+    assert r["layers"][0]["ideal_cycles"] == 2 + 2 + 2        # busiest PE's active entries
 
 
 def test_energy_is_per_inference(lenet, images):
@@ -89,7 +96,7 @@ def test_errors(lenet, images):
     config = EngineConfig.preset("small", n_pe=4)
     conv = dataclasses.replace(lenet.layers[0], kind="conv", shape=(300, 784, 1, 1))
     with pytest.raises(ConfigError) as err:
-        estimate(CompressedModel("c", (784,), (conv,)), images, config)
+        estimate(CompressedModel("c", (784, 1, 1), (conv,)), images, config)
     assert str(err.value) == ("model must have fc layers only (the engine runs no others), "
                               "not conv layers ['ip1']")
     with pytest.raises(ConfigError) as err:
@@ -101,3 +108,11 @@ def test_errors(lenet, images):
     with pytest.raises(ConfigError) as err:
         estimate(lenet, images, {"n_pe": 4})
     assert str(err.value) == "config must be an EngineConfig, not {'n_pe': 4}"
+
+
+def test_given_layer_inputs_give_the_same_result(lenet, images):
+    config = EngineConfig.preset("small", n_pe=4)
+    inputs = [[x for x, _ in trace_fixed(lenet, image, config.fmt)] for image in images]
+    assert estimate(lenet, images, config, layer_inputs=inputs) == estimate(lenet, images, config)
+    with pytest.raises(ConfigError, match=r"^layer_inputs must have one entry per image \(3\), not 2$"):
+        estimate(lenet, images, config, layer_inputs=inputs[:2])

@@ -1,4 +1,4 @@
-"""One Verilator build per engine configuration per test session (reused across runs)."""
+"""Verilator builds shared by the RTL tests: one per engine configuration per session."""
 
 import pytest
 
@@ -6,10 +6,28 @@ from dcsim.hw.config import EngineConfig
 from dcsim.hw.verilator import build_engine
 
 RTL_N_PE = (1, 2, 4, 8)
+_SMALL_MEMORIES = dict(sparse_words=512, ptr_depth=512, act_depth=64, bias_depth=256,
+                       max_layers=4)
+#: Builds that vary the knobs the ``small`` preset fixes, several knobs per build to keep
+#: the suite's build time down: name -> (config, built with X_UNIQUE_ARGS).
+VARIANTS = {
+    # the shallowest queue, the narrowest index (fillers every 4 rows), an odd PE count,
+    # 3-bit codes in 128-bit words (25 entries a word, slots up to bit 124); built with
+    # --x-assign unique --x-initial unique
+    "narrow": (EngineConfig(n_pe=3, fifo_depth=1, idx_bits=2, code_bits=3, word_bits=128,
+                            **_SMALL_MEMORIES), True),
+    # a deep queue, 16 PEs, 3-bit index, 8-bit codes (5 entries of 11 bits a 64-bit word)
+    "wide": (EngineConfig(n_pe=16, fifo_depth=16, idx_bits=3, code_bits=8,
+                          **dict(_SMALL_MEMORIES, act_depth=16)), False),
+}
 
 
 def rtl_config(n_pe: int) -> EngineConfig:
-    """The configuration every RTL test with ``n_pe`` PEs uses (one build each)."""
+    """The configuration every RTL test with ``n_pe`` PEs uses (one build each): the
+    ``small`` preset, with a 2-deep queue at n_pe=1 (queue depths 1 and 16 are in
+    ``VARIANTS``)."""
+    if n_pe == 1:
+        return EngineConfig.preset("small", n_pe=1, fifo_depth=2)
     return EngineConfig.preset("small", n_pe=n_pe)
 
 
@@ -22,5 +40,19 @@ def engine_build():
         if n_pe not in cache:
             cache[n_pe] = build_engine(rtl_config(n_pe))
         return cache[n_pe]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def variant_build():
+    """``variant_build(name)`` -> the cached EngineBuild of ``VARIANTS[name]``."""
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            config, x_unique = VARIANTS[name]
+            cache[name] = build_engine(config, x_unique=x_unique)
+        return cache[name]
 
     return get

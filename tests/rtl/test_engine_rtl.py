@@ -3,70 +3,29 @@ layer's cycle count against the cycle model (dcsim.perf.cycles)."""
 
 import numpy as np
 import pytest
+from cases import check_cases, random_cases
 from conftest import RTL_N_PE, rtl_config
 
 from dcsim.compress.pipeline import CompressionConfig, DeepCompression
 from dcsim.hw.image import compile_model
 from dcsim.hw.sim import first_mismatch, image_run, run_job, simulate
-from dcsim.hw.workloads import random_activations, random_layer, single_layer_model
+from dcsim.hw.workloads import single_layer_model
 from dcsim.kernels.run import run_fixed, trace_fixed
-from dcsim.kernels.spmv import layer_fixed
 from dcsim.nn.datasets import load_mnist
 from dcsim.nn.models import build
 from dcsim.perf.cycles import layer_cycles, model_cycles
 from dcsim.perf.estimate import estimate
 
 
-def _random_cases(rng, n_pe):
-    """(description, layer, x float) covering the corner cases of the issue."""
-    rows_odd = 4 * n_pe + 3
-    cases = [
-        ("no weights", random_layer("zero_w", 13, 20, 0.0, rng), random_activations(20, 0.5, rng)),
-        ("dense weights", random_layer("dense", rows_odd, 24, 1.0, rng), random_activations(24, 1.0, rng)),
-        ("gaps over 15 rows", random_layer("gaps", 70 * n_pe, 30, 0.02, rng),
-         random_activations(30, 0.9, rng)),
-        ("all-zero activations", random_layer("zero_x", 11, 16, 0.5, rng), np.zeros(16, np.float32)),
-        ("saturating", random_layer("sat", 9, 40, 0.8, rng, scale=40.0, bias_scale=20.0, relu=False),
-         random_activations(40, 0.9, rng, scale=20.0)),
-        ("one row", random_layer("row1", 1, 33, 0.7, rng), random_activations(33, 0.6, rng)),
-        ("one column", random_layer("col1", 17, 1, 0.7, rng), np.array([0.75], np.float32)),
-    ]
-    for density in (0.05, 0.3, 0.6):
-        layer = random_layer(f"d{int(density * 100)}", rows_odd + 2, 3 * n_pe + 5, density, rng)
-        cases.append((f"density {density}", layer, random_activations(layer.cols, 0.5, rng)))
-    empty = random_layer("empty_cols", 10, 12, 0.6, rng)
-    empty.codes[:, ::3] = 0
-    cases.append(("empty columns", empty, random_activations(12, 1.0, rng)))
-    return cases
-
-
 @pytest.mark.parametrize("n_pe", RTL_N_PE)
 def test_random_layers(engine_build, n_pe):
     seed = 100 + n_pe
     print(f"seed {seed}")
-    rng = np.random.default_rng(seed)
-    config = rtl_config(n_pe)
-    fmt = config.fmt
-    cases = _random_cases(rng, n_pe)
-    runs, wants = [], []
-    images, inputs = [], []
-    for _, layer, x in cases:
-        x_q = fmt.to_fixed(x)
-        images.append(compile_model(single_layer_model(layer), config))
-        inputs.append(x_q)
-        runs.append(image_run(images[-1], x_q))
-        wants.append(layer_fixed(layer, x_q, fmt))
-    result = run_job(engine_build(n_pe), runs, seed=seed)
-    saturated = 0
-    for (what, layer, _), want, got in zip(cases, wants, result["runs"]):
-        msg = first_mismatch(got["outputs"], want, n_pe, layer.name)
-        assert msg is None, f"{what}: {msg} (seed {seed})"
-        saturated += int(np.any(np.abs(want) >= 2 ** 15 - 1))
-    assert saturated >= 1
-    for (what, layer, _), image, x_q, got in zip(cases, images, inputs, result["runs"]):
-        li = image.layers[0]
-        model = layer_cycles(li.col_entries, x_q, li.rows, config, name=li.name)
-        assert got["cycles"] == [model.cycles], f"{what}: RTL {got['cycles']}, model {model.cycles}"
+    seen = check_cases(engine_build(n_pe), random_cases(np.random.default_rng(seed),
+                                                         rtl_config(n_pe)), seed)
+    assert seen["saturated"] >= 1 and seen["fillers"] >= 1 and seen["stalls"] >= 1
+    assert seen["negative_inputs"] >= 1 and seen["negative_hidden"] >= 1
+    assert seen["empty_pairs"] >= 1
 
 
 @pytest.fixture(scope="module")
@@ -128,19 +87,23 @@ def test_lenet_network_on_mnist(engine_build, lenet, mnist_test, n_pe):
 
 
 def test_stalls_change_clocks_not_results(engine_build, lenet, mnist_test):
+    # Load idles and output back-pressure on the RTL; outputs against the fixed kernel,
+    # layer cycles against the cycle model, clocks against the stall-free minimum.
     n_pe, seed = 4, 7
     config = rtl_config(n_pe)
     image = compile_model(lenet, config)
-    x_q = [trace_fixed(lenet, x, config.fmt)[0][0] for x in mnist_test[0][:2]]
-    runs = [image_run(image, x_q[0]), image_run(image, x_q[1], load=False)]
-    calm = run_job(engine_build(n_pe), runs, seed=seed)
+    traces = [trace_fixed(lenet, x, config.fmt) for x in mnist_test[0][:2]]
+    runs = [image_run(image, traces[0][0][0]), image_run(image, traces[1][0][0], load=False)]
     busy = run_job(engine_build(n_pe), runs, seed=seed, load_pause=0.3, out_pause=0.5)
-    for a, b in zip(calm["runs"], busy["runs"]):
-        assert a["outputs"] == b["outputs"]
-        assert a["cycles"] == b["cycles"]            # compute cycles do not see the streams
-        assert b["clocks"] > a["clocks"]
-    for x, a in zip(mnist_test[0][:2], calm["runs"]):
-        assert a["cycles"] == _model_cycles(lenet, config, x)
+    for x, trace, run, got in zip(mnist_test[0][:2], traces, runs, busy["runs"]):
+        assert first_mismatch(got["outputs"], trace[-1][1], n_pe, "ip3") is None
+        assert got["cycles"] == _model_cycles(lenet, config, x)
+        # one clock per load word, the layers, one per output: what no stall would take;
+        # the pauses add p / (1 - p) idle clocks per transfer on average
+        words = len(run["load"]) + len(run["input"])
+        stall_free = words + sum(got["cycles"]) + run["n_out"]
+        idles = words * 0.3 / 0.7 + run["n_out"] * 0.5 / 0.5
+        assert got["clocks"] - stall_free >= idles / 2
 
 
 def test_reset_mid_layer_then_clean_rerun(engine_build, lenet, mnist_test):

@@ -1,4 +1,4 @@
-"""Tests of dcsim.compress.report: the per-layer table agrees with the file."""
+"""Tests of dcsim.report: the per-layer table agrees with the file."""
 
 import os
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dcsim import container
-from dcsim.compress import report
+from dcsim import report
 from dcsim.compress.layer import CompressedLayer, CompressedModel
 from dcsim.errors import ConfigError
 
@@ -28,7 +28,7 @@ def hand_model():
     conv = CompressedLayer(name="conv", kind="conv", shape=(4, 1, 3, 3), codes=conv_codes,
                            codebook=np.where(np.arange(16) > 0, np.linspace(-1, 1, 16), 0),
                            bias=np.zeros(4), code_bits=4, index_bits=3, pool=2)
-    return CompressedModel(arch="hand", input_shape=(1, 5, 5), layers=[conv, ip],
+    return CompressedModel(arch="hand", input_shape=(1, 5, 6), layers=[conv, ip],
                            meta={"baseline_error": 2.0, "compressed_error": 2.5})
 
 
