@@ -89,7 +89,8 @@ def bench_cpu(folder: Path) -> dict:
     result = {"points": len(sample), "cpu_seconds": cpu, "wall_seconds": wall,
               "cpu_ms_per_point": 1000 * per_point,
               "projected_points_per_minute_2_cores": 2 * 60 / per_point}
-    print(f"{'points':>7} {'CPU s':>7} {'wall s':>7} {'CPU ms/pt':>10} {'2 idle cores, pts/min':>22}")
+    print(f"{'points':>7} {'CPU s':>7} {'wall s':>7} {'CPU ms/pt':>10} "
+          f"{'2 idle cores, pts/min':>22}")
     print(f"{len(sample):>7} {cpu:>7.1f} {wall:>7.1f} {1000 * per_point:>10.1f} "
           f"{result['projected_points_per_minute_2_cores']:>22.0f}")
     return result

@@ -270,17 +270,20 @@ def _add_sweep_commands(add) -> None:
     p = add("sweep", cmd_sweep, "design-space sweep of a YAML spec (local cores or a Dask cluster)")
     p.add_argument("file", metavar="SPEC.yaml", help="the sweep spec (examples/README.md)")
     p.add_argument("--out", required=True, metavar="RESULTS.csv", help="rows are appended here")
-    p.add_argument("--jobs", type=int, default=None, help="local worker processes (default: all cores)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="local worker processes (default: all cores)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
                    help="run on this Dask distributed scheduler instead")
-    p.add_argument("--resume", action="store_true", help="keep the rows already in --out, run the rest")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows already in --out, run the rest")
     p.add_argument("--verify", type=int, default=None, metavar="K",
                    help="run K random fitting points on the RTL; fail if cycles differ")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = add("sweep-plot", cmd_sweep_plot, "Pareto plot of sweep results (hollow: does not fit)")
     p.add_argument("file", metavar="RESULTS.csv")
-    p.add_argument("--x", default="latency", help="latency, energy, area, cycles or a column (default latency)")
+    p.add_argument("--x", default="latency",
+                   help="latency, energy, area, cycles or a column (default latency)")
     p.add_argument("--y", default="energy", help="the same choices (default energy)")
     p.add_argument("--color", default=None, help="colour points by this column, e.g. n_pe")
     p.add_argument("--scenario", default="sram", choices=["sram", "dram_compressed", "dram_dense"],

@@ -43,7 +43,8 @@ def test_area_table_errors_are_all_reported_like_the_energy_tables(tmp_path):
     msg = str(info.value)
     assert msg.startswith(f"{path}: 5 error(s): ")
     assert "replace: component must be one of ['cell', 'sram'], not 'dram'" in msg
-    assert "entries[0]: area_um2 must be a positive finite number of square micrometres, not -3" in msg
+    assert ("entries[0]: area_um2 must be a positive finite number of square micrometres, "
+            "not -3") in msg
     assert "entries[1]: depth must be a positive integer for sram, not None" in msg
     assert "entries[2]: unknown field 'colour'" in msg
     assert "entries[2]: cell must be one of" in msg
@@ -59,9 +60,9 @@ def test_user_sram_rows_replace_the_curve(tmp_path):
     # the default rows stay; with the two user rows the fit is no longer 1.37 * bits^0.916
     assert t.sram_fit_p != pytest.approx(default_area().sram_fit_p)
     yaml_path = tmp_path / "only.yaml"
-    yaml_path.write_text("replace: [sram]\nentries:\n"
-                         "  - {component: sram, depth: 100, width_bits: 10, area_um2: 1000, source: x}\n"
-                         "  - {component: sram, depth: 1000, width_bits: 10, area_um2: 10000, source: x}\n")
+    row = "  - {component: sram, depth: %d, width_bits: 10, area_um2: %d, source: x}\n"
+    yaml_path.write_text("replace: [sram]\nentries:\n" + row % (100, 1000)
+                         + row % (1000, 10000))
     only = load_area(yaml_path)
     assert only.sram_fit_p == pytest.approx(1.0)      # 1 um^2 per bit, exactly
     assert only.sram_um2(50, 10) == pytest.approx(500.0)

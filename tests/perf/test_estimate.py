@@ -114,5 +114,6 @@ def test_given_layer_inputs_give_the_same_result(lenet, images):
     config = EngineConfig.preset("small", n_pe=4)
     inputs = [[x for x, _ in trace_fixed(lenet, image, config.fmt)] for image in images]
     assert estimate(lenet, images, config, layer_inputs=inputs) == estimate(lenet, images, config)
-    with pytest.raises(ConfigError, match=r"^layer_inputs must have one entry per image \(3\), not 2$"):
+    with pytest.raises(ConfigError,
+                       match=r"^layer_inputs must have one entry per image \(3\), not 2$"):
         estimate(lenet, images, config, layer_inputs=inputs[:2])
