@@ -641,6 +641,66 @@ def _add_onnx_compress_options(p) -> None:
                         "retraining (x_train and y_train may then be left out of --data)")
 
 
+def cmd_sweep(args) -> int:
+    from dcsim.sweep.results import read_rows
+    from dcsim.sweep.runner import run_sweep, verify_points
+    from dcsim.sweep.spec import load_spec
+
+    spec = load_spec(args.file)
+    if args.verify is not None and args.verify < 1:
+        raise DcsimError(f"--verify must be a positive number of points, not {args.verify}")
+    report = run_sweep(spec, Path(args.out), jobs=args.jobs, scheduler=args.scheduler,
+                       resume=args.resume, progress=not args.quiet)
+    if args.verify:
+        report.verify = verify_points(spec, read_rows(args.out), args.verify, seed=spec.seed)
+    result = report.as_dict()
+    lines = [f"{args.file}: {result['points']} points, {result['computed']} computed, "
+             f"{result['skipped']} already in {args.out}, on {result['workers']} workers in "
+             f"{result['seconds']:.1f} s ({result['points_per_minute']:.0f} points/min)"]
+    lines += [f"  verify {v['key']}: model {v['cycles_model']} RTL {v['cycles_rtl']} "
+              f"{'same' if v['match'] else 'DIFFERENT'}" for v in report.verify]
+    _emit(args, result, "\n".join(lines))
+    return EXIT_OK if all(v["match"] for v in report.verify) else EXIT_FAIL
+
+
+def cmd_sweep_plot(args) -> int:
+    from dcsim.sweep.plot import plot_pareto
+    from dcsim.sweep.results import read_rows
+
+    rows = read_rows(_existing_file(args.file))
+    result = plot_pareto(rows, args.x, args.y, Path(args.out), color=args.color,
+                         scenario=args.scenario, where=args.file)
+    _emit(args, result, f"wrote {args.out}: {result['points']} points "
+          f"({result['fitting']} fit), {len(result['pareto_2d'])} on the {args.x}/{args.y} "
+          f"front, {result['pareto_3d']} on the latency/energy/area front")
+    return EXIT_OK
+
+
+def _add_sweep_commands(add) -> None:
+    p = add("sweep", cmd_sweep, "design-space sweep of a YAML spec (local cores or a Dask cluster)")
+    p.add_argument("file", metavar="SPEC.yaml", help="the sweep spec (examples/README.md)")
+    p.add_argument("--out", required=True, metavar="RESULTS.csv", help="rows are appended here")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="local worker processes (default: all cores)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
+                   help="run on this Dask distributed scheduler instead")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows already in --out, run the rest")
+    p.add_argument("--verify", type=int, default=None, metavar="K",
+                   help="run K random fitting points on the RTL; fail if cycles differ")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = add("sweep-plot", cmd_sweep_plot, "Pareto plot of sweep results (hollow: does not fit)")
+    p.add_argument("file", metavar="RESULTS.csv")
+    p.add_argument("--x", default="latency",
+                   help="latency, energy, area, cycles or a column (default latency)")
+    p.add_argument("--y", default="energy", help="the same choices (default energy)")
+    p.add_argument("--color", default=None, help="colour points by this column, e.g. n_pe")
+    p.add_argument("--scenario", default="sram", choices=["sram", "dram_compressed", "dram_dense"],
+                   help="energy scenario of the energy axis (default sram)")
+    p.add_argument("--out", required=True, metavar="PLOT.png")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dcsim", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"dcsim {__version__}")
@@ -764,6 +824,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "every entry not in use")
 
     _add_onnx_commands(sub, add)
+    _add_sweep_commands(add)
     return parser
 
 

@@ -269,7 +269,7 @@ def compile_model(model: CompressedModel, config: EngineConfig) -> EngineImage:
         for p, m in enumerate(pes):
             start = pe_entries[p] + np.asarray(m.line_ptr, dtype=np.int64)
             pointers[p] += [0] * (ptr_base - len(pointers[p]))
-            pointers[p] += [_pointer(int(e), c) for e in start]
+            pointers[p] += _pointers(start, c).tolist()
             local_bias = np.zeros(rows_local, dtype=np.int64)
             own = bias_q[p::n]
             local_bias[:own.shape[0]] = own
@@ -298,8 +298,9 @@ def compile_model(model: CompressedModel, config: EngineConfig) -> EngineImage:
         layers=tuple(layers))
 
 
-def _pointer(entry: int, c: EngineConfig) -> int:
-    word, slot = divmod(entry, c.entries_per_word)
+def _pointers(entries: np.ndarray, c: EngineConfig) -> np.ndarray:
+    """Column pointers ``word << slot_bits | slot`` of entry indices (int64 array)."""
+    word, slot = np.divmod(entries, c.entries_per_word)
     return (word << c.slot_bits) | slot
 
 

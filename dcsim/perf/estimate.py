@@ -23,12 +23,16 @@ DEFAULT_CLOCK_MHZ = 800.0
 
 
 def estimate(model: CompressedModel, x_images, config: EngineConfig,
-             tech: TechTable | None = None, clock_mhz: float = DEFAULT_CLOCK_MHZ) -> dict:
+             tech: TechTable | None = None, clock_mhz: float = DEFAULT_CLOCK_MHZ,
+             layer_inputs=None) -> dict:
     """Cycles, time, energy and fit of ``model`` on the engine for images ``x_images``.
 
     x_images : float (N, features) -- model inputs (MNIST: (N, 784)); each goes through
         the fixed kernel (``trace_fixed``) for the activations the engine sees.
     config : EngineConfig; tech : TechTable (default Horowitz 45 nm); clock_mhz : float.
+    layer_inputs : optional, one entry per image: that image's list of layer inputs as
+        ``[x for x, _ in trace_fixed(model, image, config.fmt)]`` gives it (a sweep
+        traces each model once per format and passes them here); default: traced here.
 
     Returns a JSON-ready dict: ``images``, ``n_pe``, ``clock_mhz``, ``cycles_per_layer``
     (ints, layer order, summed over the N images), ``cycles_total``, ``time_us`` (all N
@@ -69,8 +73,13 @@ def estimate(model: CompressedModel, x_images, config: EngineConfig,
     breakdown = [dict.fromkeys(BREAKDOWN, 0) for _ in range(n_layers)]
     sums = {s: {"total": 0.0, "components": {}, "per_layer": [{} for _ in range(n_layers)]}
             for s in SCENARIOS}
-    for trace in trace_fixed_batch(model, x, config.fmt):
-        inputs = [xin for xin, _ in trace]
+    if layer_inputs is None:
+        layer_inputs = [[xin for xin, _ in trace]
+                        for trace in trace_fixed_batch(model, x, config.fmt)]
+    elif len(layer_inputs) != x.shape[0]:
+        raise ConfigError(f"layer_inputs must have one entry per image ({x.shape[0]}), "
+                          f"not {len(layer_inputs)}")
+    for inputs in layer_inputs:
         result = model_cycles(model, inputs, config, col_entries)
         for li, lc in enumerate(result):
             cycles[li] += lc.cycles

@@ -9,6 +9,7 @@ from dcsim.compress.layer import CompressedLayer, CompressedModel
 from dcsim.errors import ConfigError
 from dcsim.hw.config import EngineConfig
 from dcsim.hw.workloads import lenet_300_100
+from dcsim.kernels.run import trace_fixed
 from dcsim.perf.cycles import BREAKDOWN
 from dcsim.perf.energy import SCENARIOS
 from dcsim.perf.estimate import estimate
@@ -107,3 +108,12 @@ def test_errors(lenet, images):
     with pytest.raises(ConfigError) as err:
         estimate(lenet, images, {"n_pe": 4})
     assert str(err.value) == "config must be an EngineConfig, not {'n_pe': 4}"
+
+
+def test_given_layer_inputs_give_the_same_result(lenet, images):
+    config = EngineConfig.preset("small", n_pe=4)
+    inputs = [[x for x, _ in trace_fixed(lenet, image, config.fmt)] for image in images]
+    assert estimate(lenet, images, config, layer_inputs=inputs) == estimate(lenet, images, config)
+    with pytest.raises(ConfigError,
+                       match=r"^layer_inputs must have one entry per image \(3\), not 2$"):
+        estimate(lenet, images, config, layer_inputs=inputs[:2])

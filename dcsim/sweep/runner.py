@@ -1,0 +1,201 @@
+"""Run a sweep's points on a local process pool or an existing Dask cluster.
+
+Two phases, both on the same executor: first the area of every distinct config (Yosys
+synthesis, cached on disk, so each config is synthesized once however many points share
+it), then the points. Points are submitted in bounded batches and every finished row is
+appended to the results file at once (``results.ResultWriter``), keyed by the point's
+hash: ``--resume`` skips rows already there, and a point a lost Dask worker had to rerun
+is written once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import json
+import multiprocessing
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from dcsim.errors import ConfigError
+from dcsim.sweep import point as point_mod
+from dcsim.sweep.results import ResultWriter, read_rows
+from dcsim.sweep.spec import SweepSpec
+
+#: Points in flight per worker: enough to keep workers busy, few enough that an
+#: interrupt loses little and memory stays flat for sweeps of any size.
+IN_FLIGHT_PER_WORKER = 8
+
+
+@dataclass
+class SweepReport:
+    """What a run did: points in the spec, skipped (already in the file), computed,
+    wall seconds, workers, and the verified points (``verify``: list of dicts)."""
+
+    points: int
+    skipped: int
+    computed: int
+    seconds: float
+    workers: int
+    verify: list
+
+    def as_dict(self) -> dict:
+        return {"points": self.points, "skipped": self.skipped, "computed": self.computed,
+                "seconds": self.seconds, "workers": self.workers,
+                "points_per_minute": 60.0 * self.computed / self.seconds if self.seconds else 0.0,
+                "verify": self.verify}
+
+
+def _init_worker() -> None:
+    # one thread per process: the pool is the parallelism (BENCHMARKS.md, section 4)
+    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+    import numba
+    numba.set_num_threads(1)
+
+
+class _LocalExecutor:
+    def __init__(self, jobs: int):
+        self.workers = jobs
+        self._pool = cf.ProcessPoolExecutor(
+            max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker)
+
+    def submit(self, fn, *args):
+        return self._pool.submit(fn, *args)
+
+    def wait_first(self, futures):
+        done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
+        return done
+
+    def close(self, cancel: bool = False):
+        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+
+
+class _DaskExecutor:
+    def __init__(self, address: str):
+        from distributed import Client
+
+        try:
+            self._client = Client(address, timeout="10s")
+        except OSError as exc:
+            reason = " ".join(str(exc).split())
+            raise ConfigError(f"--scheduler must be the address of a running Dask "
+                              f"scheduler, not {address!r} ({reason})") from None
+        self._client.run(_init_worker)
+        self.workers = max(1, len(self._client.scheduler_info()["workers"]))
+
+    def submit(self, fn, *args):
+        # pure=False: a rerun after a lost worker is a new computation of the same row
+        return self._client.submit(fn, *args, pure=False)
+
+    def wait_first(self, futures):
+        from distributed import wait
+
+        return wait(list(futures), return_when="FIRST_COMPLETED").done
+
+    def close(self, cancel: bool = False):
+        self._client.close()
+
+
+def run_sweep(spec: SweepSpec, out, jobs: int | None = None, scheduler: str | None = None,
+              resume: bool = False, progress: bool = True, log=None) -> SweepReport:
+    """Run every point of ``spec`` not yet in ``out`` (CSV); see the module docstring.
+
+    jobs : local worker processes (default: all cores); scheduler : ``tcp://host:port``
+    of a Dask scheduler (then ``jobs`` is ignored). KeyboardInterrupt stops at once,
+    leaving the rows written so far.
+    """
+    from tqdm import tqdm
+
+    log = sys.stderr if log is None else log
+    points = spec.points()
+    t0 = time.perf_counter()
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise ConfigError(f"--jobs must be a positive integer, not {jobs!r}")
+    if resume and Path(out).exists():
+        read_rows(out)                   # a foreign file is refused before anything runs
+    # connect first: a scheduler that is not there leaves an old file as it was
+    executor = (_DaskExecutor(scheduler) if scheduler
+                else _LocalExecutor(jobs or os.cpu_count() or 1))
+    try:
+        writer = ResultWriter(out, resume=resume)
+    except BaseException:
+        executor.close(cancel=True)
+        raise
+    todo = [p for p in points if p.key not in writer.done]
+    skipped = len(points) - len(todo)
+    computed = 0
+    try:
+        configs = {}
+        for p in todo:
+            configs.setdefault(json.dumps(p.config, sort_keys=True), (p.config, p.area))
+        _drain(executor, [(point_mod.synthesize_config, c, a) for c, a in configs.values()],
+               lambda _: None, tqdm(total=len(configs), desc="area (synthesis)",
+                                    disable=not progress, file=log, unit="config"))
+
+        def take(row):
+            nonlocal computed
+            computed += writer.write(row)
+
+        _drain(executor, [(point_mod.evaluate, p) for p in todo], take,
+               tqdm(total=len(todo), desc="sweep", disable=not progress, file=log,
+                    unit="pt"))
+    except BaseException:
+        executor.close(cancel=True)
+        writer.close()
+        raise
+    executor.close()
+    writer.close()
+    return SweepReport(points=len(points), skipped=skipped, computed=computed,
+                       seconds=time.perf_counter() - t0, workers=executor.workers, verify=[])
+
+
+def _drain(executor, calls, on_result, bar) -> None:
+    """Run ``calls`` (fn, *args) keeping a bounded number in flight; results in order
+    of completion go to ``on_result``."""
+    limit = IN_FLIGHT_PER_WORKER * executor.workers
+    pending = iter(calls)
+    running = set()
+    with bar:
+        while True:
+            while len(running) < limit:
+                call = next(pending, None)
+                if call is None:
+                    break
+                running.add(executor.submit(*call))
+            if not running:
+                return
+            for fut in executor.wait_first(running):
+                running.discard(fut)
+                on_result(fut.result())
+                bar.update(1)
+
+
+def verify_points(spec: SweepSpec, rows: list, k: int, seed: int = 0, log=None) -> list:
+    """Run ``k`` points chosen at random (seeded) among the fitting ``rows`` on the RTL
+    (Verilator, ``hw.sim.simulate``) and compare cycles per layer with the model's.
+
+    Returns one dict per point: key, config, cycles_model, cycles_rtl, match.
+    """
+    from dcsim.hw.sim import simulate
+
+    log = sys.stderr if log is None else log
+    by_key = {p.key: p for p in spec.points()}
+    fitting = sorted(r["key"] for r in rows if r["fits"] == "true" and r["key"] in by_key)
+    chosen = random.Random(seed).sample(fitting, min(k, len(fitting)))
+    out = []
+    for key in chosen:
+        p = by_key[key]
+        row = next(r for r in rows if r["key"] == key)
+        print(f"verify: point {key} {p.model} {p.config}", file=log)
+        sim = simulate(point_mod.model_of(p), point_mod.images_of(p), p.engine_config())
+        model_cycles = json.loads(row["cycles_per_layer_json"])
+        match = sim["cycles_per_layer"] == model_cycles and sim["outputs_match"]
+        print(f"verify: point {key}: model {model_cycles}, RTL {sim['cycles_per_layer']}"
+              f" -> {'same' if match else 'DIFFERENT'}", file=log)
+        out.append({"key": key, "config": p.config, "cycles_model": model_cycles,
+                    "cycles_rtl": sim["cycles_per_layer"], "match": match})
+    return out

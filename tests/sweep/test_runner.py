@@ -1,0 +1,215 @@
+"""Tests of dcsim.sweep.runner: local pool vs a real Dask cluster, a lost worker, SIGINT
+and --resume. Every run must give the same rows, each point exactly once."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sweep_specs import small_spec
+from dcsim.sweep.point import COLUMNS, TIMING_COLUMNS
+from dcsim.sweep.results import read_rows
+from dcsim.sweep.runner import run_sweep
+from dcsim.sweep.spec import load_spec
+
+BIN = Path(sys.executable).parent
+
+
+def rows_by_key(path):
+    rows = read_rows(path)
+    keys = [r["key"] for r in rows]
+    assert len(keys) == len(set(keys)), "a point was written twice"
+    return {r["key"]: {c: r[c] for c in COLUMNS if c not in TIMING_COLUMNS} for r in rows}
+
+
+def data_rows(path) -> int:
+    try:
+        return max(0, path.read_text().count("\n") - 1)
+    except FileNotFoundError:
+        return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DaskCluster:
+    """``dask scheduler`` and ``dask worker`` processes on 127.0.0.1, stopped by PID."""
+
+    def __init__(self, n_workers: int, log_dir: Path):
+        self.address = f"tcp://127.0.0.1:{free_port()}"
+        self.log_dir = log_dir
+        self.procs = []
+        self.scheduler = self._start("scheduler", ["scheduler", "--host", "127.0.0.1",
+                                                   "--port", self.address.rsplit(":", 1)[1],
+                                                   "--no-dashboard"])
+        self.workers = [self._start(f"worker{i}", [
+            "worker", self.address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+            "--host", "127.0.0.1", "--name", f"w{i}"]) for i in range(n_workers)]
+        self._wait_for_workers(n_workers)
+
+    def _start(self, name, args):
+        with (self.log_dir / f"{name}.log").open("w") as log:
+            proc = subprocess.Popen([str(BIN / "dask"), *args], stdout=log, stderr=log,
+                                    env=dict(os.environ), start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def _wait_for_workers(self, n, timeout=120.0):
+        from distributed import Client
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with Client(self.address, timeout="5s") as client:
+                    if len(client.scheduler_info()["workers"]) >= n:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"{n} Dask workers did not join {self.address} in {timeout} s; "
+                             f"see {self.log_dir}")
+
+    def stop(self):
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=20)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = DaskCluster(2, tmp_path)
+    yield c
+    c.stop()
+
+
+def test_dask_rows_equal_local_rows_and_survive_a_lost_worker(tmp_path, cluster):
+    spec = load_spec(small_spec(tmp_path, clocks="{start: 100, stop: 1290, step: 10}"))
+    n = len(spec.points())
+    assert n == 2 * 120
+    local = tmp_path / "local.csv"
+    report = run_sweep(spec, local, jobs=2, progress=False)
+    assert report.computed == n and report.skipped == 0
+
+    remote = tmp_path / "dask.csv"
+    victim = cluster.workers[0]
+    killed = threading.Event()
+
+    def kill_when_running():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and data_rows(remote) < 20:
+            time.sleep(0.02)
+        os.kill(victim.pid, signal.SIGKILL)
+        killed.set()
+
+    killer = threading.Thread(target=kill_when_running, daemon=True)
+    killer.start()
+    report = run_sweep(spec, remote, scheduler=cluster.address, progress=False)
+    killer.join(timeout=60)
+    assert killed.is_set() and victim.wait(timeout=10) == -signal.SIGKILL
+    assert report.workers == 2 and report.computed == n
+    got, want = rows_by_key(remote), rows_by_key(local)
+    assert len(got) == n
+    assert got == want
+    workers = {r["sweep_worker"] for r in read_rows(remote)}
+    assert len(workers) == 2          # both workers wrote rows before one was killed
+
+
+def test_sigint_then_resume_gives_the_uninterrupted_rows(tmp_path):
+    spec_path = small_spec(tmp_path, clocks="{start: 100, stop: 1590, step: 10}")
+    n = len(load_spec(spec_path).points())
+    assert n == 2 * 150
+    out = tmp_path / "results.csv"
+    cmd = [str(BIN / "dcsim"), "sweep", str(spec_path), "--out", str(out), "--jobs", "2",
+           "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and data_rows(out) < 30 and proc.poll() is None:
+        time.sleep(0.02)
+    assert proc.poll() is None, f"finished before the interrupt: {proc.communicate()}"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    partial = rows_by_key(out)
+    assert 30 <= len(partial) < n
+
+    done = subprocess.run(cmd + ["--resume", "--json"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert f'"skipped": {len(partial)}' in done.stdout
+    resumed = rows_by_key(out)
+    whole = tmp_path / "whole.csv"
+    run_sweep(load_spec(spec_path), whole, jobs=2, progress=False)
+    assert resumed == rows_by_key(whole)
+    assert len(resumed) == n
+
+
+def test_resume_drops_a_partial_last_line_and_refuses_other_files(tmp_path):
+    spec = load_spec(small_spec(tmp_path, clocks="[100, 200, 300]"))
+    out = tmp_path / "r.csv"
+    run_sweep(spec, out, jobs=1, progress=False)
+    full = out.read_text()
+    lines = full.splitlines(keepends=True)
+    out.write_text("".join(lines[:-1]) + lines[-1][:25])      # killed mid-write
+    report = run_sweep(spec, out, jobs=1, resume=True, progress=False)
+    assert (report.skipped, report.computed) == (len(lines) - 2, 1)
+    assert rows_by_key(out) == rows_by_key_text(tmp_path, full)
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    from dcsim.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"other.csv: must be a results file of this dcsim"):
+        run_sweep(spec, other, jobs=1, resume=True, progress=False)
+    assert other.read_text() == "a,b\n1,2\n"
+
+
+def test_sweep_plot_command(tmp_path, capsys):
+    import json
+
+    from dcsim.cli import main
+
+    spec = load_spec(small_spec(tmp_path, clocks="[100, 400]"))
+    out = tmp_path / "r.csv"
+    run_sweep(spec, out, jobs=1, progress=False)
+    png = tmp_path / "p.png"
+    assert main(["sweep-plot", str(out), "--x", "latency", "--y", "area", "--color", "n_pe",
+                 "--out", str(png), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["points"] == 4 and result["fitting"] == 0   # this engine is too small
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["sweep-plot", str(out), "--x", "colour", "--out", str(png)]) == 2
+    assert "axis must be one of ['area', 'cycles', 'energy', 'latency'] or a column, not " \
+           "'colour'" in capsys.readouterr().err
+
+
+def rows_by_key_text(folder, text):
+    p = folder / "copy.csv"
+    p.write_text(text)
+    return rows_by_key(p)
+
+
+def test_scheduler_not_there_is_exit_2_and_leaves_the_file(tmp_path, capsys):
+    from dcsim.cli import main
+
+    spec = small_spec(tmp_path)
+    out = tmp_path / "r.csv"
+    out.write_text("keep me\n")
+    address = f"tcp://127.0.0.1:{free_port()}"
+    assert main(["sweep", str(spec), "--out", str(out), "--scheduler", address]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"--scheduler must be the address of a running Dask scheduler, not '{address}'" in err
+    assert out.read_text() == "keep me\n"
