@@ -17,7 +17,7 @@ from dcsim.hw.layouts import load_layout, pack
 from dcsim.hw.scoreboard import WRITE_FIELDS, first_wrong_write
 from dcsim.hw.verilator import EngineBuild, build_engine
 from dcsim.kernels.fixed import FixedFormat
-from dcsim.kernels.run import trace_fixed
+from dcsim.kernels.run import run_fixed, trace_fixed
 
 TB_MODULE = "dcsim.hw.tb"
 
@@ -47,11 +47,12 @@ def image_run(image: EngineImage, x_q, load: bool = True, reset_after=None,
 
 
 def run_job(build: EngineBuild, runs: list, seed: int = 0, load_pause: float = 0.0,
-            out_pause: float = 0.0) -> dict:
+            out_pause: float = 0.0, waves=None) -> dict:
     """Play ``runs`` (see :func:`image_run`) on the built engine in one simulator process.
 
     load_pause, out_pause : probability of an idle cycle on the load stream and of a
     back-pressure cycle on the output stream (seeded by ``seed``).
+    waves : path of an FST waveform to write (``build`` must be a ``waves=True`` build).
     Returns ``{"runs": [...], "seconds": wall time in the simulator}``; a run is
     ``{"outputs": [int], "cycles": [per-layer cycles], "clocks": simulator clocks of the
     whole run (loads and output stream included), "load_seconds": wall time of the image
@@ -70,7 +71,8 @@ def run_job(build: EngineBuild, runs: list, seed: int = 0, load_pause: float = 0
         runner.test(test_module=TB_MODULE, hdl_toplevel=build.toplevel, hdl_toplevel_lang="verilog",
                     build_dir=str(build.build_dir), test_dir=str(tmp),
                     extra_env={"DCSIM_JOB": str(job), "DCSIM_RESULT": str(result)},
-                    log_file=str(tmp / "sim.log"))
+                    log_file=str(tmp / "sim.log"), waves=waves is not None,
+                    test_args=[] if waves is None else ["--trace-file", str(waves)])
         if not result.exists():
             log = (tmp / "sim.log").read_text()[-2000:] if (tmp / "sim.log").exists() else ""
             raise ToolError(f"The engine simulation must write its results, not stop "
@@ -115,51 +117,87 @@ def locate_mismatch(model: CompressedModel, inputs, run: dict, n_pe: int,
     return None
 
 
-def simulate(model: CompressedModel, x_images, config: EngineConfig, build_root=None,
-             seed: int = 0, load_pause: float = 0.0, out_pause: float = 0.0) -> dict:
-    """Run float images ``x_images`` (N, 784) through ``model`` on the Verilator engine.
+def compare_outputs(model: CompressedModel, image: EngineImage, x_images, outputs, cycles,
+                    build_root=None) -> dict:
+    """The verdict of a harness run against the fixed kernel; both harnesses (cocotb here,
+    native in ``dcsim.hw.native``) call it, so they report alike.
 
-    The model's images are loaded once; each image's input is loaded and the whole
-    network runs on chip. Returns a dict: images, outputs (N, rows_last) int64,
-    outputs_match (every integer equals ``trace_fixed``'s), labels (N,) argmax of the
-    engine's outputs, cycles_per_layer (list, summed over images), cycles_total,
-    sim_seconds (simulator wall time), n_pe, and first_mismatch: None, or for the first
-    image whose outputs differ, the first wrong accumulator write (layer, column, row,
-    PE, cycle) found by rerunning that image with the accumulator monitor.
+    x_images : float (N, features); outputs : ints (N, rows_last) from the engine;
+    cycles : ints (N, n_layers), each layer's cycle counter per image. Returns a dict:
+    images, outputs (int64 array), outputs_match (every integer equals ``run_fixed``'s),
+    first_mismatch (None, or for the first image whose outputs differ, the first wrong
+    accumulator write (layer, column, row, PE, cycle), found by rerunning that image on
+    the cocotb harness with the accumulator monitor), labels (argmax of the engine's
+    outputs), cycles_per_layer (summed over images) and cycles_total.
     """
-    x_images = np.asarray(x_images, dtype=np.float32)
-    if x_images.ndim != 2 or x_images.shape[0] < 1:
-        raise ConfigError(f"x_images must be a non-empty (N, features) array, not shape "
-                          f"{x_images.shape}")
-    image = compile_model(model, config)
-    fmt = config.fmt
-    traces = [trace_fixed(model, x, fmt) for x in x_images]
-    runs = [image_run(image, tr[0][0], load=(i == 0)) for i, tr in enumerate(traces)]
-    build = build_engine(config, build_root)
-    t0 = time.perf_counter()
-    result = run_job(build, runs, seed=seed, load_pause=load_pause, out_pause=out_pause)
-    wall = time.perf_counter() - t0
-    outputs = np.array([r["outputs"] for r in result["runs"]], dtype=np.int64)
-    want = np.array([tr[-1][1] for tr in traces], dtype=np.int64)
-    cycles = np.array([r["cycles"] for r in result["runs"]], dtype=np.int64)
-    per_layer = [int(v) for v in cycles.sum(axis=0)]
+    config = image.config
+    outputs = np.asarray(outputs, dtype=np.int64)
+    want = run_fixed(model, x_images, config.fmt)
+    per_layer = [int(v) for v in np.asarray(cycles, dtype=np.int64).sum(axis=0)]
     match = bool(np.array_equal(outputs, want))
     first = None
     if not match:
-        bad = int(np.flatnonzero((outputs != want).any(axis=1))[0])
-        rerun = run_job(build, [image_run(image, traces[bad][0][0], monitor=True)])["runs"][0]
-        where = locate_mismatch(model, [x_in for x_in, _ in traces[bad]], rerun,
-                                config.n_pe, fmt)
+        bad = int(np.flatnonzero((outputs != want).any(axis=1))[0]) \
+            if outputs.shape == want.shape else 0
+        trace = trace_fixed(model, x_images[bad], config.fmt)
+        rerun = run_job(build_engine(config, build_root),
+                        [image_run(image, trace[0][0], monitor=True)])["runs"][0]
+        where = locate_mismatch(model, [x_in for x_in, _ in trace], rerun, config.n_pe,
+                                config.fmt)
         first = f"image {bad}: " + (where or "outputs differ, every accumulator write matches")
     return {
-        "images": int(x_images.shape[0]),
+        "images": int(outputs.shape[0]),
         "outputs": outputs,
         "outputs_match": match,
         "first_mismatch": first,
         "labels": [int(v) for v in outputs.argmax(axis=1)],
         "cycles_per_layer": per_layer,
         "cycles_total": int(sum(per_layer)),
+    }
+
+
+def check_images(x_images) -> np.ndarray:
+    """``x_images`` as float32 (N, features); ConfigError if it is not such an array."""
+    x_images = np.asarray(x_images, dtype=np.float32)
+    if x_images.ndim != 2 or x_images.shape[0] < 1:
+        raise ConfigError(f"x_images must be a non-empty (N, features) array, not shape "
+                          f"{x_images.shape}")
+    return x_images
+
+
+def simulate(model: CompressedModel, x_images, config: EngineConfig, build_root=None,
+             seed: int = 0, load_pause: float = 0.0, out_pause: float = 0.0,
+             waves=None) -> dict:
+    """Run float images ``x_images`` (N, 784) through ``model`` on the Verilator engine
+    with the cocotb testbench.
+
+    The model's images are loaded once; each image's input is loaded and the whole
+    network runs on chip. With ``waves`` (a path), the run is built with
+    ``--trace-fst`` (a separate cached build) and writes an FST waveform there. Returns
+    :func:`compare_outputs`'s dict plus sim_seconds (simulator wall time), wall_seconds,
+    n_pe, harness ("cocotb"), cycles_per_second (simulated clocks, loads and output
+    streams included, per second of simulator wall time), compute_clocks (the layers'
+    cycles) and compute_seconds (wall time from each start transfer to the first output).
+    """
+    x_images = check_images(x_images)
+    image = compile_model(model, config)
+    x_q = config.fmt.to_fixed(x_images)
+    runs = [image_run(image, x, load=(i == 0)) for i, x in enumerate(x_q)]
+    waves = None if waves is None else Path(waves).resolve()
+    build = build_engine(config, build_root, waves=waves is not None)
+    t0 = time.perf_counter()
+    result = run_job(build, runs, seed=seed, load_pause=load_pause, out_pause=out_pause,
+                     waves=waves)
+    wall = time.perf_counter() - t0
+    verdict = compare_outputs(model, image, x_images, [r["outputs"] for r in result["runs"]],
+                              [r["cycles"] for r in result["runs"]], build_root)
+    clocks = sum(r["clocks"] for r in result["runs"])
+    return verdict | {
         "sim_seconds": float(result["seconds"]),
         "wall_seconds": wall,
         "n_pe": config.n_pe,
+        "harness": "cocotb",
+        "cycles_per_second": clocks / max(float(result["seconds"]), 1e-9),
+        "compute_clocks": verdict["cycles_total"],
+        "compute_seconds": float(sum(r["compute_seconds"] for r in result["runs"])),
     }

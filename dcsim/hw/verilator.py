@@ -31,6 +31,34 @@ BUILD_ARGS = ("-Wno-fatal", "-O3", "--no-public-flat-rw", "--x-assign", "fast",
               "--x-initial", "fast")
 
 
+# Verilator's FST writer includes <lz4.h> and links -llz4; sw/compat/lz4.h declares the two
+# functions it calls, for machines with the lz4 runtime but without liblz4-dev.
+LZ4_COMPAT_DIR = Path(__file__).resolve().parents[2] / "sw" / "compat"
+LZ4_RUNTIME_GLOBS = ("/usr/lib/*/liblz4.so.1", "/usr/lib64/liblz4.so.1", "/lib/*/liblz4.so.1",
+                     "/usr/lib/liblz4.so.1")
+
+
+def fst_build_args(work_dir: Path) -> list:
+    """Extra Verilator arguments of an FST-tracing build: none where lz4's header is
+    installed; otherwise ``-CFLAGS -I sw/compat`` and ``-LDFLAGS -L`` a folder in
+    ``work_dir`` holding a ``liblz4.so`` link to the runtime library. ToolError if there
+    is no lz4 library at all."""
+    if Path("/usr/include/lz4.h").exists() or Path("/usr/local/include/lz4.h").exists():
+        return []
+    runtime = next((p for pattern in LZ4_RUNTIME_GLOBS
+                    for p in sorted(Path("/").glob(pattern.lstrip("/")))), None)
+    if runtime is None:
+        raise ToolError("lz4 must be installed for FST waveforms (Verilator's FST writer "
+                        "links it), not missing; install liblz4-dev")
+    lib_dir = Path(work_dir) / "lz4"
+    lib_dir.mkdir(parents=True, exist_ok=True)
+    link = lib_dir / "liblz4.so"
+    if not link.is_symlink() or link.resolve() != runtime.resolve():
+        link.unlink(missing_ok=True)
+        link.symlink_to(runtime)
+    return ["-CFLAGS", f"-I{LZ4_COMPAT_DIR}", "-LDFLAGS", f"-L{lib_dir}"]
+
+
 def control_file(toplevel: str, pe_module: str) -> str:
     """Verilator control file: the testbench top's ports and internals readable and
     writable by cocotb, and each PE's ``dbg_*`` accumulator-write ports readable (for
@@ -104,8 +132,10 @@ def default_build_root() -> Path:
     return Path(os.environ.get(BUILD_DIR_ENV, Path.cwd() / "build" / "verilator"))
 
 
-def build_engine(config: EngineConfig, root: Path | None = None) -> EngineBuild:
-    """Build (or reuse) the Verilator model of ``config``.
+def build_engine(config: EngineConfig, root: Path | None = None,
+                 waves: bool = False) -> EngineBuild:
+    """Build (or reuse) the Verilator model of ``config``; with ``waves``, the variant
+    compiled with FST tracing (``--trace-fst``, a build of its own so plain runs stay fast).
 
     Sources: the engine's Verilog (``build.write_rtl``), the testbench top
     (``feeder.write_harness``) and a Verilator control file (:func:`control_file`). The
@@ -123,7 +153,8 @@ def build_engine(config: EngineConfig, root: Path | None = None) -> EngineBuild:
     toplevel = verilog[-1].stem
     control = staging / f"{toplevel}.vlt"
     _write_if_changed(control, control_file(toplevel, pe))
-    text = "".join(f.read_text() for f in [control, *verilog]) + " ".join(BUILD_ARGS)
+    args = list(BUILD_ARGS) + (["--trace-fst", *fst_build_args(root)] if waves else [])
+    text = "".join(f.read_text() for f in [control, *verilog]) + " ".join(args)
     key = hashlib.sha256((json.dumps(config.to_dict(), sort_keys=True) + text).encode()) \
         .hexdigest()[:16]
     build_dir = root / f"{toplevel}_{key}"
@@ -134,7 +165,7 @@ def build_engine(config: EngineConfig, root: Path | None = None) -> EngineBuild:
     try:
         runner.build(
             sources=[str(f) for f in [control, *verilog]], hdl_toplevel=toplevel,
-            build_dir=str(build_dir), build_args=list(BUILD_ARGS), always=True,
+            build_dir=str(build_dir), build_args=args, always=True, waves=waves,
             log_file=str(root / f"{toplevel}_{key}.build.log"))
     except (SystemExit, RuntimeError) as err:
         raise ToolError(f"Verilator build of {toplevel} must succeed, not fail ({err}); "

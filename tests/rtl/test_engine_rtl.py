@@ -5,14 +5,11 @@ import numpy as np
 import pytest
 from conftest import RTL_N_PE, rtl_config
 
-from dcsim.compress.pipeline import CompressionConfig, DeepCompression
 from dcsim.hw.image import compile_model
 from dcsim.hw.sim import first_mismatch, image_run, run_job, simulate
 from dcsim.hw.workloads import random_activations, random_layer, single_layer_model
 from dcsim.kernels.run import run_fixed, trace_fixed
 from dcsim.kernels.spmv import layer_fixed
-from dcsim.nn.datasets import load_mnist
-from dcsim.nn.models import build
 from dcsim.perf.cycles import layer_cycles, model_cycles
 from dcsim.perf.estimate import estimate
 
@@ -67,27 +64,6 @@ def test_random_layers(engine_build, n_pe):
         li = image.layers[0]
         model = layer_cycles(li.col_entries, x_q, li.rows, config, name=li.name)
         assert got["cycles"] == [model.cycles], f"{what}: RTL {got['cycles']}, model {model.cycles}"
-
-
-@pytest.fixture(scope="module")
-def lenet():
-    """A LeNet-300-100 through the real pipeline (trained on a slice of MNIST: seconds)."""
-    import dataclasses
-
-    data = load_mnist()
-    data = dataclasses.replace(data, train_x=data.train_x[:3000], train_y=data.train_y[:3000])
-    config = CompressionConfig(arch="lenet300", baseline_epochs=1, prune_steps=1,
-                               retrain_epochs=1, finetune_epochs=1)
-    model = DeepCompression(config, progress=False, log=lambda msg: None).run(
-        build("lenet300", seed=0), data)
-    assert [l.density for l in model.layers] == pytest.approx([0.08, 0.09, 0.26], abs=0.002)
-    return model
-
-
-@pytest.fixture(scope="module")
-def mnist_test():
-    m = load_mnist()
-    return m.test_x, m.test_y
 
 
 @pytest.mark.parametrize("n_pe", RTL_N_PE)
