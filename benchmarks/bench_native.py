@@ -12,9 +12,10 @@
    in an empty build folder (build included), its test error beside ``dcsim eval``'s
    fixed-point error.
 
-Writes benchmarks/results/bench_native.json.
+Writes benchmarks/results/bench_native.json (a run of some ``--parts`` updates those
+parts and keeps the others, each with the machine's load average when it ran).
 
-    .venv/bin/python benchmarks/bench_native.py --model lenet300.dcz [--skip-64] [--skip-10k]
+    .venv/bin/python benchmarks/bench_native.py --model lenet300.dcz [--parts lenet8 eie64 mnist10k]
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from dcsim.hw.workloads import EIE_LAYERS, random_activations, random_layer, sin
 
 DCSIM = str(Path(sys.executable).with_name("dcsim"))
 EIE64 = EngineConfig.preset("eie64")
+PARTS = ("lenet8", "eie64", "mnist10k")
 
 
 def l3_cache() -> str:
@@ -128,6 +130,8 @@ def part_10k(model: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="dcsim_bench_native_") as tmp:
         env = dict(os.environ, DCSIM_BUILD_DIR=tmp)
         sim = dcsim_sim(model, 10000, "native", env=env)
+        cached = dcsim_sim(model, 10000, "native", env=env)
+    assert cached["labels"] == sim["labels"]
     t0 = time.perf_counter()
     proc = subprocess.run([DCSIM, "eval", str(model), "--json"], capture_output=True,
                           text=True, check=True)
@@ -136,6 +140,7 @@ def part_10k(model: Path) -> dict:
     row = {"case": "all 10,000 MNIST test images, 8 PEs, build included",
            "command": sim["command"] + "  (DCSIM_BUILD_DIR empty)",
            "command_seconds": round(sim["command_seconds"], 1),
+           "command_seconds_build_cached": round(cached["command_seconds"], 1),
            "sim_seconds": round(sim["sim_seconds"], 1),
            "cycles_total": sim["cycles_total"], "cycles_per_layer": sim["cycles_per_layer"],
            "cycles_per_second": round(sim["cycles_per_second"]),
@@ -148,49 +153,51 @@ def part_10k(model: Path) -> dict:
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, type=Path, help="a LeNet-300-100 .dcz")
+    parser.add_argument("--parts", nargs="*", default=list(PARTS), choices=list(PARTS))
     parser.add_argument("--sizes", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--images-64", type=int, default=10, help="images per 64-PE layer")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--skip-64", action="store_true")
-    parser.add_argument("--skip-10k", action="store_true")
     args = parser.parse_args(argv)
     container.read(args.model)
-    t_all = time.perf_counter()
-    builds = {}
     small8 = EngineConfig.preset("small", n_pe=8)
-    for label, call in (("native 8 PEs", lambda: build_native(small8)),
-                        ("cocotb 8 PEs", lambda: build_engine(small8))) + (() if args.skip_64 else (
-            ("native 64 PEs", lambda: build_native(EIE64)),
-            ("native 64 PEs threads 2", lambda: build_native(EIE64, threads=2)),
-            ("cocotb 64 PEs", lambda: build_engine(EIE64)))):
+    path = Path(__file__).resolve().parent / "results" / "bench_native.json"
+    out = json.loads(path.read_text()) if path.exists() else {}
+    out |= {"machine": machine(), "l3": l3_cache()}
+    for part in args.parts:
         t0 = time.perf_counter()
-        call()
-        builds[label] = round(time.perf_counter() - t0, 1)
-    print(f"builds (0 when cached): {builds}", flush=True)
-    out = {"machine": machine(), "l3": l3_cache(), "load_average": os.getloadavg(),
-           "builds_seconds": builds, "lenet_8pe": part_lenet8(args.model, args.sizes)}
-    if not args.skip_64:
-        out["eie64"] = part_eie64(args.images_64, args.seed)
-    if not args.skip_10k:
-        out["mnist_10k"] = part_10k(args.model)
-    out["load_average_end"] = os.getloadavg()
-    out["total_seconds"] = round(time.perf_counter() - t_all, 1)
+        builds = {}
+        for label, call in {
+                "lenet8": (("native", lambda: build_native(small8)),
+                           ("cocotb", lambda: build_engine(small8))),
+                "eie64": (("native", lambda: build_native(EIE64)),
+                          ("native_threads2", lambda: build_native(EIE64, threads=2)),
+                          ("cocotb", lambda: build_engine(EIE64))),
+                "mnist10k": ()}[part]:
+            t1 = time.perf_counter()
+            call()
+            builds[label] = round(time.perf_counter() - t1, 1)
+        load = os.getloadavg()
+        rows = {"lenet8": lambda: part_lenet8(args.model, args.sizes),
+                "eie64": lambda: part_eie64(args.images_64, args.seed),
+                "mnist10k": lambda: part_10k(args.model)}[part]()
+        out[part] = {"rows": rows, "build_seconds_before (0 when cached)": builds,
+                     "load_average_start": load, "load_average_end": os.getloadavg(),
+                     "seconds": round(time.perf_counter() - t0, 1)}
 
     head = ("case", "native_command_seconds", "cocotb_command_seconds", "end_to_end_speedup",
             "native_run_cycles_per_second", "cocotb_run_cycles_per_second", "run_phase_speedup")
     print(" | ".join(head))
-    for r in out["lenet_8pe"]:
+    for r in out.get("lenet8", {}).get("rows", []):
         print(" | ".join(str(r.get(h, "-")) for h in head))
-    for r in out.get("eie64", []):
+    for r in out.get("eie64", {}).get("rows", []):
         print(" | ".join(str(r.get(h.replace("command", "call"), "-")) for h in head)
               + f" | threads 2/1: {r['threads2_over_threads1']}")
-    if "mnist_10k" in out:
-        r = out["mnist_10k"]
+    if "mnist10k" in out:
+        r = out["mnist10k"]["rows"]
         print(f"10,000 images: {r['command_seconds']} s with the build, outputs_match "
               f"{r['outputs_match']}, RTL error {r['rtl_test_error']:.2f}% vs eval "
               f"{r['eval_fixed_error']:.2f}%")
-    print(f"machine {out['machine']}, L3 {out['l3']}, load {out['load_average']}")
-    path = Path(__file__).resolve().parent / "results" / "bench_native.json"
+    print(f"machine {out['machine']}, L3 {out['l3']}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))
     return out

