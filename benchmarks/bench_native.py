@@ -7,10 +7,12 @@
 2. 64 PEs (``eie64``): random layers of EIE's Alex-7 and NT-We shapes and densities,
    N images through ``hw.native.simulate_native`` and ``hw.sim.simulate`` (what ``dcsim
    sim`` calls; the CLI feeds MNIST only): wall time of each call and run-phase speed;
-   the native harness with Verilator ``--threads`` 1 and 2.
+   the native harness with Verilator ``--threads`` 1 and 2 (``--no-threads2`` skips it).
 3. All 10,000 MNIST test images through the .dcz on 8 PEs: ``dcsim sim --images 10000``
    in an empty build folder (build included), its test error beside ``dcsim eval``'s
    fixed-point error.
+4. ``threads8``: the native harness with Verilator ``--threads`` 1 and 2, LeNet-300-100
+   on 8 PEs, the largest of ``--sizes`` images.
 
 Writes benchmarks/results/bench_native.json (a run of some ``--parts`` updates those
 parts and keeps the others, each with the machine's load average when it ran).
@@ -41,7 +43,7 @@ from dcsim.hw.workloads import EIE_LAYERS, random_activations, random_layer, sin
 
 DCSIM = str(Path(sys.executable).with_name("dcsim"))
 EIE64 = EngineConfig.preset("eie64")
-PARTS = ("lenet8", "eie64", "mnist10k")
+PARTS = ("lenet8", "eie64", "mnist10k", "threads8")
 
 
 def l3_cache() -> str:
@@ -102,7 +104,7 @@ def part_lenet8(model: Path, sizes) -> list:
     return rows
 
 
-def part_eie64(images: int, seed: int) -> list:
+def part_eie64(images: int, seed: int, threads2: bool) -> list:
     rng = np.random.default_rng(seed)
     rows = []
     for name in ("Alex-7", "NT-We"):
@@ -112,18 +114,40 @@ def part_eie64(images: int, seed: int) -> list:
         model = single_layer_model(layer)
         x = np.stack([random_activations(cols, ad, rng) for _ in range(images)])
         runs = {}
-        for label, call in (("native", lambda: simulate_native(model, x, EIE64)),
-                            ("native_threads2", lambda: simulate_native(model, x, EIE64, threads=2)),
-                            ("cocotb", lambda: simulate(model, x, EIE64))):
+        calls = [("native", lambda: simulate_native(model, x, EIE64))]
+        if threads2:
+            calls.append(("native_threads2", lambda: simulate_native(model, x, EIE64, threads=2)))
+        for label, call in calls + [("cocotb", lambda: simulate(model, x, EIE64))]:
             t0 = time.perf_counter()
             runs[label] = call() | {"call_seconds": time.perf_counter() - t0}
         assert len({tuple(r["cycles_per_layer"]) for r in runs.values()}) == 1
         row = speed_row(f"{name} stand-in, {images} images", 64, runs, "call_seconds")
-        row["threads2_over_threads1"] = round(row["native_threads2_run_cycles_per_second"]
-                                              / row["native_run_cycles_per_second"], 2)
+        if threads2:
+            row["threads2_over_threads1"] = round(row["native_threads2_run_cycles_per_second"]
+                                                  / row["native_run_cycles_per_second"], 2)
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
+
+
+def part_threads8(model: Path, images: int) -> dict:
+    """The native harness with Verilator --threads 1 and 2 on the same LeNet images, 8 PEs."""
+    from dcsim.nn.datasets import load_mnist
+
+    m = container.read(model)
+    x = load_mnist().test_x[:images]
+    small8 = EngineConfig.preset("small", n_pe=8)
+    runs = {t: simulate_native(m, x, small8, threads=t) for t in (1, 2)}
+    assert runs[1]["labels"] == runs[2]["labels"]
+    row = {"case": f"LeNet-300-100, {images} images, 8 PEs, native --threads 1 vs 2",
+           "outputs_match": runs[1]["outputs_match"] and runs[2]["outputs_match"]}
+    for t, r in runs.items():
+        row |= {f"threads{t}_sim_seconds": round(r["sim_seconds"], 2),
+                f"threads{t}_run_cycles_per_second": round(run_rate(r))}
+    row["threads2_over_threads1"] = round(row["threads2_run_cycles_per_second"]
+                                          / row["threads1_run_cycles_per_second"], 2)
+    print(json.dumps(row), flush=True)
+    return row
 
 
 def part_10k(model: Path) -> dict:
@@ -157,6 +181,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--sizes", type=int, nargs="*", default=[100, 1000])
     parser.add_argument("--images-64", type=int, default=10, help="images per 64-PE layer")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--no-threads2", action="store_true",
+                        help="skip the native harness with Verilator --threads 2 at 64 PEs")
     args = parser.parse_args(argv)
     container.read(args.model)
     small8 = EngineConfig.preset("small", n_pe=8)
@@ -170,16 +196,19 @@ def main(argv=None) -> dict:
                 "lenet8": (("native", lambda: build_native(small8)),
                            ("cocotb", lambda: build_engine(small8))),
                 "eie64": (("native", lambda: build_native(EIE64)),
-                          ("native_threads2", lambda: build_native(EIE64, threads=2)),
-                          ("cocotb", lambda: build_engine(EIE64))),
-                "mnist10k": ()}[part]:
+                          ("cocotb", lambda: build_engine(EIE64)))
+                + (() if args.no_threads2 else
+                   (("native_threads2", lambda: build_native(EIE64, threads=2)),)),
+                "mnist10k": (),
+                "threads8": (("native_threads2", lambda: build_native(small8, threads=2)),)}[part]:
             t1 = time.perf_counter()
             call()
             builds[label] = round(time.perf_counter() - t1, 1)
         load = os.getloadavg()
         rows = {"lenet8": lambda: part_lenet8(args.model, args.sizes),
-                "eie64": lambda: part_eie64(args.images_64, args.seed),
-                "mnist10k": lambda: part_10k(args.model)}[part]()
+                "eie64": lambda: part_eie64(args.images_64, args.seed, not args.no_threads2),
+                "mnist10k": lambda: part_10k(args.model),
+                "threads8": lambda: part_threads8(args.model, max(args.sizes))}[part]()
         out[part] = {"rows": rows, "build_seconds_before (0 when cached)": builds,
                      "load_average_start": load, "load_average_end": os.getloadavg(),
                      "seconds": round(time.perf_counter() - t0, 1)}
@@ -191,7 +220,7 @@ def main(argv=None) -> dict:
         print(" | ".join(str(r.get(h, "-")) for h in head))
     for r in out.get("eie64", {}).get("rows", []):
         print(" | ".join(str(r.get(h.replace("command", "call"), "-")) for h in head)
-              + f" | threads 2/1: {r['threads2_over_threads1']}")
+              + f" | threads 2/1: {r.get('threads2_over_threads1', '-')}")
     if "mnist10k" in out:
         r = out["mnist10k"]["rows"]
         print(f"10,000 images: {r['command_seconds']} s with the build, outputs_match "
