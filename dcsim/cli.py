@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dcsim import __version__
-from dcsim.errors import ConfigError, DcsimError, UsageError
+from dcsim.errors import ConfigError, DcsimError, ToolError, UsageError
 from dcsim.progress import progress_bar
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -472,13 +472,29 @@ def cmd_rtl(args) -> int:
     return EXIT_OK
 
 
+def _waves_target(path: str | None) -> Path | None:
+    """``--waves`` as a Path whose folder exists (the FST file is written beside it first)."""
+    if path is None:
+        return None
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise DcsimError(f"--waves {path}: folder {target.parent} must exist, not be missing")
+    return target
+
+
 def cmd_sim(args) -> int:
     from dcsim import container
+    from dcsim.hw.native import simulate_native
     from dcsim.hw.sim import simulate
 
     model = container.read(_existing_file(args.file))
     config = _engine_config(args, model)     # simulate() refuses a misfit before building
     x, y = _mnist_test(args, args.images, model)
+    if args.harness == "cocotb" and args.threads != 1:
+        raise UsageError(f"--threads must be 1 with --harness cocotb (it sets the native "
+                         f"harness's Verilator threads), not {args.threads}")
+    waves = _waves_target(args.waves)
+    partial = None if waves is None else waves.with_name(waves.name + ".part")
     bar, done = [], [0]
 
     def on_image(n):
@@ -491,23 +507,36 @@ def cmd_sim(args) -> int:
 
     try:
         with _numba_first_use(args):
-            result = simulate(model, x.reshape(len(x), -1), config, log=_say(args), on_image=on_image)
+            if args.harness == "native":
+                result = simulate_native(model, x.reshape(len(x), -1), config,
+                                         threads=args.threads, waves=partial)
+            else:
+                result = simulate(model, x.reshape(len(x), -1), config, log=_say(args),
+                                  on_image=on_image, waves=partial)
+        if partial is not None:
+            os.replace(partial, waves)
     finally:
         for b in bar:
             b.close()
+        if partial is not None and partial.exists():
+            partial.unlink()
     result.pop("outputs")
     result["errors"] = int(sum(int(a != b) for a, b in zip(result["labels"], y)))
+    result["test_error"] = 100.0 * result["errors"] / result["images"]
     result["total_seconds"] = _total_seconds(args)
     lines = [f"{args.file}: {result['images']} MNIST test images on the RTL engine "
-             f"({result['n_pe']} PEs, Verilator)",
+             f"({result['n_pe']} PEs, Verilator, {result['harness']} harness)",
              f"  every output integer equals the fixed kernel's: "
              f"{'yes' if result['outputs_match'] else 'NO: ' + result['first_mismatch']}",
              f"  labels: {result['labels'][:20]}{' ...' if result['images'] > 20 else ''} "
-             f"({result['errors']} wrong)",
+             f"({result['errors']} wrong, test error {result['test_error']:.2f}%)",
              f"  cycles per layer, all {result['images']} images: "
              f"{result['cycles_per_layer']}, total {result['cycles_total']}",
              f"  built in {result['build_seconds']:.1f} s, simulated in "
-             f"{result['sim_seconds']:.1f} s, {result['total_seconds']:.1f} s in all"]
+             f"{result['sim_seconds']:.1f} s ({result['cycles_per_second'] / 1e3:.0f} k "
+             f"cycles/s), {result['total_seconds']:.1f} s in all"]
+    if waves is not None:
+        lines.append(f"  waveform: {waves}")
     _emit(args, result, "\n".join(lines))
     return EXIT_OK if result["outputs_match"] else EXIT_FAIL
 
@@ -805,6 +834,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, default=1, help="test images 0..N-1 (default 1)")
     p.add_argument("--mnist", metavar="DIR", default=None, help="folder with MNIST IDX files")
     add_engine(p)
+    p.add_argument("--harness", choices=["native", "cocotb"], default="native",
+                   help="native: the C++ harness in sw/ (fast, default); cocotb: the "
+                        "Python testbench")
+    p.add_argument("--waves", metavar="OUT.fst", default=None,
+                   help="also write an FST waveform of the run (a traced build of its own)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="Verilator --threads of the native harness's model (default 1)")
 
     p = add("estimate", cmd_estimate, "cycles, time and energy per inference from the cycle and energy models")
     p.add_argument("file", metavar="M.dcz")
@@ -843,6 +879,10 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"dcsim {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ToolError as exc:
+        # A tool that failed (a build, a simulation past its cycle limit) is no bad input.
+        print(f"dcsim {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     except DcsimError as exc:
         message = str(exc)
         where = getattr(args, "file", None)

@@ -2,7 +2,8 @@
 
 Messages follow Amaranth's form, "X must be Y, not {value!r}", and say how to fix the
 problem. The command line turns a :class:`DcsimError` into exit status 2 with its
-one-line message; anything else is a bug (exit status 1).
+one-line message, except a :class:`ToolError` (a tool that failed: exit status 1);
+anything else is a bug (exit status 1).
 """
 
 
@@ -31,7 +32,8 @@ class FitError(DcsimError):
 
 
 class ToolError(DcsimError):
-    """An external tool (Verilator, the C++ compiler) is missing or failed."""
+    """An external tool (Verilator, the C++ compiler, a simulation) is missing or failed;
+    the command line exits with status 1 and the message names the tool's log."""
 
 
 class UsageError(DcsimError):

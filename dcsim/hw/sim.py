@@ -20,7 +20,7 @@ from dcsim.hw.layouts import load_layout, pack
 from dcsim.hw.scoreboard import WRITE_FIELDS, first_wrong_write
 from dcsim.hw.verilator import EngineBuild, build_engine
 from dcsim.kernels.fixed import FixedFormat
-from dcsim.kernels.run import trace_fixed_batch
+from dcsim.kernels.run import run_fixed, trace_fixed
 from dcsim.perf.cycles import layer_cycles
 from dcsim.progress import follow_count
 
@@ -85,7 +85,8 @@ def image_run(image: EngineImage, x_q, load: bool = True, reset_after=None,
 
 
 def run_job(build: EngineBuild, runs: list, seed: int = 0, load_pause: float = 0.0,
-            out_pause: float = 0.0, wall_seconds: float | None = None, on_run=None) -> dict:
+            out_pause: float = 0.0, wall_seconds: float | None = None, on_run=None,
+            waves=None) -> dict:
     """Play ``runs`` (see :func:`image_run`) on the built engine in one simulator process.
 
     load_pause, out_pause : probability of an idle cycle on the load stream and of a
@@ -93,6 +94,7 @@ def run_job(build: EngineBuild, runs: list, seed: int = 0, load_pause: float = 0
     X values of an ``x_unique`` build).
     wall_seconds : the simulator process is killed after this long (default from the
     runs' cycle limits, ``WALL_MARGIN_S`` + cycles / ``WALL_CYCLES_PER_S``).
+    waves : path of an FST waveform to write (``build`` must be a ``waves=True`` build).
     Returns ``{"runs": [...], "seconds": wall time in the simulator}``; a run is
     ``{"outputs": [int], "cycles": [per-layer cycles], "clocks": simulator clocks of the
     whole run (loads and output stream included), "clocks_to_output": clocks from the
@@ -137,7 +139,9 @@ def run_job(build: EngineBuild, runs: list, seed: int = 0, load_pause: float = 0
                 runner.test(test_module=TB_MODULE, hdl_toplevel=build.toplevel,
                             hdl_toplevel_lang="verilog", build_dir=str(build.build_dir),
                             test_dir=str(tmp), plusargs=build.plusargs(seed),
-                            extra_env=env, log_file=str(tmp / "sim.log"))
+                            extra_env=env, log_file=str(tmp / "sim.log"),
+                            waves=waves is not None,
+                            test_args=[] if waves is None else ["--trace-file", str(waves)])
         except (SystemExit, RuntimeError):
             pass                        # judged below by the result file
         finally:
@@ -209,63 +213,96 @@ def locate_mismatch(model: CompressedModel, inputs, run: dict, n_pe: int,
     return None
 
 
-def simulate(model: CompressedModel, x_images, config: EngineConfig, build_root=None,
-             seed: int = 0, load_pause: float = 0.0, out_pause: float = 0.0,
-             log=None, on_image=None) -> dict:
-    """Run float images ``x_images`` (N, 784) through ``model`` on the Verilator engine.
+def compare_outputs(model: CompressedModel, image: EngineImage, x_images, outputs, cycles,
+                    build_root=None) -> dict:
+    """The verdict of a harness run against the fixed kernel; both harnesses (cocotb here,
+    native in ``dcsim.hw.native``) call it, so they report alike.
 
-    The model's images are loaded once; each image's input is loaded and the whole
-    network runs on chip. Returns a dict: images, outputs (N, rows_last) int64,
-    outputs_match (every integer equals ``trace_fixed``'s), labels (N,) argmax of the
-    engine's outputs, cycles_per_layer (list, summed over images), cycles_total,
-    build_seconds (wall time of ``build_engine``: elaboration, plus the Verilator build
-    unless cached), sim_seconds (wall time of the simulator run, its start-up
-    included), n_pe, and first_mismatch: None, or for the first image whose outputs
-    differ, the first wrong accumulator write (layer, column, row, PE, cycle) found by
-    rerunning that image with the accumulator monitor.
-
-    log : optional ``f(message)`` for ``build_engine``'s messages (a build starts, a
-    wait for another process's build); on_image : optional ``f(n)`` called with the
-    number of images simulated so far.
+    x_images : float (N, features); outputs : ints (N, rows_last) from the engine;
+    cycles : ints (N, n_layers), each layer's cycle counter per image. Returns a dict:
+    images, outputs (int64 array), outputs_match (every integer equals ``run_fixed``'s),
+    first_mismatch (None, or for the first image whose outputs differ, the first wrong
+    accumulator write (layer, column, row, PE, cycle), found by rerunning that image on
+    the cocotb harness with the accumulator monitor), labels (argmax of the engine's
+    outputs), cycles_per_layer (summed over images) and cycles_total.
     """
-    x_images = np.asarray(x_images, dtype=np.float32)
-    if x_images.ndim != 2 or x_images.shape[0] < 1:
-        raise ConfigError(f"x_images must be a non-empty (N, features) array, not shape "
-                          f"{x_images.shape}")
-    image = compile_model(model, config)
-    fmt = config.fmt
-    traces = trace_fixed_batch(model, x_images, fmt)
-    limit = cycle_limit(image)
-    runs = [image_run(image, tr[0][0], load=(i == 0), max_cycles=limit)
-            for i, tr in enumerate(traces)]
-    t0 = time.perf_counter()
-    build = build_engine(config, build_root, log=log)
-    t1 = time.perf_counter()
-    result = run_job(build, runs, seed=seed, load_pause=load_pause, out_pause=out_pause,
-                     on_run=on_image)
-    t2 = time.perf_counter()
-    outputs = np.array([r["outputs"] for r in result["runs"]], dtype=np.int64)
-    want = np.array([tr[-1][1] for tr in traces], dtype=np.int64)
-    cycles = np.array([r["cycles"] for r in result["runs"]], dtype=np.int64)
-    per_layer = [int(v) for v in cycles.sum(axis=0)]
+    config = image.config
+    outputs = np.asarray(outputs, dtype=np.int64)
+    want = run_fixed(model, x_images, config.fmt)
+    per_layer = [int(v) for v in np.asarray(cycles, dtype=np.int64).sum(axis=0)]
     match = bool(np.array_equal(outputs, want))
     first = None
     if not match:
-        bad = int(np.flatnonzero((outputs != want).any(axis=1))[0])
-        rerun = run_job(build, [image_run(image, traces[bad][0][0], monitor=True,
-                                          max_cycles=limit)])["runs"][0]
-        where = locate_mismatch(model, [x_in for x_in, _ in traces[bad]], rerun,
-                                config.n_pe, fmt)
+        bad = int(np.flatnonzero((outputs != want).any(axis=1))[0]) \
+            if outputs.shape == want.shape else 0
+        trace = trace_fixed(model, x_images[bad], config.fmt)
+        rerun = run_job(build_engine(config, build_root),
+                        [image_run(image, trace[0][0], monitor=True,
+                                   max_cycles=cycle_limit(image))])["runs"][0]
+        where = locate_mismatch(model, [x_in for x_in, _ in trace], rerun, config.n_pe,
+                                config.fmt)
         first = f"image {bad}: " + (where or "outputs differ, every accumulator write matches")
     return {
-        "images": int(x_images.shape[0]),
+        "images": int(outputs.shape[0]),
         "outputs": outputs,
         "outputs_match": match,
         "first_mismatch": first,
         "labels": [int(v) for v in outputs.argmax(axis=1)],
         "cycles_per_layer": per_layer,
         "cycles_total": int(sum(per_layer)),
+    }
+
+
+def check_images(x_images) -> np.ndarray:
+    """``x_images`` as float32 (N, features); ConfigError if it is not such an array."""
+    x_images = np.asarray(x_images, dtype=np.float32)
+    if x_images.ndim != 2 or x_images.shape[0] < 1:
+        raise ConfigError(f"x_images must be a non-empty (N, features) array, not shape "
+                          f"{x_images.shape}")
+    return x_images
+
+
+def simulate(model: CompressedModel, x_images, config: EngineConfig, build_root=None,
+             seed: int = 0, load_pause: float = 0.0, out_pause: float = 0.0,
+             log=None, on_image=None, waves=None) -> dict:
+    """Run float images ``x_images`` (N, 784) through ``model`` on the Verilator engine
+    with the cocotb testbench.
+
+    The model's images are loaded once; each image's input is loaded and the whole
+    network runs on chip. With ``waves`` (a path), the run is built with
+    ``--trace-fst`` (a separate cached build) and writes an FST waveform there. Returns
+    :func:`compare_outputs`'s dict plus build_seconds (wall time of ``build_engine``:
+    elaboration, plus the Verilator build unless cached), sim_seconds (wall time of the
+    simulator run, its start-up included), n_pe, harness ("cocotb"), cycles_per_second
+    (simulated clocks, loads and output streams included, per second of simulator wall
+    time), compute_clocks (the layers' cycles) and compute_seconds (wall time from each
+    start transfer to the first output).
+
+    log : optional ``f(message)`` for ``build_engine``'s messages (a build starts, a
+    wait for another process's build); on_image : optional ``f(n)`` called with the
+    number of images simulated so far.
+    """
+    x_images = check_images(x_images)
+    image = compile_model(model, config)
+    x_q = config.fmt.to_fixed(x_images)
+    limit = cycle_limit(image)
+    runs = [image_run(image, x, load=(i == 0), max_cycles=limit) for i, x in enumerate(x_q)]
+    waves = None if waves is None else Path(waves).resolve()
+    t0 = time.perf_counter()
+    build = build_engine(config, build_root, log=log, waves=waves is not None)
+    t1 = time.perf_counter()
+    result = run_job(build, runs, seed=seed, load_pause=load_pause, out_pause=out_pause,
+                     on_run=on_image, waves=waves)
+    t2 = time.perf_counter()
+    verdict = compare_outputs(model, image, x_images, [r["outputs"] for r in result["runs"]],
+                              [r["cycles"] for r in result["runs"]], build_root)
+    clocks = sum(r["clocks"] for r in result["runs"])
+    return verdict | {
         "build_seconds": t1 - t0,
         "sim_seconds": t2 - t1,
         "n_pe": config.n_pe,
+        "harness": "cocotb",
+        "cycles_per_second": clocks / max(float(result["seconds"]), 1e-9),
+        "compute_clocks": verdict["cycles_total"],
+        "compute_seconds": float(sum(r["compute_seconds"] for r in result["runs"])),
     }

@@ -42,6 +42,34 @@ X_UNIQUE_ARGS = ("-O3", "--no-public-flat-rw", "--x-assign", "unique", "--x-init
 LINT_WAIVERS = Path(__file__).with_name("lint_waivers.vlt")
 
 
+# Verilator's FST writer includes <lz4.h> and links -llz4; sw/compat/lz4.h declares the two
+# functions it calls, for machines with the lz4 runtime but without liblz4-dev.
+LZ4_COMPAT_DIR = Path(__file__).resolve().parents[2] / "sw" / "compat"
+LZ4_RUNTIME_GLOBS = ("/usr/lib/*/liblz4.so.1", "/usr/lib64/liblz4.so.1", "/lib/*/liblz4.so.1",
+                     "/usr/lib/liblz4.so.1")
+
+
+def fst_build_args(work_dir: Path) -> list:
+    """Extra Verilator arguments of an FST-tracing build: none where lz4's header is
+    installed; otherwise ``-CFLAGS -I sw/compat`` and ``-LDFLAGS -L`` a folder in
+    ``work_dir`` holding a ``liblz4.so`` link to the runtime library. ToolError if there
+    is no lz4 library at all."""
+    if Path("/usr/include/lz4.h").exists() or Path("/usr/local/include/lz4.h").exists():
+        return []
+    runtime = next((p for pattern in LZ4_RUNTIME_GLOBS
+                    for p in sorted(Path("/").glob(pattern.lstrip("/")))), None)
+    if runtime is None:
+        raise ToolError("lz4 must be installed for FST waveforms (Verilator's FST writer "
+                        "links it), not missing; install liblz4-dev")
+    lib_dir = Path(work_dir) / "lz4"
+    lib_dir.mkdir(parents=True, exist_ok=True)
+    link = lib_dir / "liblz4.so"
+    if not link.is_symlink() or link.resolve() != runtime.resolve():
+        link.unlink(missing_ok=True)
+        link.symlink_to(runtime)
+    return ["-CFLAGS", f"-I{LZ4_COMPAT_DIR}", "-LDFLAGS", f"-L{lib_dir}"]
+
+
 def control_file(toplevel: str, pe_module: str, engine_module: str) -> str:
     """Verilator control file: the testbench top's ports and internals readable and
     writable by cocotb, each PE's ``dbg_*`` accumulator-write ports readable (for
@@ -139,13 +167,13 @@ def _sources(config: EngineConfig, staging: Path):
 
 
 def _verilate(sources: list, toplevel: str, build_dir: Path, log_file: Path,
-              args) -> None:
+              args, waves: bool = False) -> None:
     """One Verilator build through cocotb's runner (the slow step: tens of seconds)."""
     from cocotb_tools.runner import get_runner
     try:
         get_runner("verilator").build(
             sources=[str(f) for f in sources], hdl_toplevel=toplevel,
-            build_dir=str(build_dir), build_args=list(args), always=True,
+            build_dir=str(build_dir), build_args=list(args), always=True, waves=waves,
             log_file=str(log_file))
     except (SystemExit, RuntimeError) as err:
         raise ToolError(f"Verilator build of {toplevel} must succeed, not fail ({err}); "
@@ -170,7 +198,7 @@ def _expected_seconds(root: Path, config: EngineConfig) -> int:
 
 
 def build_engine(config: EngineConfig, root: Path | None = None, x_unique: bool = False,
-                 log=None) -> EngineBuild:
+                 log=None, waves: bool = False) -> EngineBuild:
     """Build (or reuse) the Verilator model of ``config``.
 
     Sources: the engine's Verilog (``build.write_rtl``), the testbench top
@@ -185,6 +213,8 @@ def build_engine(config: EngineConfig, root: Path | None = None, x_unique: bool 
 
     log : optional ``f(message)``, told (once) when this call waits for another
     process's build and when it starts a build (with the expected time).
+    waves : the variant compiled with FST tracing (``--trace-fst``), a build of its own
+    so plain runs stay fast.
     """
     setup_environment()
     say = log if log is not None else (lambda message: None)
@@ -195,7 +225,8 @@ def build_engine(config: EngineConfig, root: Path | None = None, x_unique: bool 
             f"waiting for another dcsim process to build the Verilator model of config "
             f"{tag} ({entry})")):
         control, verilog, toplevel = _sources(config, entry / "rtl")
-        args = X_UNIQUE_ARGS if x_unique else BUILD_ARGS
+        args = list(X_UNIQUE_ARGS if x_unique else BUILD_ARGS) + (
+            ["--trace-fst", *fst_build_args(entry)] if waves else [])
         sources = [LINT_WAIVERS, control, *verilog]
         text = "".join(f.read_text() for f in sources) + " ".join(args)
         key = hashlib.sha256((json.dumps(config.to_dict(), sort_keys=True) + text)
@@ -207,7 +238,7 @@ def build_engine(config: EngineConfig, root: Path | None = None, x_unique: bool 
         say(f"building the Verilator model for config {tag} ({config.n_pe} PEs), once, "
             f"~{_expected_seconds(root, config)} s; cached in {entry}")
         started = time.perf_counter()
-        _verilate(sources, toplevel, build_dir, entry / f"build_{key}.log", args)
+        _verilate(sources, toplevel, build_dir, entry / f"build_{key}.log", args, waves)
         stamp.write_text(json.dumps({"key": key, "config": config.to_dict(),
                                      "build_seconds": round(time.perf_counter() - started,
                                                             1)}))

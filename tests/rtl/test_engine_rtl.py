@@ -6,13 +6,10 @@ import pytest
 from cases import check_cases, random_cases
 from conftest import RTL_N_PE, rtl_config
 
-from dcsim.compress.pipeline import CompressionConfig, DeepCompression
 from dcsim.hw.image import compile_model
 from dcsim.hw.sim import first_mismatch, image_run, run_job, simulate
 from dcsim.hw.workloads import single_layer_model
 from dcsim.kernels.run import run_fixed, trace_fixed
-from dcsim.nn.datasets import load_mnist
-from dcsim.nn.models import build
 from dcsim.perf.cycles import layer_cycles, model_cycles
 from dcsim.perf.estimate import estimate
 
@@ -26,27 +23,6 @@ def test_random_layers(engine_build, n_pe):
     assert seen["saturated"] >= 1 and seen["fillers"] >= 1 and seen["stalls"] >= 1
     assert seen["negative_inputs"] >= 1 and seen["negative_hidden"] >= 1
     assert seen["empty_pairs"] >= 1
-
-
-@pytest.fixture(scope="module")
-def lenet():
-    """A LeNet-300-100 through the real pipeline (trained on a slice of MNIST: seconds)."""
-    import dataclasses
-
-    data = load_mnist()
-    data = dataclasses.replace(data, train_x=data.train_x[:3000], train_y=data.train_y[:3000])
-    config = CompressionConfig(arch="lenet300", baseline_epochs=1, prune_steps=1,
-                               retrain_epochs=1, finetune_epochs=1)
-    model = DeepCompression(config, progress=False, log=lambda msg: None).run(
-        build("lenet300", seed=0), data)
-    assert [l.density for l in model.layers] == pytest.approx([0.08, 0.09, 0.26], abs=0.002)
-    return model
-
-
-@pytest.fixture(scope="module")
-def mnist_test():
-    m = load_mnist()
-    return m.test_x, m.test_y
 
 
 @pytest.mark.parametrize("n_pe", RTL_N_PE)

