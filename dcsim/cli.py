@@ -50,6 +50,7 @@ def _compress(args) -> tuple:
                  ("baseline_epochs", "prune_steps", "retrain_epochs", "finetune_epochs")
                  if getattr(args, name, None) is not None}
     config = CompressionConfig(arch=args.model, seed=args.seed, **overrides)
+    budget = _budget_config(args)
     data = load_mnist(args.mnist)
     if args.train_images is not None:
         if not 1 <= args.train_images <= len(data.train_x):
@@ -69,11 +70,47 @@ def _compress(args) -> tuple:
         if stage == "baseline" and save_to:
             models.save(live_model, save_to)
 
-    compressed = DeepCompression(config, progress=not args.quiet, on_stage=save_baseline).run(
-        model, data, train_baseline=not args.weights)
+    if budget is not None:
+        compressed = _compress_to_budget(args, config, budget, model, data)
+    else:
+        compressed = DeepCompression(config, progress=not args.quiet,
+                                     on_stage=save_baseline).run(
+            model, data, train_baseline=not args.weights)
     out = Path(args.out)
     container.write(compressed, out)
     return compressed, out
+
+
+def _budget_config(args):
+    """The BudgetConfig of ``--budget`` (None without it), checked before any work."""
+    from dcsim.compress.budget import BudgetConfig
+
+    if getattr(args, "budget", None) is None:
+        return None
+    try:
+        return BudgetConfig(budget=args.budget)
+    except DcsimError as exc:
+        raise DcsimError(f"--budget: {exc}; nothing written to {args.out}") from None
+
+
+def _compress_to_budget(args, config, budget, model, data):
+    """``--budget``: the search on the validation split, then the test errors once."""
+    from dcsim.compress.budget import BudgetError, add_test_errors, compress_to_budget
+    from dcsim.nn import models
+
+    try:
+        compressed, baseline = compress_to_budget(
+            model, data, config, budget, train_baseline=not args.weights,
+            progress=not args.quiet)
+    except BudgetError as exc:
+        raise DcsimError(f"--budget {args.budget}: {exc}; nothing written to "
+                         f"{args.out}") from None
+    if getattr(args, "save_baseline", None):
+        dense = models.build(args.model)
+        for key, value in baseline.items():
+            dense.params()[key][...] = value
+        models.save(dense, args.save_baseline)
+    return add_test_errors(compressed, model, baseline, data)
 
 
 def cmd_compress(args) -> int:
@@ -84,6 +121,10 @@ def cmd_compress(args) -> int:
     if args.report:
         _write_json_atomic(Path(args.report), summary)
     _emit(args, summary, report.format_table(summary, paper=args.model))
+    if (summary.get("budget") or {}).get("budget_met") is False:
+        print(f"dcsim compress: the validation budget was not met after one retry at "
+              f"looser settings; {out} holds the retry", file=sys.stderr)
+        return EXIT_FAIL
     return EXIT_OK
 
 
@@ -266,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune-steps", type=int, default=None, help="prune/retrain rounds (default 4)")
     p.add_argument("--retrain-epochs", type=int, default=None, help="epochs per retraining round")
     p.add_argument("--finetune-epochs", type=int, default=None, help="epochs of centroid fine-tuning")
+    p.add_argument("--budget", type=float, default=None, metavar="POINTS",
+                   help="choose per-layer densities and code bits for the smallest file whose "
+                        "validation error rises at most POINTS over the baseline (e.g. 0.1)")
 
     p = add("eval", cmd_eval, "test error of a .dcz on MNIST: dense, sparse float and fixed-point kernels")
     p.add_argument("file", metavar="M.dcz")
