@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from dcsim import container, report
-from dcsim.compress.budget import (BudgetConfig, add_test_errors, compress_to_budget,
-                                   sensitivity_scan)
+from dcsim.compress.budget import (BudgetConfig, BudgetError, add_test_errors,
+                                   compress_to_budget, sensitivity_scan)
 from dcsim.compress.pipeline import CompressionConfig, DeepCompression
 from dcsim.nn import models
 from dcsim.nn.datasets import load_mnist
@@ -51,13 +51,27 @@ def _plot(rows, peer, path, model):
     fig.savefig(path, dpi=120)
 
 
+def _val_error(compressed, args, data) -> float:
+    """Validation error (percent) of a compressed model's decoded weights, or of the
+    baseline with ``compressed=None``: the peer was tuned on nothing, so this is fair."""
+    model = models.load(args.baseline, arch=args.model)
+    if compressed is not None:
+        params = model.params()
+        for layer in compressed.layers:
+            params[f"{layer.name}.W"][...] = layer.weights()
+            params[f"{layer.name}.b"][...] = layer.bias
+    return float(model.error(data.val_x, data.val_y))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="lenet300", choices=["lenet300", "lenet5"])
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.5])
     parser.add_argument("--baseline", metavar="FLOAT.npz", required=True,
                         help="reuse this trained float model if it exists, else train and save it")
-    parser.add_argument("--no-peer", action="store_true", help="skip the fixed-density peer")
+    parser.add_argument("--peer", metavar="PEER.dcz",
+                        help="reuse the peer's file from an earlier run of this script "
+                             "(same baseline) instead of compressing it again")
     parser.add_argument("--plot", metavar="PNG", help="write the ratio-vs-budget curve here")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -72,20 +86,23 @@ def main():
         DeepCompression(config).train_baseline(model, data)
         models.save(model, args.baseline)
         print(f"baseline trained in {time.perf_counter() - t0:.0f} s")
-    rows = []
-    peer = None
-    if not args.no_peer:
-        t0 = time.perf_counter()
+    rows, refused = [], []
+    path = out_dir / f"budget_{args.model}_peer.dcz"
+    if args.peer:
+        path = Path(args.peer)
+        compressed = container.read(path)
+    else:
         model = models.load(args.baseline, arch=args.model)
         compressed = DeepCompression(config).run(model, data, train_baseline=False)
-        path = out_dir / f"budget_{args.model}_peer.dcz"
         container.write(compressed, path)
-        summary = report.summary(path)
-        peer = {"ratio": summary["ratio"], "test_error": summary["compressed_error"],
-                "baseline_test_error": summary["baseline_error"],
-                "seconds": round(time.perf_counter() - t0, 1),
-                "density": compressed.meta["config"]["density"]}
-        print(f"peer (paper densities): {peer}", flush=True)
+    summary = report.summary(path)
+    peer = {"ratio": summary["ratio"], "test_error": summary["compressed_error"],
+            "baseline_test_error": summary["baseline_error"],
+            "seconds": compressed.meta["seconds"], "file": str(path),
+            "val_error": _val_error(compressed, args, data),
+            "baseline_val_error": _val_error(None, args, data),
+            "density": compressed.meta["config"]["density"]}
+    print(f"peer (paper densities): {peer}", flush=True)
     # The scan depends on the baseline, config and grid only: made once, reused.
     t0 = time.perf_counter()
     scan = sensitivity_scan(models.load(args.baseline, arch=args.model), data, config,
@@ -95,8 +112,13 @@ def main():
     for b in args.budgets:
         model = models.load(args.baseline, arch=args.model)
         t0 = time.perf_counter()
-        compressed, baseline = compress_to_budget(model, data, config, BudgetConfig(budget=b),
-                                                  train_baseline=False, scan=scan)
+        try:
+            compressed, baseline = compress_to_budget(
+                model, data, config, BudgetConfig(budget=b), train_baseline=False, scan=scan)
+        except BudgetError as exc:
+            print(f"budget {b:g}: refused: {exc}", flush=True)
+            refused.append({"budget": b, "refused": str(exc)})
+            continue
         seconds = time.perf_counter() - t0 + scan_seconds
         compressed = add_test_errors(compressed, model, baseline, data)
         path = out_dir / f"budget_{args.model}_{b:g}.dcz"
@@ -112,11 +134,12 @@ def main():
                "density": record["density"], "code_bits": record["code_bits"],
                "search_seconds": round(record["search_seconds"] + scan_seconds, 1),
                "compress_seconds": record["compress_seconds"], "seconds": round(seconds, 1),
-               "vs_peer": summary["ratio"] / peer["ratio"] if peer else None}
+               "vs_peer": summary["ratio"] / peer["ratio"]}
         rows.append(row)
         print(report.format_table(summary, paper=args.model), flush=True)
         print(json.dumps(row), flush=True)
-    result = {"model": args.model, "seed": args.seed, "rows": rows, "peer": peer,
+    result = {"model": args.model, "seed": args.seed, "rows": rows, "refused": refused,
+              "peer": peer,
               "scan_seconds": round(scan_seconds, 1), "scan": scan,
               "machine": {"cpus": os.cpu_count(),
                           "processor": platform.processor() or platform.machine(),
@@ -124,14 +147,16 @@ def main():
     (out_dir / f"budget_{args.model}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{'budget':>6} {'ratio':>7} {'vs peer':>8} {'val err':>8} {'test err':>9} "
           f"{'(base)':>7} {'met':>4} {'search s':>9} {'compress s':>11}  densities / bits")
+    for r in refused:
+        print(f"{r['budget']:6.2f} refused: {r['refused']}")
     for r in rows:
-        print(f"{r['budget']:6.2f} {r['ratio']:6.1f}x {r['vs_peer'] or 0:7.2f}x "
+        print(f"{r['budget']:6.2f} {r['ratio']:6.1f}x {r['vs_peer']:7.2f}x "
               f"{r['val_error']:7.2f}% {r['test_error']:8.2f}% {r['baseline_test_error']:6.2f}% "
               f"{'yes' if r['budget_met'] else 'NO':>4} {r['search_seconds']:9.0f} "
               f"{r['compress_seconds']:11.0f}  "
               + ", ".join(f"{n} {d:g}/{r['code_bits'][n]}" for n, d in r["density"].items()))
     if args.plot:
-        _plot(rows, peer or {"ratio": float("nan")}, args.plot, args.model)
+        _plot(rows, peer, args.plot, args.model)
 
 
 if __name__ == "__main__":
