@@ -1,7 +1,8 @@
 """Compression to a budget: file ratio and test error vs the budget, and search time.
 
 Usage: python benchmarks/bench_budget.py [--model lenet300] [--budgets 0 0.05 0.1 0.2 0.5]
-       --baseline FLOAT.npz [--plot PNG] [--no-peer] [--seed 0]
+       --baseline FLOAT.npz [--peer PEER.dcz] [--plot PNG] [--seed 0]
+       python benchmarks/bench_budget.py --replot RESULT.json --plot PNG
 
 For each budget (allowed rise of the validation error, in points), runs the budget
 search (``dcsim.compress.budget``: sensitivity scan on the 10,000 validation images,
@@ -37,6 +38,10 @@ def _plot(rows, peer, path, model):
     rows = sorted(rows, key=lambda r: r["budget"])
     budgets = [r["budget"] for r in rows]
     ax.plot(budgets, [r["ratio"] for r in rows], marker="o", label="budget search")
+    missed = [r for r in rows if not r["budget_met"]]
+    if missed:
+        ax.plot([r["budget"] for r in missed], [r["ratio"] for r in missed], "o",
+                color="white", markeredgecolor="C0", label="validation budget not met")
     ax.axhline(peer["ratio"], color="gray", linestyle="--",
                label=f"paper densities ({peer['ratio']:.0f}x)")
     for r in rows:
@@ -67,14 +72,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="lenet300", choices=["lenet300", "lenet5"])
     parser.add_argument("--budgets", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.5])
-    parser.add_argument("--baseline", metavar="FLOAT.npz", required=True,
+    parser.add_argument("--baseline", metavar="FLOAT.npz",
                         help="reuse this trained float model if it exists, else train and save it")
+    parser.add_argument("--replot", metavar="RESULT.json",
+                        help="only redraw --plot from a result this script wrote")
     parser.add_argument("--peer", metavar="PEER.dcz",
                         help="reuse the peer's file from an earlier run of this script "
                              "(same baseline) instead of compressing it again")
     parser.add_argument("--plot", metavar="PNG", help="write the ratio-vs-budget curve here")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.replot:
+        result = json.loads(Path(args.replot).read_text())
+        _plot(result["rows"], result["peer"], args.plot, result["model"])
+        return
+    if not args.baseline:
+        parser.error("--baseline is required (unless --replot)")
 
     out_dir = Path(__file__).parent / "results"
     out_dir.mkdir(exist_ok=True)

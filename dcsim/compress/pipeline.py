@@ -148,7 +148,8 @@ class DeepCompression:
     ``run(model, data, train_baseline)`` trains the dense model (unless told it is
     trained already), prunes it in ``prune_steps`` rounds with retraining, clusters each
     layer's surviving weights and fine-tunes the centroids. The returned model's
-    ``meta`` records the errors (percent, on the MNIST test set) after each stage.
+    ``meta`` records the errors (percent, on the test set, or on the validation set with
+    ``eval_split="val"``; ``meta["error_split"]`` says which) after each stage.
 
     ``on_stage(stage, model)``, if given, is called after each stage with the live
     model: ``"baseline"``, ``"prune 1"`` .. ``"prune N"``, ``"shared"`` (weights
