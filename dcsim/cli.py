@@ -309,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-epochs", type=int, default=None, help="epochs of centroid fine-tuning")
     p.add_argument("--budget", type=float, default=None, metavar="POINTS",
                    help="choose per-layer densities and code bits for the smallest file whose "
-                        "validation error rises at most POINTS over the baseline (e.g. 0.1)")
+                        "validation error rises at most POINTS over the baseline (e.g. 0.1); "
+                        "exit 1 if even the one looser retry misses it (the file holds the retry)")
 
     p = add("eval", cmd_eval, "test error of a .dcz on MNIST: dense, sparse float and fixed-point kernels")
     p.add_argument("file", metavar="M.dcz")
