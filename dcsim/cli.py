@@ -179,13 +179,18 @@ def _compress(args) -> tuple:
     config = _compression_config(args, model.arch, _no_retrain_overrides(args))
     data = _compress_data(args, model, need_train=not (
         trained and config.retrain_epochs == 0 and config.finetune_epochs == 0))
+    budget = _budget_config(args)
 
     def save_baseline(stage, live_model):
         if stage == "baseline" and save_to:
             models.save(live_model, save_to)
 
-    compressed = DeepCompression(config, progress=not args.quiet, on_stage=save_baseline).run(
-        model, data, train_baseline=not trained)
+    if budget is not None:
+        compressed = _compress_to_budget(args, config, budget, model, data, trained)
+    else:
+        compressed = DeepCompression(config, progress=not args.quiet,
+                                     on_stage=save_baseline).run(
+            model, data, train_baseline=not trained)
     container.write(compressed, out)
     return compressed, out
 
@@ -254,6 +259,38 @@ def _no_retrain_overrides(args) -> dict:
     return {"retrain_epochs": 0, "finetune_epochs": 0}
 
 
+def _budget_config(args):
+    """The BudgetConfig of ``--budget`` (None without it), checked before any work."""
+    from dcsim.compress.budget import BudgetConfig
+
+    if getattr(args, "budget", None) is None:
+        return None
+    try:
+        return BudgetConfig(budget=args.budget)
+    except DcsimError as exc:
+        raise DcsimError(f"--budget: {exc}; nothing written to {args.out}") from None
+
+
+def _compress_to_budget(args, config, budget, model, data, trained: bool):
+    """``--budget``: the search on the validation split, then the test errors once."""
+    from dcsim.compress.budget import BudgetError, add_test_errors, compress_to_budget
+    from dcsim.nn import models
+
+    try:
+        compressed, baseline = compress_to_budget(
+            model, data, config, budget, train_baseline=not trained,
+            progress=not args.quiet)
+    except BudgetError as exc:
+        raise DcsimError(f"--budget {args.budget}: {exc}; nothing written to "
+                         f"{args.out}") from None
+    if getattr(args, "save_baseline", None):
+        dense = models.build(model.arch)
+        for key, value in baseline.items():
+            dense.params()[key][...] = value
+        models.save(dense, args.save_baseline)
+    return add_test_errors(compressed, model, baseline, data)
+
+
 def cmd_compress(args) -> int:
     from dcsim import report
 
@@ -265,6 +302,10 @@ def cmd_compress(args) -> int:
     if args.report:
         _write_json_atomic(Path(args.report), summary)
     _emit(args, summary, report.format_table(summary, paper=_paper(summary)) + notes)
+    if (summary.get("budget") or {}).get("budget_met") is False:
+        print(f"dcsim compress: the validation budget was not met after one retry at "
+              f"looser settings; {out} holds the retry", file=sys.stderr)
+        return EXIT_FAIL
     return EXIT_OK
 
 
@@ -793,6 +834,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs of centroid fine-tuning (default 3)")
     p.add_argument("--finetune-lr-scale", type=float, default=None,
                    help="centroid learning rate / the baseline's first one (default 0.01)")
+    p.add_argument("--budget", type=float, default=None, metavar="POINTS",
+                   help="choose per-layer densities and code bits for the smallest file whose "
+                        "validation error rises at most POINTS over the baseline (e.g. 0.1); "
+                        "exit 1 if even the one looser retry misses it (the file holds the retry)")
     _add_onnx_compress_options(p)
 
     p = add("eval", cmd_eval, "test error of a .dcz on MNIST: dense, sparse float and fixed-point kernels")

@@ -81,7 +81,8 @@ def summary(path) -> dict:
     the model's meta, None if absent), ``dense_bytes`` (float32 weights and biases),
     ``file_bytes`` (the file's size on disk), ``ratio`` (dense / file), ``layers``
     (:func:`layer_rows`) and ``total``: weights summed, overall density, bits averaged
-    over stored entries, ``ratio_pq`` over the summed P+Q bytes, ``ratio_pqh`` = ``ratio``.
+    over stored entries, ``ratio_pq`` over the summed P+Q bytes, ``ratio_pqh`` = ``ratio``;
+    ``budget``: the budget search's record (``dcsim.compress.budget``) or None.
     """
     model, info = container.load(path)
     file_bytes = os.path.getsize(path)
@@ -108,7 +109,7 @@ def summary(path) -> dict:
             "baseline_error": model.meta.get("baseline_error"),
             "compressed_error": model.meta.get("compressed_error"),
             "dense_bytes": dense, "file_bytes": file_bytes, "ratio": dense / file_bytes,
-            "layers": rows, "total": total}
+            "layers": rows, "total": total, "budget": model.meta.get("budget")}
 
 
 def format_table(summary: dict, paper: str | None = None) -> str:
@@ -155,7 +156,25 @@ def format_table(summary: dict, paper: str | None = None) -> str:
                    f"(source: {PAPER_SOURCE})")
     out.append("sizes are percent of dense float32 (weights and biases); bits are per "
                "stored entry, fillers included")
+    if summary.get("budget"):
+        out.extend(_budget_lines(summary["budget"]))
     return "\n".join(out + [""] + text)
+
+
+def _budget_lines(budget: dict) -> list:
+    """What the budget search chose and measured, on the validation split."""
+    val = budget["val_error"]
+    return [
+        f"budget +{budget['budget_points']:g} points on {budget['n_val']} validation "
+        f"images: {'met' if budget['budget_met'] else 'NOT met'} after "
+        f"{len(budget['attempts'])} attempt(s); search {budget['search_seconds']:.0f} s"
+        f"{' (scan reused)' if budget.get('scan_reused') else ''}, "
+        f"compression {budget['compress_seconds']:.0f} s",
+        "  chosen: " + ", ".join(f"{n} {100 * d:g}% x {budget['code_bits'][n]} bits"
+                                 for n, d in budget["density"].items()),
+        f"  validation error: baseline {budget['baseline_val_error']:.2f}%, pruned "
+        f"{val['pruned']:.2f}%, shared {val['shared']:.2f}%, fine-tuned "
+        f"{val['compressed']:.2f}%"]
 
 
 def _dense_bytes(layer) -> int:

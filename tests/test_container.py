@@ -98,6 +98,15 @@ def test_round_trip_random_layers(tmp_path, params, seed):
         assert li["index_stream_bytes"] == (li["index_stream_bits"] + 7) // 8
 
 
+def test_layer_bytes_are_the_files(tmp_path):
+    model = small_model()
+    path = tmp_path / "m.dcz"
+    container.write(model, path)
+    info = container.inspect(path)
+    assert [container.layer_bytes(layer) for layer in model.layers] == \
+        [layer["total_bytes"] for layer in info["layers"]]
+
+
 def test_long_gaps_use_fillers_across_rows(tmp_path):
     # 1-bit indices: every skipped pair of zeros costs a filler, and rows are bridged.
     codes = np.zeros((4, 10), dtype=np.uint8)

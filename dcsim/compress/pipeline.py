@@ -80,6 +80,8 @@ class CompressionConfig:
         for LeNet-5, whose solver already starts at 0.01.
     code_bits_fc, code_bits_conv : bits per weight code (paper: 5 fc, 8 conv; our
         LeNet-5 default uses 4 fc bits).
+    code_bits : per-layer code bits overriding the kind's (``{"ip1": 4}``); the budget
+        search (``dcsim.compress.budget``) sets one per layer.
     index_bits_fc, index_bits_conv : relative-index bits of the storage form.
     init : centroid initialisation, "linear" (default, the paper's best), "density",
         "forgy".
@@ -96,6 +98,7 @@ class CompressionConfig:
     retrain_lr_scale: float | None = None
     code_bits_fc: int | None = None
     code_bits_conv: int = 8
+    code_bits: dict | None = None
     index_bits_fc: int = 5
     index_bits_conv: int = 8
     init: str = "linear"
@@ -122,6 +125,17 @@ class CompressionConfig:
                 raise ConfigError(f"density of {name} must be in (0, 1], not {value!r}")
             density[name] = float(value)
         object.__setattr__(self, "density", density)
+        layer_bits = {}
+        for name, value in (self.code_bits or {}).items():
+            if name not in density:
+                raise ConfigError(
+                    f"code_bits names a layer of {self.arch}: one of {sorted(density)}, "
+                    f"not {name!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 8:
+                raise ConfigError(f"code bits of {name} must be an integer in 1..8, "
+                                  f"not {value!r}")
+            layer_bits[name] = value
+        object.__setattr__(self, "code_bits", layer_bits)
         for name in ("prune_steps",):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -157,11 +171,14 @@ class CompressionConfig:
         return {s["name"]: self.density[s["name"]] if s["name"] in self.density
                 else default_density(int(np.prod(s["shape"]))) for s in specs}
 
-    def bits(self, kind: str) -> tuple:
-        """(code_bits, index_bits) for a layer kind ("fc" or "conv")."""
+    def bits(self, kind: str, name: str | None = None) -> tuple:
+        """(code_bits, index_bits) for a layer kind ("fc" or "conv"), with the per-layer
+        code bits of layer ``name`` if it has them."""
         if kind == "conv":
-            return self.code_bits_conv, self.index_bits_conv
-        return self.code_bits_fc, self.index_bits_fc
+            code_bits, index_bits = self.code_bits_conv, self.index_bits_conv
+        else:
+            code_bits, index_bits = self.code_bits_fc, self.index_bits_fc
+        return self.code_bits.get(name, code_bits), index_bits
 
 
 class DeepCompression:
@@ -170,7 +187,8 @@ class DeepCompression:
     ``run(model, data, train_baseline)`` trains the dense model (unless told it is
     trained already), prunes it in ``prune_steps`` rounds with retraining, clusters each
     layer's surviving weights and fine-tunes the centroids. The returned model's
-    ``meta`` records the config and the errors (percent, on the MNIST test set) after
+    ``meta`` records the config and the errors (percent, on the test set, or on the
+    validation set with ``eval_split="val"``; ``meta["error_split"]`` says which) after
     each stage, and nothing that varies between runs of the same inputs (no wall time),
     so the written ``.dcz`` is reproducible byte for byte.
 
@@ -201,25 +219,41 @@ class DeepCompression:
             base, epochs=epochs, lr=base.lr * lr_scale, lr_policy="step", step_factor=0.1,
             step_size=max(1, int(0.6 * epochs * steps_per_epoch)), seed=self.config.seed)
 
-    def run(self, model, data, train_baseline: bool = True) -> CompressedModel:
+    def train_baseline(self, model, data) -> None:
+        """Train the dense ``model`` in place on ``data.train_x`` (the arch's
+        recommended SGD, ``baseline_epochs`` if set, the config's seed)."""
+        from dcsim.nn.train import train
+
+        cfg = self.config
+        sgd = _solver(cfg.arch)
+        if cfg.baseline_epochs is not None:
+            sgd = dataclasses.replace(sgd, epochs=cfg.baseline_epochs)
+        sgd = dataclasses.replace(sgd, seed=cfg.seed)
+        train(model, data.train_x, data.train_y, sgd, progress=self.progress,
+              desc="baseline")
+
+    def run(self, model, data, train_baseline: bool = True,
+            eval_split: str = "test") -> CompressedModel:
+        """Compress ``model``; errors in ``meta`` are measured on ``data``'s
+        ``eval_split`` ("test", or "val" when the test set must stay unread)."""
         from dcsim.nn.train import train
 
         cfg = self.config
         if model.arch != cfg.arch:
             raise ConfigError(f"model arch must be {cfg.arch!r} as configured, not {model.arch!r}")
+        if eval_split not in ("test", "val"):
+            raise ConfigError(f"eval_split must be 'test' or 'val', not {eval_split!r}")
+        eval_x = getattr(data, f"{eval_split}_x")
+        eval_y = getattr(data, f"{eval_split}_y")
         specs = model.layer_specs()
         density = cfg.layer_density(specs)
         t0 = time.perf_counter()
-        meta = {"config": _jsonable(dict(dataclasses.asdict(cfg), density=density))}
+        meta = {"config": _jsonable(dict(dataclasses.asdict(cfg), density=density)),
+                "error_split": eval_split}
         if train_baseline:
-            sgd = _solver(cfg.arch)
-            if cfg.baseline_epochs is not None:
-                sgd = dataclasses.replace(sgd, epochs=cfg.baseline_epochs)
-            sgd = dataclasses.replace(sgd, seed=cfg.seed)
-            train(model, data.train_x, data.train_y, sgd, progress=self.progress,
-                  desc="baseline")
-        meta["baseline_error"] = float(model.error(data.test_x, data.test_y))
-        self.log(f"baseline test error {meta['baseline_error']:.2f}%")
+            self.train_baseline(model, data)
+        meta["baseline_error"] = float(model.error(eval_x, eval_y))
+        self.log(f"baseline {eval_split} error {meta['baseline_error']:.2f}%")
         self.on_stage("baseline", model)
 
         params = model.params()
@@ -240,34 +274,34 @@ class DeepCompression:
                 train(model, data.train_x, data.train_y,
                       self._sgd(cfg.retrain_epochs, cfg.retrain_lr_scale, len(data.train_x)), hooks=[hook],
                       progress=self.progress, desc=f"retrain {step + 1}/{cfg.prune_steps}")
-            self.log(f"prune round {step + 1}: test error "
-                     f"{model.error(data.test_x, data.test_y):.2f}%, density "
+            self.log(f"prune round {step + 1}: {eval_split} error "
+                     f"{model.error(eval_x, eval_y):.2f}%, density "
                      + ", ".join(f"{s['name']} {masks[s['name'] + '.W'].mean():.3f}"
                                  for s in specs))
             self.on_stage(f"prune {step + 1}", model)
-        meta["pruned_error"] = float(model.error(data.test_x, data.test_y))
+        meta["pruned_error"] = float(model.error(eval_x, eval_y))
         meta["quality"] = quality
 
         shared = {}
         for s in specs:
             key = f"{s['name']}.W"
-            code_bits, _ = cfg.bits(s["kind"])
+            code_bits, _ = cfg.bits(s["kind"], s["name"])
             codes, codebook = quantize.share_weights(params[key], code_bits, cfg.init,
                                                      seed=cfg.seed)
             shared[key] = (codes, codebook)
             params[key][...] = codebook[codes]
-        meta["shared_error"] = float(model.error(data.test_x, data.test_y))
+        meta["shared_error"] = float(model.error(eval_x, eval_y))
         self.on_stage("shared", model)
         if cfg.finetune_epochs:
             train(model, data.train_x, data.train_y,
                   self._sgd(cfg.finetune_epochs, cfg.finetune_lr_scale, len(data.train_x)),
                   hooks=[quantize.ShareHook(shared)], progress=self.progress,
                   desc="fine-tune centroids")
-        meta["compressed_error"] = float(model.error(data.test_x, data.test_y))
+        meta["compressed_error"] = float(model.error(eval_x, eval_y))
         self.on_stage("finetuned", model)
         # The run's wall time is logged, not stored: a .dcz must be byte-identical for
         # the same inputs and seed (no field in meta may vary from run to run).
-        self.log(f"weight sharing: test error {meta['shared_error']:.2f}% before, "
+        self.log(f"weight sharing: {eval_split} error {meta['shared_error']:.2f}% before, "
                  f"{meta['compressed_error']:.2f}% after centroid fine-tuning "
                  f"({time.perf_counter() - t0:.0f} s in all)")
         return to_compressed(model, shared, cfg, meta)
@@ -279,13 +313,8 @@ def to_compressed(model, shared: dict, cfg: CompressionConfig, meta: dict) -> Co
     layers = []
     for s in model.layer_specs():
         codes, codebook = shared[f"{s['name']}.W"]
-        code_bits, index_bits = cfg.bits(s["kind"])
-        layers.append(CompressedLayer(
-            name=s["name"], kind=s["kind"], shape=tuple(s["shape"]),
-            codes=codes.reshape(s["shape"][0], -1), codebook=codebook,
-            bias=params[f"{s['name']}.b"], code_bits=code_bits, index_bits=index_bits,
-            relu=bool(s["relu"]), pool=int(s["pool"]), stride=int(s["stride"]),
-            padding=int(s["padding"])))
+        layers.append(compressed_layer(s, codes, codebook, params[f"{s['name']}.b"],
+                                       *cfg.bits(s["kind"], s["name"])))
     graph = None
     if model.source is not None:
         graph = {"layers": model.graph(), "source": model.source}
@@ -298,6 +327,17 @@ def _solver(arch: str):
     RECOMMENDED entry, LeNet-300-100's for an imported network (ARCH_DEFAULTS)."""
     from dcsim.nn.train import RECOMMENDED
     return RECOMMENDED.get(arch, RECOMMENDED["lenet300"])
+
+
+def compressed_layer(spec: dict, codes, codebook, bias, code_bits: int,
+                     index_bits: int) -> CompressedLayer:
+    """The :class:`CompressedLayer` of one ``model.layer_specs()`` entry: ``codes`` of
+    the weights' shape, ``codebook`` float32 (2**code_bits,), ``bias`` (rows,)."""
+    return CompressedLayer(
+        name=spec["name"], kind=spec["kind"], shape=tuple(spec["shape"]),
+        codes=codes.reshape(spec["shape"][0], -1), codebook=codebook, bias=bias,
+        code_bits=code_bits, index_bits=index_bits, relu=bool(spec["relu"]),
+        pool=int(spec["pool"]), stride=int(spec["stride"]), padding=int(spec["padding"]))
 
 
 def _jsonable(obj):

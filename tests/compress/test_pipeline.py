@@ -65,6 +65,8 @@ def test_meta_records_every_stage(run):
     (dict(prune_steps=0), "prune_steps must be a positive integer, not 0"),
     (dict(code_bits_fc=9), "code_bits_fc must be an integer in 1..8, not 9"),
     (dict(init="kmeans++"), "init must be one of ('linear', 'density', 'forgy'), not 'kmeans++'"),
+    (dict(code_bits={"ip9": 4}), "code_bits names a layer of lenet300: one of ['ip1', 'ip2', 'ip3'], not 'ip9'"),
+    (dict(code_bits={"ip1": 9}), "code bits of ip1 must be an integer in 1..8, not 9"),
 ])
 def test_bad_configs(kw, message):
     with pytest.raises(ConfigError) as info:
@@ -92,3 +94,11 @@ def test_imported_densities_are_checked_against_the_model():
         CompressionConfig(arch=models.IMPORTED, density={"c": 0.5}).layer_density(
             model.layer_specs())
     assert str(info.value) == "density names a layer of the model: one of ['a', 'b'], not 'c'"
+
+
+def test_per_layer_code_bits_override_the_kinds():
+    config = CompressionConfig(arch="lenet5", code_bits={"ip2": 3, "conv1": 6})
+    assert config.bits("fc", "ip2") == (3, 5)
+    assert config.bits("fc", "ip1") == (4, 5)       # LeNet-5's fc default
+    assert config.bits("conv", "conv1") == (6, 8)
+    assert config.bits("conv") == (8, 8)

@@ -1,0 +1,176 @@
+"""Compression to a budget: file ratio and test error vs the budget, and search time.
+
+Usage: python benchmarks/bench_budget.py [--model lenet300] [--budgets 0 0.05 0.1 0.2 0.5]
+       --baseline FLOAT.npz [--peer PEER.dcz] [--plot PNG] [--seed 0]
+       python benchmarks/bench_budget.py --replot RESULT.json --plot PNG
+
+For each budget (allowed rise of the validation error, in points), runs the budget
+search (``dcsim.compress.budget``: sensitivity scan on the 10,000 validation images,
+knapsack allocation on real bytes, iterative prune/retrain, weight sharing,
+fine-tuning, the validation check and its retry) from one trained float baseline,
+writes the .dcz and only then reads the test set once for its error. Prints a table,
+writes benchmarks/results/budget_<model>.json and, with --plot, the ratio-vs-budget
+curve as a PNG. The peer in the same run is the fixed-density pipeline
+(``DeepCompression`` with the paper's densities, the default config) from the same
+baseline: the table gives the budget file's ratio against it.
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+from dcsim import container, report
+from dcsim.compress.budget import (BudgetConfig, BudgetError, add_test_errors,
+                                   compress_to_budget, sensitivity_scan)
+from dcsim.compress.pipeline import CompressionConfig, DeepCompression
+from dcsim.nn import models
+from dcsim.nn.datasets import load_mnist
+
+
+def _plot(rows, peer, path, model):
+    from matplotlib.figure import Figure      # no pyplot: no backend to choose
+
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
+    rows = sorted(rows, key=lambda r: r["budget"])
+    budgets = [r["budget"] for r in rows]
+    ax.plot(budgets, [r["ratio"] for r in rows], marker="o", label="budget search")
+    missed = [r for r in rows if not r["budget_met"]]
+    if missed:
+        ax.plot([r["budget"] for r in missed], [r["ratio"] for r in missed], "o",
+                color="white", markeredgecolor="C0", label="validation budget not met")
+    ax.axhline(peer["ratio"], color="gray", linestyle="--",
+               label=f"paper densities ({peer['ratio']:.0f}x)")
+    for r in rows:
+        ax.annotate(f"{r['test_error'] - r['baseline_test_error']:+.2f}",
+                    (r["budget"], r["ratio"]), textcoords="offset points", xytext=(4, -12),
+                    fontsize=7)
+    ax.set_xlabel("budget: allowed validation-error rise (points)")
+    ax.set_ylabel("compression ratio (real .dcz file)")
+    ax.set_title(f"{model}: ratio vs budget (labels: test-error rise, points)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def _val_error(compressed, args, data) -> float:
+    """Validation error (percent) of a compressed model's decoded weights, or of the
+    baseline with ``compressed=None``: the peer was tuned on nothing, so this is fair."""
+    model = models.load(args.baseline, arch=args.model)
+    if compressed is not None:
+        params = model.params()
+        for layer in compressed.layers:
+            params[f"{layer.name}.W"][...] = layer.weights()
+            params[f"{layer.name}.b"][...] = layer.bias
+    return float(model.error(data.val_x, data.val_y))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="lenet300", choices=["lenet300", "lenet5"])
+    parser.add_argument("--budgets", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.2, 0.5])
+    parser.add_argument("--baseline", metavar="FLOAT.npz",
+                        help="reuse this trained float model if it exists, else train and save it")
+    parser.add_argument("--replot", metavar="RESULT.json",
+                        help="only redraw --plot from a result this script wrote")
+    parser.add_argument("--peer", metavar="PEER.dcz",
+                        help="reuse the peer's file from an earlier run of this script "
+                             "(same baseline) instead of compressing it again")
+    parser.add_argument("--plot", metavar="PNG", help="write the ratio-vs-budget curve here")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.replot:
+        result = json.loads(Path(args.replot).read_text())
+        _plot(result["rows"], result["peer"], args.plot, result["model"])
+        return
+    if not args.baseline:
+        parser.error("--baseline is required (unless --replot)")
+
+    out_dir = Path(__file__).parent / "results"
+    out_dir.mkdir(exist_ok=True)
+    data = load_mnist()
+    config = CompressionConfig(arch=args.model, seed=args.seed)
+    if not Path(args.baseline).exists():
+        t0 = time.perf_counter()
+        model = models.build(args.model, seed=args.seed)
+        DeepCompression(config).train_baseline(model, data)
+        models.save(model, args.baseline)
+        print(f"baseline trained in {time.perf_counter() - t0:.0f} s")
+    rows, refused = [], []
+    path = out_dir / f"budget_{args.model}_peer.dcz"
+    if args.peer:
+        path = Path(args.peer)
+        compressed = container.read(path)
+    else:
+        model = models.load(args.baseline, arch=args.model)
+        compressed = DeepCompression(config).run(model, data, train_baseline=False)
+        container.write(compressed, path)
+    summary = report.summary(path)
+    peer = {"ratio": summary["ratio"], "test_error": summary["compressed_error"],
+            "baseline_test_error": summary["baseline_error"],
+            "seconds": compressed.meta["seconds"], "file": str(path),
+            "val_error": _val_error(compressed, args, data),
+            "baseline_val_error": _val_error(None, args, data),
+            "density": compressed.meta["config"]["density"]}
+    print(f"peer (paper densities): {peer}", flush=True)
+    # The scan depends on the baseline, config and grid only: made once, reused.
+    t0 = time.perf_counter()
+    scan = sensitivity_scan(models.load(args.baseline, arch=args.model), data, config,
+                            BudgetConfig(budget=0.0))
+    scan_seconds = time.perf_counter() - t0
+    print(f"sensitivity scan: {scan_seconds:.0f} s", flush=True)
+    for b in args.budgets:
+        model = models.load(args.baseline, arch=args.model)
+        t0 = time.perf_counter()
+        try:
+            compressed, baseline = compress_to_budget(
+                model, data, config, BudgetConfig(budget=b), train_baseline=False, scan=scan)
+        except BudgetError as exc:
+            print(f"budget {b:g}: refused: {exc}", flush=True)
+            refused.append({"budget": b, "refused": str(exc)})
+            continue
+        seconds = time.perf_counter() - t0 + scan_seconds
+        compressed = add_test_errors(compressed, model, baseline, data)
+        path = out_dir / f"budget_{args.model}_{b:g}.dcz"
+        container.write(compressed, path)
+        summary = report.summary(path)
+        record = summary["budget"]
+        row = {"budget": b, "ratio": summary["ratio"], "file_bytes": summary["file_bytes"],
+               "baseline_test_error": summary["baseline_error"],
+               "test_error": summary["compressed_error"],
+               "baseline_val_error": record["baseline_val_error"],
+               "val_error": record["val_error"]["compressed"],
+               "budget_met": record["budget_met"], "attempts": len(record["attempts"]),
+               "density": record["density"], "code_bits": record["code_bits"],
+               "search_seconds": round(record["search_seconds"] + scan_seconds, 1),
+               "compress_seconds": record["compress_seconds"], "seconds": round(seconds, 1),
+               "vs_peer": summary["ratio"] / peer["ratio"]}
+        rows.append(row)
+        print(report.format_table(summary, paper=args.model), flush=True)
+        print(json.dumps(row), flush=True)
+    result = {"model": args.model, "seed": args.seed, "rows": rows, "refused": refused,
+              "peer": peer,
+              "scan_seconds": round(scan_seconds, 1), "scan": scan,
+              "machine": {"cpus": os.cpu_count(),
+                          "processor": platform.processor() or platform.machine(),
+                          "load_average": os.getloadavg()}}
+    (out_dir / f"budget_{args.model}.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\n{'budget':>6} {'ratio':>7} {'vs peer':>8} {'val err':>8} {'test err':>9} "
+          f"{'(base)':>7} {'met':>4} {'search s':>9} {'compress s':>11}  densities / bits")
+    for r in refused:
+        print(f"{r['budget']:6.2f} refused: {r['refused']}")
+    for r in rows:
+        print(f"{r['budget']:6.2f} {r['ratio']:6.1f}x {r['vs_peer']:7.2f}x "
+              f"{r['val_error']:7.2f}% {r['test_error']:8.2f}% {r['baseline_test_error']:6.2f}% "
+              f"{'yes' if r['budget_met'] else 'NO':>4} {r['search_seconds']:9.0f} "
+              f"{r['compress_seconds']:11.0f}  "
+              + ", ".join(f"{n} {d:g}/{r['code_bits'][n]}" for n, d in r["density"].items()))
+    if args.plot:
+        _plot(rows, peer, args.plot, args.model)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,315 @@
+"""Compression to a budget: per-layer densities and code widths chosen on validation data.
+
+The budget is the allowed rise in error, in percentage points, over the float baseline,
+measured on the validation split only; the test set is never read here (the caller
+measures it once, at the end, for the report). Three steps, each built from the
+pipeline's own pieces:
+
+1. **Sensitivity scan** (one layer at a time, the paper's Figure 5 with retraining, and
+   the same for code bits): for every density ``d`` of the grid the layer is pruned in
+   one cut from the baseline (``prune.quality_for_density`` / ``prune_mask``) and the
+   whole net is retrained briefly (``scan_images`` training images, the layer's mask
+   held), then for every code width ``b`` the layer's survivors are shared
+   (``quantize.share_weights``) and the validation errors counted. The rise of the
+   option (d, b) is its error count minus that of the same short retraining without
+   pruning (so the scan measures the cut, not the extra training), clipped at 0. Its
+   cost is the layer's real bytes in a ``.dcz`` (``container.layer_bytes``: Huffman-coded
+   codes and indices, codebook, bias), from the very codes the scan made.
+2. **Allocation**: a multiple-choice knapsack, solved exactly by dynamic programming:
+   one option per layer, minimum total bytes, summed rise <= the budget. The rise is an
+   integer count of validation images, so the table over "images of error spent" is
+   exact (no discretisation), tiny (a 0.1-point budget on 10,000 images is 10 images)
+   and costs layers x options x capacity steps. A greedy walk on marginal bytes per
+   point can stop early where a layer's bytes-vs-error curve is not convex (it is not:
+   Huffman sizes and error counts move in steps), and hls4ml's optimization API solves
+   the same knapsack for the same reason. Rises are taken as additive across layers;
+   step 3 checks that assumption on the whole net.
+3. **Compression and check**: the usual iterative prune/retrain, weight sharing and
+   fine-tuning (:class:`~dcsim.compress.pipeline.DeepCompression`, errors measured on
+   the validation split), then the validation error of the result is compared with
+   baseline + budget; if it does not hold, one retry from the same baseline at looser
+   settings (every layer one step denser on the grid and one code bit wider).
+
+The budget is spent as the scan measures it, with no correction factor fitted to one
+network. On LeNet-300-100 (BENCHMARKS.md section 8) the full pipeline's validation rise
+came back at 0.6-1.0x the scan's prediction for budgets of 0.1-0.5 points (6 of 10, 14
+of 20, 46 of 48 images), and above it at 0.05 (8 of 5): budgets that small are below
+the split's own noise (about 13 images on ~160 errors), which the check then shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from dcsim import container
+from dcsim.compress import prune, quantize
+from dcsim.compress.pipeline import CompressionConfig, DeepCompression, compressed_layer
+from dcsim.errors import ConfigError, DcsimError
+
+#: Densities tried per layer, densest first (the paper's Tables 2-3 keep 8-66%; Dynamic
+#: Network Surgery keeps 1.8% of LeNet-300-100's first layer).
+DENSITIES = (1.0, 0.5, 0.3, 0.2, 0.14, 0.1, 0.08, 0.065, 0.05, 0.04, 0.03, 0.022)
+#: Code widths tried per layer, widest last (the paper: 5 fc, 8 conv).
+CODE_BITS = (3, 4, 5, 6, 8)
+
+
+class BudgetError(DcsimError):
+    """A budget cannot be met by any setting of the grid."""
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """What the budget search may try.
+
+    budget : allowed rise of the validation error over the float baseline, in
+        percentage points (0.10 = ten images of MNIST's 10,000 validation images).
+    densities : per-layer densities tried, each in (0, 1], 1.0 included (weight sharing
+        alone must be an option, or a budget of 0 could have no answer).
+    code_bits : per-layer code widths tried, each in 1..8.
+    scan_images : training images of each short retraining in the scan.
+    """
+
+    budget: float
+    densities: tuple = DENSITIES
+    code_bits: tuple = CODE_BITS
+    scan_images: int = 10_000
+
+    def __post_init__(self):
+        if isinstance(self.budget, bool) or not isinstance(self.budget, (int, float)) \
+                or not np.isfinite(self.budget) or self.budget < 0:
+            raise ConfigError(
+                f"budget must be a non-negative number of error points over the "
+                f"baseline (e.g. 0.1), not {self.budget!r}")
+        densities = tuple(sorted({float(d) for d in self.densities}, reverse=True))
+        if not densities or not all(0 < d <= 1 for d in densities) or densities[0] != 1:
+            raise ConfigError(f"densities must be numbers in (0, 1] including 1.0, "
+                              f"not {self.densities!r}")
+        bits = tuple(sorted(set(self.code_bits)))
+        if not bits or not all(isinstance(b, int) and 1 <= b <= 8 for b in bits):
+            raise ConfigError(f"code_bits must be integers in 1..8, not {self.code_bits!r}")
+        if not isinstance(self.scan_images, int) or self.scan_images < 1:
+            raise ConfigError(f"scan_images must be a positive integer, "
+                              f"not {self.scan_images!r}")
+        object.__setattr__(self, "budget", float(self.budget))
+        object.__setattr__(self, "densities", densities)
+        object.__setattr__(self, "code_bits", bits)
+
+
+def sensitivity_scan(model, data, config: CompressionConfig, budget: BudgetConfig,
+                     progress: bool = False) -> dict:
+    """Validation error and real bytes of every (density, code bits) option, per layer.
+
+    ``model`` is the trained float baseline (restored on return); ``data`` needs
+    ``train_x``, ``train_y``, ``val_x``, ``val_y`` only. Returns ``{"n_val": int,
+    "reference_errors": int, "layers": {name: [option, ...]}}``; an option is a dict
+    ``density``, ``code_bits``, ``errors`` (validation images wrong), ``rise`` (errors -
+    reference_errors, clipped at 0, images) and ``bytes`` (the layer in a .dcz).
+    """
+    params = model.params()
+    baseline = {k: v.copy() for k, v in params.items()}
+    specs = model.layer_specs()
+    pipe = DeepCompression(config, progress=progress)
+    x, y = data.train_x[:budget.scan_images], data.train_y[:budget.scan_images]
+    sgd = pipe._sgd(1, config.retrain_lr_scale, len(x))
+
+    def n_wrong():
+        return int(np.count_nonzero(model.predict(data.val_x) != np.asarray(data.val_y)))
+
+    def restore():
+        for k, v in baseline.items():
+            params[k][...] = v
+
+    from dcsim.nn.train import train
+
+    train(model, x, y, sgd, progress=progress, desc="scan reference")
+    reference = n_wrong()
+    reference_params = {k: v.copy() for k, v in params.items()}
+    scan = {"n_val": int(len(data.val_y)), "reference_errors": reference, "layers": {}}
+    try:
+        for s in specs:
+            name, key = s["name"], f"{s['name']}.W"
+            _, index_bits = config.bits(s["kind"], name)
+            options = []
+            for density in budget.densities:
+                if density == 1:
+                    for k, v in reference_params.items():
+                        params[k][...] = v
+                else:
+                    restore()
+                    q = prune.quality_for_density(params[key], density)
+                    mask = prune.prune_mask(params[key], q)
+                    params[key] *= mask
+                    train(model, x, y, sgd, hooks=[prune.MaskHook({key: mask})],
+                          progress=progress, desc=f"scan {name} {density:g}")
+                kept = params[key].copy()
+                for code_bits in budget.code_bits:
+                    codes, codebook = quantize.share_weights(kept, code_bits, config.init,
+                                                             seed=config.seed)
+                    params[key][...] = codebook[codes]
+                    errors = n_wrong()
+                    layer = compressed_layer(s, codes, codebook, params[f"{name}.b"],
+                                             code_bits, index_bits)
+                    options.append({"density": float(density), "code_bits": int(code_bits),
+                                    "errors": errors, "rise": max(0, errors - reference),
+                                    "bytes": container.layer_bytes(layer)})
+                params[key][...] = kept
+            scan["layers"][name] = options
+    finally:
+        restore()
+    return scan
+
+
+def allocate(scan: dict, capacity: int) -> dict:
+    """The option per layer minimising total bytes with summed rise <= ``capacity``.
+
+    Exact multiple-choice knapsack over the integer rises (validation images). Returns
+    ``{name: option}`` in layer order; :class:`BudgetError` if even the cheapest rise of
+    every layer exceeds ``capacity``. Among equal byte totals the earlier option wins.
+    """
+    if not isinstance(capacity, (int, np.integer)) or capacity < 0:
+        raise ConfigError(f"capacity must be a non-negative integer of validation "
+                          f"images, not {capacity!r}")
+    capacity = int(capacity)
+    inf = np.iinfo(np.int64).max // 4
+    best = np.zeros(capacity + 1, dtype=np.int64)    # best[c]: min bytes with rise <= c
+    choices = []
+    for name, options in scan["layers"].items():
+        new = np.full(capacity + 1, inf, dtype=np.int64)
+        pick = np.full(capacity + 1, -1, dtype=np.int64)
+        for i, opt in enumerate(options):
+            w = int(opt["rise"])
+            if w > capacity:
+                continue
+            cand = np.full(capacity + 1, inf, dtype=np.int64)
+            cand[w:] = best[:capacity + 1 - w] + int(opt["bytes"])
+            better = cand < new
+            new[better], pick[better] = cand[better], i
+        choices.append((name, pick))
+        best = new
+    if best[capacity] >= inf:
+        least = sum(min(o["rise"] for o in opts) for opts in scan["layers"].values())
+        raise BudgetError(
+            f"budget must allow at least {100 * least / scan['n_val']:.2f} points "
+            f"({least} of {scan['n_val']} validation images), what the least lossy "
+            f"setting of every layer costs (weight sharing alone at the widest code), "
+            f"not {100 * capacity / scan['n_val']:.2f}; raise --budget")
+    chosen, c = {}, capacity
+    for name, pick in reversed(choices):
+        opt = scan["layers"][name][int(pick[c])]
+        chosen[name] = opt
+        c -= int(opt["rise"])
+    return dict(reversed(list(chosen.items())))
+
+
+def loosen(chosen: dict, budget: BudgetConfig) -> dict:
+    """Every layer one step denser on the grid and one code width wider (where the grid
+    has one): the retry's settings. Returns ``{name: (density, code_bits)}``."""
+    out = {}
+    for name, opt in chosen.items():
+        d = budget.densities.index(opt["density"])
+        b = budget.code_bits.index(opt["code_bits"])
+        out[name] = (budget.densities[max(0, d - 1)],
+                     budget.code_bits[min(len(budget.code_bits) - 1, b + 1)])
+    return out
+
+
+def compress_to_budget(model, data, config: CompressionConfig, budget: BudgetConfig,
+                       train_baseline: bool = True, progress: bool = True, log=None,
+                       scan: dict | None = None):
+    """Train (unless told not to), scan, allocate, compress and check, on validation only.
+
+    ``data`` needs ``train_x``, ``train_y``, ``val_x``, ``val_y``; its test split is
+    never read. ``config`` gives everything but the densities and code widths (prune
+    steps, epochs, learning rates, index bits). Returns ``(compressed, baseline)``:
+    the :class:`CompressedModel`, whose ``meta["budget"]`` holds the budget, the scan's
+    grid, the chosen per-layer ``density`` and ``code_bits``, the validation errors
+    (percent) per stage of every attempt, ``budget_met`` and ``search_seconds`` /
+    ``compress_seconds``; and the baseline's parameters (for the caller's test report).
+    ``model`` ends as the compressed float model. :class:`BudgetError` if no setting of
+    the grid can meet the budget (before any compression is run).
+
+    ``scan``: a :func:`sensitivity_scan` of this very baseline, config and grid, to reuse
+    across budgets (it depends on nothing else); ``search_seconds`` then excludes it
+    and ``scan_reused`` is True.
+    """
+    pipe = DeepCompression(config, progress=progress, log=log)
+    t0 = time.perf_counter()
+    if train_baseline:
+        pipe.train_baseline(model, data)
+    baseline = {k: v.copy() for k, v in model.params().items()}
+    baseline_val = float(model.error(data.val_x, data.val_y))
+    pipe.log(f"baseline validation error {baseline_val:.2f}%")
+    t_search = time.perf_counter()
+    scan_reused = scan is not None
+    if not scan_reused:
+        scan = sensitivity_scan(model, data, config, budget, progress=progress)
+    capacity = int(np.floor(budget.budget * scan["n_val"] / 100 + 1e-9))
+    chosen = allocate(scan, capacity)
+    search_seconds = time.perf_counter() - t_search
+    pipe.log("budget allocation: " + ", ".join(
+        f"{n} {o['density']:g} x {o['code_bits']} bits" for n, o in chosen.items()))
+    settings = {n: (o["density"], o["code_bits"]) for n, o in chosen.items()}
+    attempts = []
+    for attempt in range(2):
+        for k, v in baseline.items():
+            model.params()[k][...] = v
+        cfg = dataclasses.replace(config, density={n: d for n, (d, _) in settings.items()},
+                                  code_bits={n: b for n, (_, b) in settings.items()})
+        t_run = time.perf_counter()
+        compressed = DeepCompression(cfg, progress=progress, log=log).run(
+            model, data, train_baseline=False, eval_split="val")
+        val = {stage: compressed.meta[f"{stage}_error"]
+               for stage in ("baseline", "pruned", "shared", "compressed")}
+        met = val["compressed"] <= baseline_val + budget.budget + 1e-9
+        attempts.append({"density": {n: d for n, (d, _) in settings.items()},
+                         "code_bits": {n: b for n, (_, b) in settings.items()},
+                         "val_error": val, "budget_met": met,
+                         "seconds": round(time.perf_counter() - t_run, 1)})
+        pipe.log(f"attempt {attempt + 1}: validation error {val['compressed']:.2f}% "
+                 f"(limit {baseline_val + budget.budget:.2f}%): "
+                 + ("budget met" if met else "budget NOT met"))
+        if met:
+            break
+        settings = loosen(chosen, budget)
+    meta = dict(compressed.meta)
+    for stage in ("baseline", "pruned", "shared", "compressed"):
+        meta.pop(f"{stage}_error")
+    meta["budget"] = {
+        "budget_points": budget.budget, "split": "val", "n_val": scan["n_val"],
+        "baseline_val_error": baseline_val,
+        "grid": {"densities": list(budget.densities), "code_bits": list(budget.code_bits),
+                 "scan_images": budget.scan_images},
+        "predicted_rise_images": int(sum(o["rise"] for o in chosen.values())),
+        "density": attempts[-1]["density"], "code_bits": attempts[-1]["code_bits"],
+        "val_error": attempts[-1]["val_error"], "budget_met": attempts[-1]["budget_met"],
+        "attempts": attempts, "search_seconds": round(search_seconds, 1),
+        "scan_reused": scan_reused,
+        "compress_seconds": round(sum(a["seconds"] for a in attempts), 1),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    return dataclasses.replace(compressed, meta=meta), baseline
+
+
+def add_test_errors(compressed, model, baseline: dict, data):
+    """``compressed`` with the test errors (percent) of the baseline and of the
+    compressed model in its meta (``baseline_error``, ``compressed_error``, as every
+    ``.dcz`` reports them): the one read of the test split, after the search.
+
+    ``model`` holds the compressed float weights (as :func:`compress_to_budget` leaves
+    it); ``baseline`` the parameters it returned. ``model`` is left as it was.
+    """
+    params = model.params()
+    final = {k: v.copy() for k, v in params.items()}
+    compressed_error = float(model.error(data.test_x, data.test_y))
+    for k, v in baseline.items():
+        params[k][...] = v
+    baseline_error = float(model.error(data.test_x, data.test_y))
+    for k, v in final.items():
+        params[k][...] = v
+    meta = dict(compressed.meta, baseline_error=baseline_error,
+                compressed_error=compressed_error, error_split="test")
+    return dataclasses.replace(compressed, meta=meta)

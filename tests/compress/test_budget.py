@@ -1,0 +1,153 @@
+"""The budget search: the test set unread, the knapsack against brute force, the
+sensitive layer kept denser, impossible budgets refused."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from dcsim import container, report
+from dcsim.compress.budget import (BudgetConfig, BudgetError, add_test_errors, allocate,
+                                   compress_to_budget, loosen)
+from dcsim.compress.pipeline import CompressionConfig
+from dcsim.errors import ConfigError
+from dcsim.nn import models
+from dcsim.nn.datasets import load_mnist
+
+
+class _NoTestSplit:
+    """MNIST slices whose test split raises on any access."""
+
+    def __init__(self, data, n_train, n_val):
+        self.train_x, self.train_y = data.train_x[:n_train], data.train_y[:n_train]
+        self.val_x, self.val_y = data.val_x[:n_val], data.val_y[:n_val]
+
+    @property
+    def test_x(self):
+        raise AssertionError("the budget search read the test images")
+
+    @property
+    def test_y(self):
+        raise AssertionError("the budget search read the test labels")
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    data = _NoTestSplit(load_mnist(), n_train=1200, n_val=600)
+    config = CompressionConfig(arch="lenet300", baseline_epochs=1, prune_steps=1,
+                               retrain_epochs=1, finetune_epochs=1)
+    budget = BudgetConfig(budget=3.0, densities=(1.0, 0.3, 0.1), code_bits=(3, 5),
+                          scan_images=400)
+    model = models.build("lenet300", seed=0)
+    compressed, baseline = compress_to_budget(model, data, config, budget, progress=False,
+                                              log=lambda msg: None)
+    path = tmp_path_factory.mktemp("budget") / "m.dcz"
+    container.write(compressed, path)
+    return model, compressed, baseline, data, path
+
+
+def test_search_never_reads_the_test_set(searched):
+    model, compressed, baseline, data, _ = searched
+    record = compressed.meta["budget"]
+    assert record["split"] == "val" and record["n_val"] == 600
+    assert "baseline_error" not in compressed.meta      # no test figure was made
+    for layer in compressed.layers:
+        assert record["density"][layer.name] in (1.0, 0.3, 0.1)
+        assert record["code_bits"][layer.name] == layer.code_bits
+    with pytest.raises(AssertionError, match="read the test images"):
+        add_test_errors(compressed, model, baseline, data)
+
+
+def test_chosen_settings_are_the_files(searched):
+    _, compressed, _, _, path = searched
+    record = compressed.meta["budget"]
+    summary = report.summary(path)
+    assert summary["budget"] == record
+    for row in summary["layers"]:
+        assert row["weight_bits_pq"] == record["code_bits"][row["name"]]
+        # one-shot cut to the target density (prune_steps=1), within a weight or two
+        assert row["density"] == pytest.approx(record["density"][row["name"]],
+                                               abs=2 / row["weights"])
+    text = report.format_table(summary)
+    assert "chosen: ip1" in text and "validation error: baseline" in text
+    met = record["val_error"]["compressed"] <= record["baseline_val_error"] + 3.0 + 1e-9
+    assert record["budget_met"] == met
+    assert len(record["attempts"]) == (1 if record["attempts"][0]["budget_met"] else 2)
+
+
+def _scan(rises_and_bytes, n_val=1000):
+    return {"n_val": n_val, "reference_errors": 0,
+            "layers": {name: [{"density": d, "code_bits": 5, "rise": r, "bytes": b}
+                              for d, r, b in opts]
+                       for name, opts in rises_and_bytes.items()}}
+
+
+def test_sensitive_layer_keeps_denser():
+    # Two layers with the same bytes per density; "fragile" loses 8 validation images
+    # per step down the grid, "robust" 1. By hand, with 10 images to spend: fragile 1.0
+    # + robust 0.05 costs 1000 + 60 = 1060 bytes (rise 3); fragile 0.5 + robust 0.2
+    # costs 500 + 200 = 700 (rise 8 + 2 = 10); fragile 0.2 alone already rises 16. So
+    # 700 bytes, with the fragile layer the denser. With 3 images: 1060 bytes.
+    densities = (1.0, 0.5, 0.2, 0.05)
+    cost = (1000, 500, 200, 60)
+    scan = _scan({
+        "fragile": [(d, 8 * i, c) for i, (d, c) in enumerate(zip(densities, cost))],
+        "robust": [(d, i, c) for i, (d, c) in enumerate(zip(densities, cost))],
+    })
+    chosen = allocate(scan, capacity=10)
+    assert (chosen["fragile"]["density"], chosen["robust"]["density"]) == (0.5, 0.2)
+    assert chosen["fragile"]["bytes"] + chosen["robust"]["bytes"] == 700
+    chosen = allocate(scan, capacity=3)
+    assert (chosen["fragile"]["density"], chosen["robust"]["density"]) == (1.0, 0.05)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_allocation_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    print(f"seed {seed}")
+    layers = {f"l{i}": [(float(j), int(rng.integers(0, 12)), int(rng.integers(10, 500)))
+                        for j in range(int(rng.integers(1, 6)))] for i in range(3)}
+    layers["l0"].append((99.0, 0, 10_000))     # a feasible option for every capacity
+    layers["l1"].append((99.0, 0, 10_000))
+    layers["l2"].append((99.0, 0, 10_000))
+    scan = _scan(layers)
+    capacity = int(rng.integers(0, 20))
+    best = min(sum(o[2] for o in combo) for combo in itertools.product(*layers.values())
+               if sum(o[1] for o in combo) <= capacity)
+    chosen = allocate(scan, capacity)
+    assert sum(o["bytes"] for o in chosen.values()) == best
+    assert sum(o["rise"] for o in chosen.values()) <= capacity
+
+
+def test_budget_tighter_than_weight_sharing_alone_is_refused():
+    scan = _scan({"ip1": [(1.0, 2, 900), (0.1, 9, 90)], "ip2": [(1.0, 1, 300)]})
+    with pytest.raises(BudgetError) as info:
+        allocate(scan, capacity=2)
+    assert str(info.value) == (
+        "budget must allow at least 0.30 points (3 of 1000 validation images), what the "
+        "least lossy setting of every layer costs (weight sharing alone at the widest "
+        "code), not 0.20; raise --budget")
+    assert allocate(scan, capacity=3)["ip1"]["density"] == 1.0
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(budget=-0.1), "budget must be a non-negative number of error points over the "
+                        "baseline (e.g. 0.1), not -0.1"),
+    (dict(budget=float("nan")), "budget must be a non-negative number of error points "
+                                "over the baseline (e.g. 0.1), not nan"),
+    (dict(budget=0.1, densities=(0.5, 0.1)), "densities must be numbers in (0, 1] "
+                                             "including 1.0, not (0.5, 0.1)"),
+    (dict(budget=0.1, code_bits=(4, 9)), "code_bits must be integers in 1..8, not (4, 9)"),
+    (dict(budget=0.1, scan_images=0), "scan_images must be a positive integer, not 0"),
+])
+def test_bad_budget_configs(kw, message):
+    with pytest.raises(ConfigError) as info:
+        BudgetConfig(**kw)
+    assert str(info.value) == message
+
+
+def test_loosen_steps_every_layer_denser_and_wider():
+    budget = BudgetConfig(budget=0.1, densities=(1.0, 0.2, 0.05), code_bits=(3, 4, 8))
+    chosen = {"ip1": {"density": 0.05, "code_bits": 3},
+              "ip2": {"density": 1.0, "code_bits": 8}}
+    assert loosen(chosen, budget) == {"ip1": (0.2, 4), "ip2": (1.0, 8)}
