@@ -56,12 +56,22 @@ def _init_worker() -> None:
     numba.set_num_threads(1)
 
 
+def _init_local_worker() -> None:
+    # a pool worker ends with its sweep, even one killed by SIGKILL (Linux: the parent's
+    # death signals the child; elsewhere the pool's own shutdown is all there is)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+        ctypes.CDLL(None).prctl(1, int(signal.SIGTERM))      # PR_SET_PDEATHSIG
+    _init_worker()
+
+
 class _LocalExecutor:
     def __init__(self, jobs: int):
         self.workers = jobs
         self._pool = cf.ProcessPoolExecutor(
             max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker)
+            initializer=_init_local_worker)
 
     def submit(self, fn, *args):
         return self._pool.submit(fn, *args)
