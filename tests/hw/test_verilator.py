@@ -19,7 +19,7 @@ def test_build_root_is_the_user_cache_unless_dcsim_build_dir(monkeypatch, tmp_pa
 def test_concurrent_builds_of_one_config_build_once(monkeypatch, tmp_path):
     calls, messages = [], []
 
-    def fake_verilate(sources, toplevel, build_dir, log_file, args):
+    def fake_verilate(sources, toplevel, build_dir, log_file, args, waves=False):
         calls.append(build_dir)
         threading.Event().wait(0.5)          # long enough for the other caller to queue
         build_dir.mkdir(parents=True)
