@@ -532,7 +532,7 @@ def cmd_sim(args) -> int:
     config = _engine_config(args, model)     # simulate() refuses a misfit before building
     x, y = _mnist_test(args, args.images, model)
     if args.harness == "cocotb" and args.threads != 1:
-        raise UsageError(f"--threads must be 1 with --harness cocotb (it sets the native "
+        raise DcsimError(f"--threads must be 1 with --harness cocotb (it sets the native "
                          f"harness's Verilator threads), not {args.threads}")
     waves = _waves_target(args.waves)
     partial = None if waves is None else waves.with_name(waves.name + ".part")
