@@ -27,9 +27,9 @@ from dcsim.hw.config import EngineConfig
 from dcsim.hw.feeder import feed_hex
 from dcsim.hw.image import EngineImage, compile_model
 from dcsim.hw.layout_header import write_layout_header
-from dcsim.hw.sim import check_images, compare_outputs, pack_words
+from dcsim.hw.sim import HANG_FACTOR, check_images, compare_outputs, pack_words
+from dcsim.hw.sim import cycle_limit as sim_cycle_limit
 from dcsim.hw.verilator import default_build_root, fst_build_args, setup_environment
-from dcsim.perf.cycles import layer_cycles
 
 SW_DIR = Path(__file__).resolve().parents[2] / "sw"
 SW_FILES = ("Makefile", "harness.vlt", "load_word.h", "engine_driver.h", "harness_files.h",
@@ -40,8 +40,6 @@ GATEWARE_MODULES = ("config", "layouts", "fifo", "lnzd", "pe", "engine", "build"
 INPUTS_MAGIC = b"DCSIMIN1"
 # The harness's exit statuses (sw/harness_main.cpp).
 EXIT_BAD_INPUT, EXIT_CYCLE_LIMIT = 2, 3
-# Cycle limit = LIMIT_FACTOR x the cycle model's worst case + LIMIT_SLACK (see cycle_limit).
-LIMIT_FACTOR, LIMIT_SLACK = 4, 1000
 
 
 @dataclass(frozen=True)
@@ -150,15 +148,11 @@ def write_inputs(x_q, path) -> Path:
 
 
 def cycle_limit(image: EngineImage) -> int:
-    """Clocks an image may take from its start transfer until the engine is idle:
-    ``LIMIT_FACTOR`` x (the cycle model's count for every input non-zero, plus the
-    output stream) + ``LIMIT_SLACK``: every layer seeing the most broadcasts it can,
-    four times over, so a correct engine never comes near it and a hung one stops
-    within seconds."""
-    c = image.config
-    worst = sum(layer_cycles(li.col_entries, np.ones(li.cols, dtype=bool), li.rows, c).cycles
-                for li in image.layers)
-    return LIMIT_FACTOR * (worst + image.layers[-1].rows) + LIMIT_SLACK
+    """Clocks an image may take from its start transfer until the engine is idle: the
+    cocotb flow's limit to the first output (``sim.cycle_limit``, the one rule) plus
+    ``HANG_FACTOR`` clocks per output of the last layer, since the harness's limit also
+    covers the output stream."""
+    return sim_cycle_limit(image) + HANG_FACTOR * image.layers[-1].rows
 
 
 def run_native(build: NativeBuild, image_path, inputs_path, n_layers: int, n_out: int,
