@@ -29,7 +29,9 @@ class PlainProgress:
         self.total, self.desc, self.unit, self.stream = int(total), desc, unit, stream
         self.n = 0
         self.postfix = ""
-        self._marks = [int(f * self.total) for f in PLAIN_MARKS]
+        # distinct counts strictly between the start and the end: a small total (2, 3)
+        # gets fewer lines, never the same line twice
+        self._marks = sorted({int(f * self.total) for f in PLAIN_MARKS} - {0, self.total})
         self._start = time.perf_counter()
         self._closed = False
         self._line(f"0/{self.total} {self.unit}s")
@@ -39,8 +41,11 @@ class PlainProgress:
 
     def update(self, n: int = 1) -> None:
         self.n += n
-        while self._marks and self.n >= self._marks[0] and self.n < self.total:
+        passed = False
+        while self._marks and self.n >= self._marks[0]:
             self._marks.pop(0)
+            passed = True
+        if passed and self.n < self.total:
             self._line(f"{self.n}/{self.total} {self.unit}s")
 
     def set_postfix(self, **values) -> None:

@@ -55,3 +55,22 @@ def test_follow_count_sees_bytes_appended_by_another_writer(tmp_path):
     with follow_count(tmp_path / "never", seen.append, interval_s=0.01):
         pass
     assert seen == [1, 2, 3]
+
+
+def test_small_totals_and_big_steps_print_each_line_once():
+    stream = io.StringIO()
+    bar = progress_bar(2, "area", unit="config", stream=stream)
+    bar.update()
+    bar.update()
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[:2] == ["area: 0/2 configs", "area: 1/2 configs"]
+    assert len(lines) == 3 and lines[2].startswith("area: 2/2 configs in ")
+    stream = io.StringIO()
+    bar = progress_bar(100, "sweep", unit="point", stream=stream)
+    bar.update(60)                       # past two marks at once: one line
+    bar.update(40)
+    bar.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[:2] == ["sweep: 0/100 points", "sweep: 60/100 points"]
+    assert len(lines) == 3 and lines[2].startswith("sweep: 100/100 points in ")

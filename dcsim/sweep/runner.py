@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dcsim.errors import ConfigError
+from dcsim.progress import progress_bar
 from dcsim.sweep import point as point_mod
 from dcsim.sweep.results import ResultWriter, read_rows
 from dcsim.sweep.spec import SweepSpec
@@ -118,8 +119,6 @@ def run_sweep(spec: SweepSpec, out, jobs: int | None = None, scheduler: str | No
     of a Dask scheduler (then ``jobs`` is ignored). KeyboardInterrupt stops at once,
     leaving the rows written so far.
     """
-    from tqdm import tqdm
-
     log = sys.stderr if log is None else log
     points = spec.points()
     t0 = time.perf_counter()
@@ -143,16 +142,15 @@ def run_sweep(spec: SweepSpec, out, jobs: int | None = None, scheduler: str | No
         for p in todo:
             configs.setdefault(json.dumps(p.config, sort_keys=True), (p.config, p.area))
         _drain(executor, [(point_mod.synthesize_config, c, a) for c, a in configs.values()],
-               lambda _: None, tqdm(total=len(configs), desc="area (synthesis)",
-                                    disable=not progress, file=log, unit="config"))
+               lambda _: None, progress_bar(len(configs), "area (synthesis)", unit="config",
+                                            enabled=progress, stream=log))
 
         def take(row):
             nonlocal computed
             computed += writer.write(row)
 
         _drain(executor, [(point_mod.evaluate, p) for p in todo], take,
-               tqdm(total=len(todo), desc="sweep", disable=not progress, file=log,
-                    unit="pt"))
+               progress_bar(len(todo), "sweep", unit="point", enabled=progress, stream=log))
     except BaseException:
         executor.close(cancel=True)
         writer.close()
@@ -169,7 +167,7 @@ def _drain(executor, calls, on_result, bar) -> None:
     limit = IN_FLIGHT_PER_WORKER * executor.workers
     pending = iter(calls)
     running = set()
-    with bar:
+    try:
         while True:
             while len(running) < limit:
                 call = next(pending, None)
@@ -182,6 +180,8 @@ def _drain(executor, calls, on_result, bar) -> None:
                 running.discard(fut)
                 on_result(fut.result())
                 bar.update(1)
+    finally:
+        bar.close()
 
 
 def verify_points(spec: SweepSpec, rows: list, k: int, seed: int = 0, log=None) -> list:

@@ -227,3 +227,23 @@ def test_scheduler_not_there_is_exit_2_and_leaves_the_file(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1
     assert f"--scheduler must be the address of a running Dask scheduler, not '{address}'" in err
     assert out.read_text() == "keep me\n"
+
+
+def test_progress_on_a_stream_that_is_not_a_terminal_is_plain_lines(tmp_path):
+    """A log file or pipe gets a few whole lines per phase (start, quarters, end), never
+    a redrawn bar."""
+    spec = load_spec(small_spec(tmp_path, clocks="{start: 100, stop: 1000, step: 100}"))
+    n = len(spec.points())
+    assert n == 2 * 10
+    log = io.StringIO()
+    assert not log.isatty()
+    run_sweep(spec, tmp_path / "r.csv", jobs=1, progress=True, log=log)
+    text = log.getvalue()
+    assert "\r" not in text and "\x1b" not in text
+    lines = text.splitlines()
+    assert lines[:2] == ["area (synthesis): 0/2 configs", "area (synthesis): 1/2 configs"]
+    assert lines[2].startswith("area (synthesis): 2/2 configs in ")
+    sweep_lines = lines[3:]
+    assert sweep_lines[0] == f"sweep: 0/{n} points"
+    assert sweep_lines[1:-1] == [f"sweep: {k}/{n} points" for k in (5, 10, 15)]
+    assert sweep_lines[-1].startswith(f"sweep: {n}/{n} points in ")
