@@ -122,22 +122,21 @@ def _wait_workers(address: str, n: int) -> None:
     raise RuntimeError(f"{n} workers did not join {address}")
 
 
-def bench_dask(folder: Path) -> dict:
-    path = spec(folder, "dask", "{start: 100, stop: 1000, step: 60}", images=20)
+def _sweep_on_cluster(path: Path, out: Path, n_workers: int, folder: Path) -> dict:
+    """Start a scheduler and ``n_workers`` fresh single-thread workers, sweep, stop them:
+    every measurement starts from cold workers (imports, traces, numba), so neither
+    side inherits the other's warm-up."""
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     procs = [_start(["scheduler", "--host", "127.0.0.1", "--port", str(port),
-                     "--no-dashboard"], folder / "scheduler.log")]
+                     "--no-dashboard"], folder / f"scheduler{n_workers}.log")]
     worker = ["worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
               "--host", "127.0.0.1"]
-    out = {}
     try:
-        procs.append(_start(worker + ["--name", "w0"], folder / "w0.log"))
-        _wait_workers(address, 1)
-        out["one_worker"] = sweep(path, folder / "dask1.csv", "--scheduler", address)
-        procs.append(_start(worker + ["--name", "w1"], folder / "w1.log"))
-        _wait_workers(address, 2)
-        out["two_workers"] = sweep(path, folder / "dask2.csv", "--scheduler", address)
+        for i in range(n_workers):
+            procs.append(_start(worker + ["--name", f"w{i}"], folder / f"w{i}_{n_workers}.log"))
+        _wait_workers(address, n_workers)
+        return sweep(path, out, "--scheduler", address)
     finally:
         for p in reversed(procs):
             os.kill(p.pid, signal.SIGTERM)
@@ -147,15 +146,32 @@ def bench_dask(folder: Path) -> dict:
             except subprocess.TimeoutExpired:
                 os.kill(p.pid, signal.SIGKILL)
                 p.wait()
+
+
+def bench_dask(folder: Path) -> dict:
+    path = spec(folder, "dask", "{start: 100, stop: 1000, step: 15}", images=20)
+    out = {"one_worker": _sweep_on_cluster(path, folder / "dask1.csv", 1, folder),
+           "two_workers": _sweep_on_cluster(path, folder / "dask2.csv", 2, folder)}
     one, two = out["one_worker"], out["two_workers"]
     out["speedup"] = one["seconds"] / two["seconds"]
+    out["rows_identical"] = _rows(folder / "dask1.csv") == _rows(folder / "dask2.csv")
     print(f"{'workers':>8} {'points':>8} {'seconds':>8} {'points/min':>11}")
     for name in ("one_worker", "two_workers"):
         r = out[name]
         print(f"{r['workers']:>8} {r['points']:>8} {r['seconds']:>8.1f} "
               f"{r['points_per_minute']:>11.0f}")
-    print(f"speed-up of 2 workers over 1: {out['speedup']:.2f}x")
+    print(f"speed-up of 2 workers over 1: {out['speedup']:.2f}x; rows identical "
+          f"(timing columns aside): {out['rows_identical']}")
     return out
+
+
+def _rows(path: Path) -> dict:
+    """A results file's rows by key, without the columns that time the run."""
+    from dcsim.sweep.point import TIMING_COLUMNS
+    from dcsim.sweep.results import read_rows
+
+    return {r["key"]: {c: v for c, v in r.items() if c not in TIMING_COLUMNS}
+            for r in read_rows(path)}
 
 
 def bench_resume(folder: Path) -> dict:

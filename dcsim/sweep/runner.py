@@ -2,10 +2,10 @@
 
 Two phases, both on the same executor: first the area of every distinct config (Yosys
 synthesis, cached on disk, so each config is synthesized once however many points share
-it), then the points. Points are submitted in bounded batches and every finished row is
-appended to the results file at once (``results.ResultWriter``), keyed by the point's
-hash: ``--resume`` skips rows already there, and a point a lost Dask worker had to rerun
-is written once.
+it), then the points, a few per task (:func:`batch_size`), a bounded number of tasks
+in flight; every finished task's rows are appended to the results file at once
+(``results.ResultWriter``), keyed by the point's hash: ``--resume`` skips rows already
+there, and a point a lost Dask worker had to rerun is written once.
 """
 
 from __future__ import annotations
@@ -29,6 +29,12 @@ from dcsim.sweep.spec import SweepSpec
 #: Points in flight per worker: enough to keep workers busy, few enough that an
 #: interrupt loses little and memory stays flat for sweeps of any size.
 IN_FLIGHT_PER_WORKER = 8
+
+#: Largest number of points in one task. A point costs ~25 ms of CPU; a task round
+#: trip through Dask or a process pool costs a few ms of the client's and scheduler's
+#: CPU, which on a small machine is taken from the workers. Batches keep that cost a
+#: small fraction and still leave each worker several tasks (see :func:`batch_size`).
+MAX_BATCH = 32
 
 
 @dataclass
@@ -142,14 +148,18 @@ def run_sweep(spec: SweepSpec, out, jobs: int | None = None, scheduler: str | No
         for p in todo:
             configs.setdefault(json.dumps(p.config, sort_keys=True), (p.config, p.area))
         _drain(executor, [(point_mod.synthesize_config, c, a) for c, a in configs.values()],
-               lambda _: None, progress_bar(len(configs), "area (synthesis)", unit="config",
+               lambda _: 1, progress_bar(len(configs), "area (synthesis)", unit="config",
                                             enabled=progress, stream=log))
 
-        def take(row):
+        def take(rows):
             nonlocal computed
-            computed += writer.write(row)
+            for row in rows:
+                computed += writer.write(row)
+            return len(rows)
 
-        _drain(executor, [(point_mod.evaluate, p) for p in todo], take,
+        size = batch_size(len(todo), executor.workers)
+        _drain(executor, [(point_mod.evaluate_batch, todo[i:i + size])
+                          for i in range(0, len(todo), size)], take,
                progress_bar(len(todo), "sweep", unit="point", enabled=progress, stream=log))
     except BaseException:
         executor.close(cancel=True)
@@ -161,9 +171,16 @@ def run_sweep(spec: SweepSpec, out, jobs: int | None = None, scheduler: str | No
                        seconds=time.perf_counter() - t0, workers=executor.workers, verify=[])
 
 
+def batch_size(n_points: int, workers: int) -> int:
+    """Points per task: enough tasks for 2 x IN_FLIGHT_PER_WORKER per worker, at most
+    MAX_BATCH points each, at least 1."""
+    return max(1, min(MAX_BATCH, n_points // (2 * IN_FLIGHT_PER_WORKER * max(1, workers))))
+
+
 def _drain(executor, calls, on_result, bar) -> None:
     """Run ``calls`` (fn, *args) keeping a bounded number in flight; results in order
-    of completion go to ``on_result``."""
+    of completion go to ``on_result``, which returns how many units of progress each
+    one was."""
     limit = IN_FLIGHT_PER_WORKER * executor.workers
     pending = iter(calls)
     running = set()
@@ -178,8 +195,7 @@ def _drain(executor, calls, on_result, bar) -> None:
                 return
             for fut in executor.wait_first(running):
                 running.discard(fut)
-                on_result(fut.result())
-                bar.update(1)
+                bar.update(on_result(fut.result()))
     finally:
         bar.close()
 

@@ -247,3 +247,12 @@ def test_progress_on_a_stream_that_is_not_a_terminal_is_plain_lines(tmp_path):
     assert sweep_lines[0] == f"sweep: 0/{n} points"
     assert sweep_lines[1:-1] == [f"sweep: {k}/{n} points" for k in (5, 10, 15)]
     assert sweep_lines[-1].startswith(f"sweep: {n}/{n} points in ")
+
+
+def test_batch_size_leaves_every_worker_several_tasks():
+    from dcsim.sweep.runner import MAX_BATCH, batch_size
+
+    assert batch_size(1240, 2) == MAX_BATCH == 32      # 1240 // 32 = 38, capped at 32
+    assert batch_size(240, 2) == 7                     # 240 // (2 x 8 x 2): 35 tasks
+    assert batch_size(240, 1) == 15
+    assert batch_size(10, 4) == 1 and batch_size(0, 2) == 1
