@@ -24,7 +24,7 @@ from pathlib import Path
 
 from dcsim import container, report
 from dcsim.compress.budget import (BudgetConfig, BudgetError, add_test_errors,
-                                   compress_to_budget, sensitivity_scan)
+                                   compress_to_budget, search_recipe, sensitivity_scan)
 from dcsim.compress.pipeline import CompressionConfig, DeepCompression
 from dcsim.nn import models
 from dcsim.nn.datasets import load_mnist
@@ -46,11 +46,12 @@ def _plot(rows, peer, path, model):
                label=f"paper densities ({peer['ratio']:.0f}x)")
     for r in rows:
         ax.annotate(f"{r['test_error'] - r['baseline_test_error']:+.2f}",
-                    (r["budget"], r["ratio"]), textcoords="offset points", xytext=(4, -12),
+                    (r["budget"], r["ratio"]), textcoords="offset points", xytext=(-6, 7),
                     fontsize=7)
     ax.set_xlabel("budget: allowed validation-error rise (points)")
     ax.set_ylabel("compression ratio (real .dcz file)")
-    ax.set_title(f"{model}: ratio vs budget (labels: test-error rise, points)")
+    ax.set_title(f"{model}: ratio vs budget (labels: test-error rise)", fontsize=10)
+    ax.set_ylim(0, 1.15 * max([r["ratio"] for r in rows] + [peer["ratio"]]))
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -81,6 +82,17 @@ def main():
                              "(same baseline) instead of compressing it again")
     parser.add_argument("--plot", metavar="PNG", help="write the ratio-vs-budget curve here")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retrain-lr-scale", type=float, default=None,
+                        help="the budget search's retraining lr scale (default: the "
+                             "search's own, dcsim.compress.budget.SEARCH_RECIPE)")
+    parser.add_argument("--retrain-epochs", type=int, default=None)
+    parser.add_argument("--val-only", action="store_true",
+                        help="choosing a setting: no peer, no test error read; rows carry "
+                             "validation errors and ratios only")
+    parser.add_argument("--tag", default="", help="suffix of the result and .dcz names")
+    parser.add_argument("--no-peer", action="store_true",
+                        help="skip the paper-density peer (its compression takes as long "
+                             "as a budget's)")
     args = parser.parse_args()
     if args.replot:
         result = json.loads(Path(args.replot).read_text())
@@ -93,6 +105,10 @@ def main():
     out_dir.mkdir(exist_ok=True)
     data = load_mnist()
     config = CompressionConfig(arch=args.model, seed=args.seed)
+    recipe = {k: v for k, v in (("retrain_lr_scale", args.retrain_lr_scale),
+                                ("retrain_epochs", args.retrain_epochs)) if v is not None}
+    search_config = search_recipe(args.model, seed=args.seed, **recipe)
+    tag = f"_{args.tag}" if args.tag else ""
     if not Path(args.baseline).exists():
         t0 = time.perf_counter()
         model = models.build(args.model, seed=args.seed)
@@ -100,26 +116,30 @@ def main():
         models.save(model, args.baseline)
         print(f"baseline trained in {time.perf_counter() - t0:.0f} s")
     rows, refused = [], []
-    path = out_dir / f"budget_{args.model}_peer.dcz"
-    if args.peer:
-        path = Path(args.peer)
-        compressed = container.read(path)
-    else:
-        model = models.load(args.baseline, arch=args.model)
-        compressed = DeepCompression(config).run(model, data, train_baseline=False)
-        container.write(compressed, path)
-    summary = report.summary(path)
-    peer = {"ratio": summary["ratio"], "test_error": summary["compressed_error"],
-            "baseline_test_error": summary["baseline_error"],
-            "seconds": compressed.meta["seconds"], "file": str(path),
-            "val_error": _val_error(compressed, args, data),
-            "baseline_val_error": _val_error(None, args, data),
-            "density": compressed.meta["config"]["density"]}
-    print(f"peer (paper densities): {peer}", flush=True)
+    peer = None                    # --val-only: no peer (its report reads the test set)
+    if not (args.val_only or args.no_peer):
+        path, peer_seconds = out_dir / f"budget_{args.model}_peer.dcz", None
+        if args.peer:
+            path = Path(args.peer)
+            compressed = container.read(path)
+        else:
+            model = models.load(args.baseline, arch=args.model)
+            t0 = time.perf_counter()
+            compressed = DeepCompression(config).run(model, data, train_baseline=False)
+            peer_seconds = round(time.perf_counter() - t0, 1)
+            container.write(compressed, path)
+        summary = report.summary(path)
+        peer = {"ratio": summary["ratio"], "test_error": summary["compressed_error"],
+                "baseline_test_error": summary["baseline_error"],
+                "seconds": peer_seconds, "file": str(path),
+                "val_error": _val_error(compressed, args, data),
+                "baseline_val_error": _val_error(None, args, data),
+                "density": compressed.meta["config"]["density"]}
+        print(f"peer (paper densities): {peer}", flush=True)
     # The scan depends on the baseline, config and grid only: made once, reused.
     t0 = time.perf_counter()
-    scan = sensitivity_scan(models.load(args.baseline, arch=args.model), data, config,
-                            BudgetConfig(budget=0.0))
+    scan = sensitivity_scan(models.load(args.baseline, arch=args.model), data,
+                            search_config, BudgetConfig(budget=0.0))
     scan_seconds = time.perf_counter() - t0
     print(f"sensitivity scan: {scan_seconds:.0f} s", flush=True)
     for b in args.budgets:
@@ -127,29 +147,35 @@ def main():
         t0 = time.perf_counter()
         try:
             compressed, baseline = compress_to_budget(
-                model, data, config, BudgetConfig(budget=b), train_baseline=False, scan=scan)
+                model, data, search_config, BudgetConfig(budget=b), train_baseline=False,
+                scan=scan)
         except BudgetError as exc:
             print(f"budget {b:g}: refused: {exc}", flush=True)
             refused.append({"budget": b, "refused": str(exc)})
             continue
         seconds = time.perf_counter() - t0 + scan_seconds
-        compressed = add_test_errors(compressed, model, baseline, data)
-        path = out_dir / f"budget_{args.model}_{b:g}.dcz"
+        if not args.val_only:
+            compressed = add_test_errors(compressed, model, baseline, data)
+        path = out_dir / f"budget_{args.model}_{b:g}{tag}.dcz"
         container.write(compressed, path)
         summary = report.summary(path)
         record = summary["budget"]
+        test = (None, None) if args.val_only else (summary["baseline_error"],
+                                                   summary["compressed_error"])
         row = {"budget": b, "ratio": summary["ratio"], "file_bytes": summary["file_bytes"],
-               "baseline_test_error": summary["baseline_error"],
-               "test_error": summary["compressed_error"],
+               "baseline_test_error": test[0], "test_error": test[1],
+               "retrain_lr_scale": search_config.retrain_lr_scale,
+               "retrain_epochs": search_config.retrain_epochs,
                "baseline_val_error": record["baseline_val_error"],
                "val_error": record["val_error"]["compressed"],
                "budget_met": record["budget_met"], "attempts": len(record["attempts"]),
                "density": record["density"], "code_bits": record["code_bits"],
                "search_seconds": round(record["search_seconds"] + scan_seconds, 1),
                "compress_seconds": record["compress_seconds"], "seconds": round(seconds, 1),
-               "vs_peer": summary["ratio"] / peer["ratio"]}
+               "vs_peer": summary["ratio"] / peer["ratio"] if peer else None}
         rows.append(row)
-        print(report.format_table(summary, paper=args.model), flush=True)
+        if not args.val_only:
+            print(report.format_table(summary, paper=args.model), flush=True)
         print(json.dumps(row), flush=True)
     result = {"model": args.model, "seed": args.seed, "rows": rows, "refused": refused,
               "peer": peer,
@@ -157,14 +183,16 @@ def main():
               "machine": {"cpus": os.cpu_count(),
                           "processor": platform.processor() or platform.machine(),
                           "load_average": os.getloadavg()}}
-    (out_dir / f"budget_{args.model}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out_dir / f"budget_{args.model}{tag}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(f"\n{'budget':>6} {'ratio':>7} {'vs peer':>8} {'val err':>8} {'test err':>9} "
           f"{'(base)':>7} {'met':>4} {'search s':>9} {'compress s':>11}  densities / bits")
     for r in refused:
         print(f"{r['budget']:6.2f} refused: {r['refused']}")
+    num = lambda v, fmt: "-" if v is None else format(v, fmt)       # noqa: E731
     for r in rows:
-        print(f"{r['budget']:6.2f} {r['ratio']:6.1f}x {r['vs_peer']:7.2f}x "
-              f"{r['val_error']:7.2f}% {r['test_error']:8.2f}% {r['baseline_test_error']:6.2f}% "
+        print(f"{r['budget']:6.2f} {r['ratio']:6.1f}x {num(r['vs_peer'], '.2f'):>7}x "
+              f"{r['val_error']:7.2f}% {num(r['test_error'], '.2f'):>8}% "
+              f"{num(r['baseline_test_error'], '.2f'):>6}% "
               f"{'yes' if r['budget_met'] else 'NO':>4} {r['search_seconds']:9.0f} "
               f"{r['compress_seconds']:11.0f}  "
               + ", ".join(f"{n} {d:g}/{r['code_bits'][n]}" for n, d in r["density"].items()))

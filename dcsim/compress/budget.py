@@ -61,6 +61,20 @@ class BudgetError(DcsimError):
     """A budget cannot be met by any setting of the grid."""
 
 
+#: How the budget search retrains (the scan's short retrainings, the prune/retrain
+#: rounds), where the user sets nothing else: learning-rate rewinding (retraining at
+#: the baseline solver's own first lr; Renda, Frankle, Carbin, ICLR 2020), chosen on
+#: LeNet-300-100's validation split (BENCHMARKS.md, section 10). Fields of
+#: CompressionConfig.
+SEARCH_RECIPE = {"retrain_lr_scale": 1.0}
+
+
+def search_recipe(arch: str, **fields) -> CompressionConfig:
+    """The CompressionConfig the budget search starts from for ``arch``: SEARCH_RECIPE,
+    then ``fields`` (any CompressionConfig field, e.g. the user's own options) on top."""
+    return CompressionConfig(arch=arch, **{**SEARCH_RECIPE, **fields})
+
+
 @dataclass(frozen=True)
 class BudgetConfig:
     """What the budget search may try.

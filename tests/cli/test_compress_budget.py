@@ -70,3 +70,31 @@ def test_budget_run_writes_the_choice_and_inspect_shows_it(tmp_path, capsys, mon
     assert main(["inspect", str(out)]) == 0
     text = capsys.readouterr().out
     assert "budget +50 points on 10000 validation images: met after 1 attempt(s)" in text
+
+
+def test_the_search_retrains_with_its_recipe_unless_told_otherwise(tmp_path, monkeypatch):
+    """SEARCH_RECIPE fills only what the options leave unset; --no-retrain still means
+    no retraining."""
+    from dcsim.compress.pipeline import ARCH_DEFAULTS
+
+    seen = []
+
+    def record(model, data, config, budget, **kw):
+        seen.append(config)
+        raise budget_module.BudgetError("stop here")
+
+    monkeypatch.setattr("dcsim.compress.budget.compress_to_budget", record)
+    out = tmp_path / "m.dcz"
+    assert budget_module.SEARCH_RECIPE["retrain_lr_scale"] \
+        != ARCH_DEFAULTS["lenet300"]["retrain_lr_scale"]         # else this tests nothing
+    for extra, want in (([], budget_module.SEARCH_RECIPE["retrain_lr_scale"]),
+                        (["--retrain-lr-scale", "0.5"], 0.5)):
+        assert main(["compress", "--model", "lenet300", "--budget", "0.1",
+                     "--out", str(out)] + FAST + extra) == 2
+        assert seen[-1].retrain_lr_scale == want
+        assert seen[-1].retrain_epochs == 1                   # --retrain-epochs 1 kept
+    assert main(["compress", "--model", "lenet300", "--budget", "0.1", "--out", str(out),
+                 "--no-retrain", "--quiet", "--train-images", "600",
+                 "--baseline-epochs", "1"]) == 2
+    assert seen[-1].retrain_epochs == 0 and seen[-1].finetune_epochs == 0
+    assert not out.exists()
