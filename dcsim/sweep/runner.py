@@ -202,11 +202,14 @@ def _drain(executor, calls, on_result, bar) -> None:
 
 def verify_points(spec: SweepSpec, rows: list, k: int, seed: int = 0, log=None) -> list:
     """Run ``k`` points chosen at random (seeded) among the fitting ``rows`` on the RTL
-    (Verilator, ``hw.sim.simulate``) and compare cycles per layer with the model's.
+    (Verilator, the native harness ``hw.native.simulate_native``: one build per config,
+    cached) and compare cycles per layer with the model's, and the outputs with the
+    fixed kernel's.
 
-    Returns one dict per point: key, config, cycles_model, cycles_rtl, match.
+    Returns one dict per point: key, config, cycles_model, cycles_rtl, outputs_match,
+    match (cycles equal and outputs equal), harness.
     """
-    from dcsim.hw.sim import simulate
+    from dcsim.hw.native import simulate_native
 
     log = sys.stderr if log is None else log
     by_key = {p.key: p for p in spec.points()}
@@ -217,11 +220,14 @@ def verify_points(spec: SweepSpec, rows: list, k: int, seed: int = 0, log=None) 
         p = by_key[key]
         row = next(r for r in rows if r["key"] == key)
         print(f"verify: point {key} {p.model} {p.config}", file=log)
-        sim = simulate(point_mod.model_of(p), point_mod.images_of(p), p.engine_config())
+        sim = simulate_native(point_mod.model_of(p), point_mod.images_of(p),
+                              p.engine_config())
         model_cycles = json.loads(row["cycles_per_layer_json"])
         match = sim["cycles_per_layer"] == model_cycles and sim["outputs_match"]
         print(f"verify: point {key}: model {model_cycles}, RTL {sim['cycles_per_layer']}"
               f" -> {'same' if match else 'DIFFERENT'}", file=log)
         out.append({"key": key, "config": p.config, "cycles_model": model_cycles,
-                    "cycles_rtl": sim["cycles_per_layer"], "match": match})
+                    "cycles_rtl": sim["cycles_per_layer"],
+                    "outputs_match": bool(sim["outputs_match"]), "match": bool(match),
+                    "harness": sim["harness"]})
     return out

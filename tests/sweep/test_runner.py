@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep_specs import small_spec
+from sweep_specs import small_spec, write_spec
 from dcsim.sweep.point import COLUMNS, TIMING_COLUMNS
 from dcsim.sweep.results import read_rows
 from dcsim.sweep.runner import run_sweep
@@ -256,3 +256,35 @@ def test_batch_size_leaves_every_worker_several_tasks():
     assert batch_size(240, 2) == 7                     # 240 // (2 x 8 x 2): 35 tasks
     assert batch_size(240, 1) == 15
     assert batch_size(10, 4) == 1 and batch_size(0, 2) == 1
+
+
+def test_verify_runs_points_on_the_rtl_and_fails_on_a_difference(tmp_path, capsys):
+    """--verify K: K fitting points on the native harness, cycles compared with the rows;
+    a row whose cycles differ from the RTL's fails the sweep (exit 1)."""
+    import json
+
+    from dcsim.cli import main
+
+    spec = write_spec(tmp_path, "models: [lenet300]\nseed: 3\nimages: 2\n"
+                                "clock_mhz: [100, 200]\nbase: small\nconfig:\n  n_pe: [4]\n")
+    out = tmp_path / "r.csv"
+    assert main(["sweep", str(spec), "--out", str(out), "--jobs", "1", "--verify", "1",
+                 "--quiet", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    (v,) = report["verify"]
+    rows = {r["key"]: r for r in read_rows(out)}
+    assert v["key"] in rows and rows[v["key"]]["fits"] == "true"
+    assert v["harness"] == "native" and v["outputs_match"] is True and v["match"] is True
+    assert v["cycles_rtl"] == v["cycles_model"] == json.loads(
+        rows[v["key"]]["cycles_per_layer_json"])
+    # the model's rows made wrong by one cycle in the first layer: the RTL disagrees
+    text = out.read_text()
+    for cell in {row["cycles_per_layer_json"] for row in rows.values()}:
+        cycles = json.loads(cell)
+        wrong = [cycles[0] + 1] + cycles[1:]
+        assert f'"{json.dumps(cycles)}"' in text          # the CSV cell, quoted
+        text = text.replace(f'"{json.dumps(cycles)}"', f'"{json.dumps(wrong)}"')
+    out.write_text(text)
+    assert main(["sweep", str(spec), "--out", str(out), "--resume", "--verify", "1",
+                 "--quiet"]) == 1
+    assert "DIFFERENT" in capsys.readouterr().out
