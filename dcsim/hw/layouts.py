@@ -86,11 +86,20 @@ def load_layout(config: EngineConfig) -> data.StructLayout:
 
 def pack(layout: data.StructLayout, **fields) -> int:
     """The integer of a ``layout`` value with the given unsigned fields (others 0)."""
-    value = 0
-    for name, field_value in fields.items():
-        f = layout[name]
-        width = f.width
-        if not 0 <= int(field_value) < (1 << width):
-            raise ValueError(f"Field {name} must fit {width} bits, not {field_value!r}")
-        value |= int(field_value) << f.offset
-    return value
+    return packer(layout, tuple(fields))(*fields.values())
+
+
+def packer(layout: data.StructLayout, names: tuple):
+    """``f(*values)`` = ``pack(layout, **dict(zip(names, values)))``, with the fields'
+    offsets and widths looked up once: for packing many words of one layout."""
+    fields = [(name, layout[name].offset, layout[name].width) for name in names]
+
+    def pack_values(*values) -> int:
+        value = 0
+        for (name, offset, width), field_value in zip(fields, values, strict=True):
+            if not 0 <= int(field_value) < (1 << width):
+                raise ValueError(f"Field {name} must fit {width} bits, not {field_value!r}")
+            value |= int(field_value) << offset
+        return value
+
+    return pack_values

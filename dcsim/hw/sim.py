@@ -16,7 +16,7 @@ from dcsim.compress.layer import CompressedModel
 from dcsim.errors import ConfigError, ToolError
 from dcsim.hw.config import EngineConfig
 from dcsim.hw.image import EngineImage, compile_model
-from dcsim.hw.layouts import load_layout, pack
+from dcsim.hw.layouts import load_layout, packer
 from dcsim.hw.scoreboard import WRITE_FIELDS, first_wrong_write
 from dcsim.hw.verilator import EngineBuild, build_engine
 from dcsim.kernels.fixed import FixedFormat
@@ -56,9 +56,8 @@ def stream_limit(words: int, pause: float) -> int:
 
 def pack_words(config: EngineConfig, words) -> list:
     """``(target, pe, bcast, addr, data)`` tuples -> packed load-stream integers."""
-    layout = load_layout(config)
-    return [pack(layout, target=int(t), pe=p, bcast=b, addr=a, data=d)
-            for t, p, b, a, d in words]
+    pack_word = packer(load_layout(config), ("target", "pe", "bcast", "addr", "data"))
+    return [pack_word(t, p, b, a, d) for t, p, b, a, d in words]
 
 
 def image_run(image: EngineImage, x_q, load: bool = True, reset_after=None,
