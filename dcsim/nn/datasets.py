@@ -143,7 +143,7 @@ def load_mnist(folder: str | os.PathLike | None = None) -> Mnist:
 def load_mnist_test(folder: str | os.PathLike | None = None) -> tuple:
     """The test split of :func:`load_mnist` (``folder`` as there): ``(x, y)``, x float32
     (10000, 784), y the labels. Commands that feed test images only (``sim``,
-    ``estimate``, ``vectors``) use it: from the hub pickle, the split is kept in the
+    ``estimate``, ``eval``, ``vectors``) use it: from the hub pickle, the split is kept in the
     per-user cache (``dcsim.cache``, entry ``mnist/test-<key>.npz``, about 31 MB, keyed
     by the pickle's path, size and modification time), so the 70,000-image pickle is
     unzipped once, not on every command (~1 s). A cache that cannot be read or written
