@@ -24,7 +24,8 @@ from pathlib import Path
 
 from dcsim import container, report
 from dcsim.compress.budget import (BudgetConfig, BudgetError, add_test_errors,
-                                   compress_to_budget, search_recipe, sensitivity_scan)
+                                   compress_to_budget, sensitivity_scan,
+                                   with_search_recipe)
 from dcsim.compress.pipeline import CompressionConfig, DeepCompression
 from dcsim.nn import models
 from dcsim.nn.datasets import load_mnist
@@ -107,7 +108,8 @@ def main():
     config = CompressionConfig(arch=args.model, seed=args.seed)
     recipe = {k: v for k, v in (("retrain_lr_scale", args.retrain_lr_scale),
                                 ("retrain_epochs", args.retrain_epochs)) if v is not None}
-    search_config = search_recipe(args.model, seed=args.seed, **recipe)
+    search_config = with_search_recipe(
+        CompressionConfig(arch=args.model, seed=args.seed, **recipe), keep=recipe)
     tag = f"_{args.tag}" if args.tag else ""
     if not Path(args.baseline).exists():
         t0 = time.perf_counter()

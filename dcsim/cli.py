@@ -274,14 +274,12 @@ def _budget_config(args):
 def _compress_to_budget(args, config, budget, model, data, trained: bool):
     """``--budget``: the search on the validation split, then the test errors once.
     The search retrains with SEARCH_RECIPE wherever the options set nothing else."""
-    from dcsim.compress.budget import (SEARCH_RECIPE, BudgetError, add_test_errors,
-                                       compress_to_budget)
+    from dcsim.compress.budget import (BudgetError, add_test_errors, compress_to_budget,
+                                       with_search_recipe)
     from dcsim.nn import models
 
-    fixed = _no_retrain_overrides(args)
-    config = dataclasses.replace(config, **{
-        name: value for name, value in SEARCH_RECIPE.items()
-        if getattr(args, name, None) is None and name not in fixed})
+    user_set = {name for name in COMPRESS_OPTIONS if getattr(args, name, None) is not None}
+    config = with_search_recipe(config, keep=user_set | set(_no_retrain_overrides(args)))
     try:
         compressed, baseline = compress_to_budget(
             model, data, config, budget, train_baseline=not trained,

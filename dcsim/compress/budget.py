@@ -69,10 +69,11 @@ class BudgetError(DcsimError):
 SEARCH_RECIPE = {"retrain_lr_scale": 1.0}
 
 
-def search_recipe(arch: str, **fields) -> CompressionConfig:
-    """The CompressionConfig the budget search starts from for ``arch``: SEARCH_RECIPE,
-    then ``fields`` (any CompressionConfig field, e.g. the user's own options) on top."""
-    return CompressionConfig(arch=arch, **{**SEARCH_RECIPE, **fields})
+def with_search_recipe(config: CompressionConfig, keep=()) -> CompressionConfig:
+    """``config`` with SEARCH_RECIPE's fields, except those named in ``keep`` (the ones
+    the user set): the config the budget search retrains with."""
+    recipe = {name: value for name, value in SEARCH_RECIPE.items() if name not in keep}
+    return dataclasses.replace(config, **recipe)
 
 
 @dataclass(frozen=True)
