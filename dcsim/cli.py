@@ -434,7 +434,7 @@ def cmd_vectors(args) -> int:
         text += (f"\n  {layer.name} is a conv layer: its filters are one {layer.rows} x "
                  f"{layer.cols} matrix and the inputs are im2col patch vectors of "
                  f"MNIST test images 0..{args.images - 1}, for an outside testbench of a "
-                 f"matrix-vector engine; dcsim's engine (sim, estimate) runs fc layers only")
+                 f"matrix-vector engine; dcsim's own engine (sim, estimate) gathers the patches itself")
     _emit(args, result, text)
     return EXIT_OK
 

@@ -10,341 +10,1032 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$100 ;
   wire \$1000 ;
   wire \$1001 ;
-  wire [8:0] \$1002 ;
-  wire [15:0] \$1003 ;
-  wire [47:0] \$1004 ;
+  wire \$1002 ;
+  wire \$1003 ;
+  wire \$1004 ;
   wire \$1005 ;
   wire \$1006 ;
-  wire \$1007 ;
-  wire [8:0] \$1008 ;
-  wire [15:0] \$1009 ;
+  wire [19:0] \$1007 ;
+  wire [19:0] \$1008 ;
+  wire [20:0] \$1009 ;
   wire \$101 ;
-  wire [47:0] \$1010 ;
-  wire \$1011 ;
+  wire [21:0] \$1010 ;
+  wire [21:0] \$1011 ;
   wire \$1012 ;
   wire \$1013 ;
-  wire [8:0] \$1014 ;
-  wire [15:0] \$1015 ;
-  wire [47:0] \$1016 ;
+  wire \$1014 ;
+  wire \$1015 ;
+  wire \$1016 ;
   wire \$1017 ;
   wire \$1018 ;
   wire \$1019 ;
   wire \$102 ;
-  wire [8:0] \$1020 ;
-  wire [15:0] \$1021 ;
-  wire [47:0] \$1022 ;
-  wire \$1023 ;
-  wire \$1024 ;
+  wire [19:0] \$1020 ;
+  wire [19:0] \$1021 ;
+  wire [20:0] \$1022 ;
+  wire [21:0] \$1023 ;
+  wire [21:0] \$1024 ;
   wire \$1025 ;
-  wire [8:0] \$1026 ;
-  wire [15:0] \$1027 ;
-  wire [47:0] \$1028 ;
+  wire \$1026 ;
+  wire \$1027 ;
+  wire \$1028 ;
   wire \$1029 ;
   wire \$103 ;
   wire \$1030 ;
   wire \$1031 ;
-  wire [8:0] \$1032 ;
-  wire [15:0] \$1033 ;
-  wire [47:0] \$1034 ;
-  wire \$1035 ;
-  wire \$1036 ;
-  wire \$1037 ;
-  wire [8:0] \$1038 ;
-  wire [15:0] \$1039 ;
+  wire \$1032 ;
+  wire [19:0] \$1033 ;
+  wire [19:0] \$1034 ;
+  wire [20:0] \$1035 ;
+  wire [21:0] \$1036 ;
+  wire [21:0] \$1037 ;
+  wire \$1038 ;
+  wire \$1039 ;
   wire \$104 ;
-  wire [47:0] \$1040 ;
+  wire \$1040 ;
   wire \$1041 ;
   wire \$1042 ;
   wire \$1043 ;
-  wire [8:0] \$1044 ;
-  wire [15:0] \$1045 ;
-  wire [47:0] \$1046 ;
-  wire \$1047 ;
-  wire \$1048 ;
-  wire \$1049 ;
+  wire \$1044 ;
+  wire \$1045 ;
+  wire [19:0] \$1046 ;
+  wire [19:0] \$1047 ;
+  wire [20:0] \$1048 ;
+  wire [21:0] \$1049 ;
   wire \$105 ;
-  wire [8:0] \$1050 ;
-  wire [15:0] \$1051 ;
-  wire [47:0] \$1052 ;
+  wire [21:0] \$1050 ;
+  wire \$1051 ;
+  wire \$1052 ;
   wire \$1053 ;
   wire \$1054 ;
   wire \$1055 ;
-  wire [8:0] \$1056 ;
-  wire [15:0] \$1057 ;
-  wire [47:0] \$1058 ;
-  wire \$1059 ;
+  wire \$1056 ;
+  wire \$1057 ;
+  wire \$1058 ;
+  wire [19:0] \$1059 ;
   wire \$106 ;
-  wire \$1060 ;
-  wire \$1061 ;
-  wire [8:0] \$1062 ;
-  wire [15:0] \$1063 ;
-  wire [47:0] \$1064 ;
+  wire [19:0] \$1060 ;
+  wire [20:0] \$1061 ;
+  wire [21:0] \$1062 ;
+  wire [21:0] \$1063 ;
+  wire \$1064 ;
   wire \$1065 ;
   wire \$1066 ;
   wire \$1067 ;
-  wire [8:0] \$1068 ;
-  wire [15:0] \$1069 ;
+  wire \$1068 ;
+  wire \$1069 ;
   wire \$107 ;
-  wire [47:0] \$1070 ;
+  wire \$1070 ;
   wire \$1071 ;
-  wire \$1072 ;
-  wire \$1073 ;
-  wire [8:0] \$1074 ;
-  wire [15:0] \$1075 ;
-  wire [47:0] \$1076 ;
+  wire [19:0] \$1072 ;
+  wire [19:0] \$1073 ;
+  wire [20:0] \$1074 ;
+  wire [21:0] \$1075 ;
+  wire [21:0] \$1076 ;
   wire \$1077 ;
   wire \$1078 ;
   wire \$1079 ;
   wire \$108 ;
-  wire [8:0] \$1080 ;
-  wire [15:0] \$1081 ;
-  wire [47:0] \$1082 ;
+  wire \$1080 ;
+  wire \$1081 ;
+  wire \$1082 ;
   wire \$1083 ;
   wire \$1084 ;
-  wire \$1085 ;
-  wire [8:0] \$1086 ;
-  wire [15:0] \$1087 ;
-  wire [47:0] \$1088 ;
-  wire \$1089 ;
+  wire [19:0] \$1085 ;
+  wire [19:0] \$1086 ;
+  wire [20:0] \$1087 ;
+  wire [21:0] \$1088 ;
+  wire [21:0] \$1089 ;
   wire \$109 ;
   wire \$1090 ;
   wire \$1091 ;
-  wire [8:0] \$1092 ;
-  wire [15:0] \$1093 ;
-  wire [47:0] \$1094 ;
+  wire \$1092 ;
+  wire \$1093 ;
+  wire \$1094 ;
   wire \$1095 ;
   wire \$1096 ;
   wire \$1097 ;
-  wire [8:0] \$1098 ;
-  wire [15:0] \$1099 ;
+  wire [19:0] \$1098 ;
+  wire [19:0] \$1099 ;
   wire \$11 ;
   wire \$110 ;
-  wire [47:0] \$1100 ;
-  wire \$1101 ;
-  wire \$1102 ;
+  wire [20:0] \$1100 ;
+  wire [21:0] \$1101 ;
+  wire [21:0] \$1102 ;
   wire \$1103 ;
-  wire [8:0] \$1104 ;
-  wire [15:0] \$1105 ;
-  wire [47:0] \$1106 ;
+  wire \$1104 ;
+  wire \$1105 ;
+  wire \$1106 ;
   wire \$1107 ;
   wire \$1108 ;
   wire \$1109 ;
   wire \$111 ;
-  wire [8:0] \$1110 ;
-  wire [15:0] \$1111 ;
-  wire [47:0] \$1112 ;
-  wire \$1113 ;
-  wire \$1114 ;
-  wire \$1115 ;
-  wire [8:0] \$1116 ;
-  wire [15:0] \$1117 ;
-  wire [47:0] \$1118 ;
+  wire \$1110 ;
+  wire [19:0] \$1111 ;
+  wire [19:0] \$1112 ;
+  wire [20:0] \$1113 ;
+  wire [21:0] \$1114 ;
+  wire [21:0] \$1115 ;
+  wire \$1116 ;
+  wire \$1117 ;
+  wire \$1118 ;
   wire \$1119 ;
   wire \$112 ;
   wire \$1120 ;
   wire \$1121 ;
-  wire [8:0] \$1122 ;
-  wire [15:0] \$1123 ;
-  wire [47:0] \$1124 ;
-  wire \$1125 ;
-  wire \$1126 ;
-  wire \$1127 ;
-  wire [8:0] \$1128 ;
-  wire [15:0] \$1129 ;
+  wire \$1122 ;
+  wire \$1123 ;
+  wire [19:0] \$1124 ;
+  wire [19:0] \$1125 ;
+  wire [20:0] \$1126 ;
+  wire [21:0] \$1127 ;
+  wire [21:0] \$1128 ;
+  wire \$1129 ;
   wire \$113 ;
-  wire [47:0] \$1130 ;
+  wire \$1130 ;
   wire \$1131 ;
   wire \$1132 ;
   wire \$1133 ;
-  wire [8:0] \$1134 ;
-  wire [15:0] \$1135 ;
-  wire [47:0] \$1136 ;
-  wire \$1137 ;
-  wire \$1138 ;
-  wire \$1139 ;
+  wire \$1134 ;
+  wire \$1135 ;
+  wire \$1136 ;
+  wire [19:0] \$1137 ;
+  wire [19:0] \$1138 ;
+  wire [20:0] \$1139 ;
   wire \$114 ;
-  wire [8:0] \$1140 ;
-  wire [15:0] \$1141 ;
-  wire [47:0] \$1142 ;
+  wire [21:0] \$1140 ;
+  wire [21:0] \$1141 ;
+  wire \$1142 ;
   wire \$1143 ;
   wire \$1144 ;
   wire \$1145 ;
-  wire [8:0] \$1146 ;
-  wire [15:0] \$1147 ;
-  wire [47:0] \$1148 ;
+  wire \$1146 ;
+  wire \$1147 ;
+  wire \$1148 ;
   wire \$1149 ;
   wire \$115 ;
-  wire \$1150 ;
-  wire \$1151 ;
-  wire [8:0] \$1152 ;
-  wire [15:0] \$1153 ;
-  wire [47:0] \$1154 ;
+  wire [19:0] \$1150 ;
+  wire [19:0] \$1151 ;
+  wire [20:0] \$1152 ;
+  wire [21:0] \$1153 ;
+  wire [21:0] \$1154 ;
   wire \$1155 ;
   wire \$1156 ;
   wire \$1157 ;
-  wire [8:0] \$1158 ;
-  wire [15:0] \$1159 ;
+  wire \$1158 ;
+  wire \$1159 ;
   wire \$116 ;
-  wire [47:0] \$1160 ;
+  wire \$1160 ;
   wire \$1161 ;
   wire \$1162 ;
-  wire \$1163 ;
-  wire [8:0] \$1164 ;
-  wire [15:0] \$1165 ;
-  wire [47:0] \$1166 ;
-  wire \$1167 ;
+  wire [19:0] \$1163 ;
+  wire [19:0] \$1164 ;
+  wire [20:0] \$1165 ;
+  wire [21:0] \$1166 ;
+  wire [21:0] \$1167 ;
   wire \$1168 ;
   wire \$1169 ;
   wire \$117 ;
-  wire [8:0] \$1170 ;
-  wire [15:0] \$1171 ;
-  wire [47:0] \$1172 ;
+  wire \$1170 ;
+  wire \$1171 ;
+  wire \$1172 ;
   wire \$1173 ;
   wire \$1174 ;
   wire \$1175 ;
-  wire [8:0] \$1176 ;
-  wire [15:0] \$1177 ;
-  wire [47:0] \$1178 ;
-  wire \$1179 ;
+  wire [19:0] \$1176 ;
+  wire [19:0] \$1177 ;
+  wire [20:0] \$1178 ;
+  wire [21:0] \$1179 ;
   wire \$118 ;
-  wire \$1180 ;
+  wire [21:0] \$1180 ;
   wire \$1181 ;
-  wire [8:0] \$1182 ;
-  wire [15:0] \$1183 ;
-  wire [47:0] \$1184 ;
+  wire \$1182 ;
+  wire \$1183 ;
+  wire \$1184 ;
   wire \$1185 ;
   wire \$1186 ;
   wire \$1187 ;
-  wire [8:0] \$1188 ;
-  wire [15:0] \$1189 ;
+  wire \$1188 ;
+  wire [19:0] \$1189 ;
   wire \$119 ;
-  wire [47:0] \$1190 ;
-  wire \$1191 ;
-  wire \$1192 ;
-  wire \$1193 ;
-  wire [8:0] \$1194 ;
-  wire [15:0] \$1195 ;
-  wire [47:0] \$1196 ;
+  wire [19:0] \$1190 ;
+  wire [20:0] \$1191 ;
+  wire [21:0] \$1192 ;
+  wire [21:0] \$1193 ;
+  wire \$1194 ;
+  wire \$1195 ;
+  wire \$1196 ;
   wire \$1197 ;
   wire \$1198 ;
   wire \$1199 ;
   wire \$12 ;
   wire \$120 ;
-  wire [8:0] \$1200 ;
-  wire [15:0] \$1201 ;
-  wire [47:0] \$1202 ;
-  wire \$1203 ;
-  wire \$1204 ;
-  wire \$1205 ;
-  wire [8:0] \$1206 ;
-  wire [15:0] \$1207 ;
-  wire [47:0] \$1208 ;
+  wire \$1200 ;
+  wire \$1201 ;
+  wire [19:0] \$1202 ;
+  wire [19:0] \$1203 ;
+  wire [20:0] \$1204 ;
+  wire [21:0] \$1205 ;
+  wire [21:0] \$1206 ;
+  wire \$1207 ;
+  wire \$1208 ;
   wire \$1209 ;
   wire \$121 ;
   wire \$1210 ;
   wire \$1211 ;
-  wire [8:0] \$1212 ;
-  wire [15:0] \$1213 ;
-  wire [47:0] \$1214 ;
-  wire \$1215 ;
-  wire \$1216 ;
-  reg [4:0] \$1217 ;
-  reg \$1218 ;
-  reg \$1219 ;
+  wire \$1212 ;
+  wire \$1213 ;
+  wire \$1214 ;
+  wire [19:0] \$1215 ;
+  wire [19:0] \$1216 ;
+  wire [20:0] \$1217 ;
+  wire [21:0] \$1218 ;
+  wire [21:0] \$1219 ;
   wire \$122 ;
-  reg [4:0] \$1220 ;
-  reg [4:0] \$1221 ;
-  reg [2:0] \$1222 ;
-  reg [75:0] \$1223 ;
-  reg [9:0] \$1224 ;
-  reg [31:0] \$1225 ;
-  reg [9:0] \$1226 ;
-  reg [16:0] \$1227 ;
-  reg \$1228 ;
-  reg [63:0] \$1229 ;
+  wire \$1220 ;
+  wire \$1221 ;
+  wire \$1222 ;
+  wire \$1223 ;
+  wire \$1224 ;
+  wire \$1225 ;
+  wire \$1226 ;
+  wire \$1227 ;
+  wire [19:0] \$1228 ;
+  wire [19:0] \$1229 ;
   wire \$123 ;
-  reg \$1230 ;
-  reg [8:0] \$1231 ;
-  reg [5:0] \$1232 ;
-  reg [15:0] \$1233 ;
-  reg \$1234 ;
+  wire [20:0] \$1230 ;
+  wire [21:0] \$1231 ;
+  wire [21:0] \$1232 ;
+  wire \$1233 ;
+  wire \$1234 ;
+  wire \$1235 ;
+  wire \$1236 ;
+  wire \$1237 ;
+  wire \$1238 ;
+  wire \$1239 ;
   wire \$124 ;
+  wire \$1240 ;
+  wire [19:0] \$1241 ;
+  wire [19:0] \$1242 ;
+  wire [20:0] \$1243 ;
+  wire [21:0] \$1244 ;
+  wire [21:0] \$1245 ;
+  wire \$1246 ;
+  wire \$1247 ;
+  wire \$1248 ;
+  wire \$1249 ;
   wire \$125 ;
+  wire \$1250 ;
+  wire \$1251 ;
+  wire \$1252 ;
+  wire \$1253 ;
+  wire [19:0] \$1254 ;
+  wire [19:0] \$1255 ;
+  wire [20:0] \$1256 ;
+  wire [21:0] \$1257 ;
+  wire [21:0] \$1258 ;
+  wire \$1259 ;
   wire \$126 ;
+  wire \$1260 ;
+  wire \$1261 ;
+  wire \$1262 ;
+  wire \$1263 ;
+  wire \$1264 ;
+  wire \$1265 ;
+  wire \$1266 ;
+  wire [19:0] \$1267 ;
+  wire [19:0] \$1268 ;
+  wire [20:0] \$1269 ;
   wire \$127 ;
+  wire [21:0] \$1270 ;
+  wire [21:0] \$1271 ;
+  wire \$1272 ;
+  wire \$1273 ;
+  wire \$1274 ;
+  wire \$1275 ;
+  wire \$1276 ;
+  wire \$1277 ;
+  wire \$1278 ;
+  wire \$1279 ;
   wire \$128 ;
+  wire [19:0] \$1280 ;
+  wire [19:0] \$1281 ;
+  wire [20:0] \$1282 ;
+  wire [21:0] \$1283 ;
+  wire [21:0] \$1284 ;
+  wire \$1285 ;
+  wire \$1286 ;
+  wire \$1287 ;
+  wire \$1288 ;
+  wire \$1289 ;
   wire \$129 ;
+  wire \$1290 ;
+  wire \$1291 ;
+  wire \$1292 ;
+  wire [19:0] \$1293 ;
+  wire [19:0] \$1294 ;
+  wire [20:0] \$1295 ;
+  wire [21:0] \$1296 ;
+  wire [21:0] \$1297 ;
+  wire \$1298 ;
+  wire \$1299 ;
   wire \$13 ;
   wire \$130 ;
+  wire \$1300 ;
+  wire \$1301 ;
+  wire \$1302 ;
+  wire \$1303 ;
+  wire \$1304 ;
+  wire \$1305 ;
+  wire [19:0] \$1306 ;
+  wire [19:0] \$1307 ;
+  wire [20:0] \$1308 ;
+  wire [21:0] \$1309 ;
   wire \$131 ;
+  wire [21:0] \$1310 ;
+  wire \$1311 ;
+  wire \$1312 ;
+  wire \$1313 ;
+  wire \$1314 ;
+  wire \$1315 ;
+  wire \$1316 ;
+  wire \$1317 ;
+  wire \$1318 ;
+  wire [19:0] \$1319 ;
   wire \$132 ;
+  wire [19:0] \$1320 ;
+  wire [20:0] \$1321 ;
+  wire [21:0] \$1322 ;
+  wire [21:0] \$1323 ;
+  wire \$1324 ;
+  wire \$1325 ;
+  wire \$1326 ;
+  wire \$1327 ;
+  wire \$1328 ;
+  wire \$1329 ;
   wire \$133 ;
+  wire \$1330 ;
+  wire \$1331 ;
+  wire [19:0] \$1332 ;
+  wire [19:0] \$1333 ;
+  wire [20:0] \$1334 ;
+  wire [21:0] \$1335 ;
+  wire [21:0] \$1336 ;
+  wire \$1337 ;
+  wire \$1338 ;
+  wire \$1339 ;
   wire \$134 ;
+  wire \$1340 ;
+  wire \$1341 ;
+  wire \$1342 ;
+  wire \$1343 ;
+  wire \$1344 ;
+  wire [19:0] \$1345 ;
+  wire [19:0] \$1346 ;
+  wire [20:0] \$1347 ;
+  wire [21:0] \$1348 ;
+  wire [21:0] \$1349 ;
   wire \$135 ;
+  wire \$1350 ;
+  wire \$1351 ;
+  wire \$1352 ;
+  wire \$1353 ;
+  wire \$1354 ;
+  wire \$1355 ;
+  wire \$1356 ;
+  wire \$1357 ;
+  wire [19:0] \$1358 ;
+  wire [19:0] \$1359 ;
   wire \$136 ;
+  wire [20:0] \$1360 ;
+  wire [21:0] \$1361 ;
+  wire [21:0] \$1362 ;
+  wire \$1363 ;
+  wire \$1364 ;
+  wire \$1365 ;
+  wire \$1366 ;
+  wire \$1367 ;
+  wire \$1368 ;
+  wire \$1369 ;
   wire \$137 ;
+  wire \$1370 ;
+  wire [19:0] \$1371 ;
+  wire [19:0] \$1372 ;
+  wire [20:0] \$1373 ;
+  wire [21:0] \$1374 ;
+  wire [21:0] \$1375 ;
+  wire \$1376 ;
+  wire \$1377 ;
+  wire \$1378 ;
+  wire \$1379 ;
   wire \$138 ;
+  wire \$1380 ;
+  wire \$1381 ;
+  wire \$1382 ;
+  wire \$1383 ;
+  wire [19:0] \$1384 ;
+  wire [19:0] \$1385 ;
+  wire [20:0] \$1386 ;
+  wire [21:0] \$1387 ;
+  wire [21:0] \$1388 ;
+  wire \$1389 ;
   wire \$139 ;
+  wire \$1390 ;
+  wire \$1391 ;
+  wire \$1392 ;
+  wire \$1393 ;
+  wire \$1394 ;
+  wire \$1395 ;
+  wire \$1396 ;
+  wire [19:0] \$1397 ;
+  wire [19:0] \$1398 ;
+  wire [20:0] \$1399 ;
   wire \$14 ;
   wire \$140 ;
+  wire [21:0] \$1400 ;
+  wire [21:0] \$1401 ;
+  wire \$1402 ;
+  wire \$1403 ;
+  wire \$1404 ;
+  wire \$1405 ;
+  wire \$1406 ;
+  wire \$1407 ;
+  wire \$1408 ;
+  wire \$1409 ;
   wire \$141 ;
+  wire [19:0] \$1410 ;
+  wire [19:0] \$1411 ;
+  wire [20:0] \$1412 ;
+  wire [21:0] \$1413 ;
+  wire [21:0] \$1414 ;
+  wire \$1415 ;
+  wire \$1416 ;
+  wire \$1417 ;
+  wire \$1418 ;
+  wire \$1419 ;
   wire \$142 ;
+  wire \$1420 ;
+  wire \$1421 ;
+  wire \$1422 ;
+  wire [19:0] \$1423 ;
+  wire [19:0] \$1424 ;
+  wire [20:0] \$1425 ;
+  wire [21:0] \$1426 ;
+  wire [21:0] \$1427 ;
+  wire \$1428 ;
+  wire \$1429 ;
   wire \$143 ;
+  wire \$1430 ;
+  wire \$1431 ;
+  wire \$1432 ;
+  wire \$1433 ;
+  wire \$1434 ;
+  wire \$1435 ;
+  wire [19:0] \$1436 ;
+  wire [19:0] \$1437 ;
+  wire [20:0] \$1438 ;
+  wire [21:0] \$1439 ;
   wire \$144 ;
+  wire [21:0] \$1440 ;
+  wire \$1441 ;
+  wire \$1442 ;
+  wire \$1443 ;
+  wire \$1444 ;
+  wire \$1445 ;
+  wire \$1446 ;
+  wire \$1447 ;
+  wire \$1448 ;
+  wire [19:0] \$1449 ;
   wire \$145 ;
+  wire [19:0] \$1450 ;
+  wire [20:0] \$1451 ;
+  wire [21:0] \$1452 ;
+  wire [21:0] \$1453 ;
+  wire \$1454 ;
+  wire \$1455 ;
+  wire \$1456 ;
+  wire \$1457 ;
+  wire \$1458 ;
+  wire \$1459 ;
   wire \$146 ;
+  wire \$1460 ;
+  wire \$1461 ;
+  wire \$1462 ;
+  wire \$1463 ;
+  wire [32:0] \$1464 ;
+  wire \$1465 ;
+  wire \$1466 ;
+  wire [14:0] \$1467 ;
+  wire \$1468 ;
+  wire \$1469 ;
   wire \$147 ;
+  wire \$1470 ;
+  wire \$1471 ;
+  wire \$1472 ;
+  wire [32:0] \$1473 ;
+  wire [10:0] \$1474 ;
+  wire [10:0] \$1475 ;
+  wire \$1476 ;
+  wire [32:0] \$1477 ;
+  wire \$1478 ;
+  wire \$1479 ;
   wire \$148 ;
+  wire \$1480 ;
+  wire [10:0] \$1481 ;
+  wire [17:0] \$1482 ;
+  wire [10:0] \$1483 ;
+  wire \$1484 ;
+  wire [63:0] \$1485 ;
+  wire \$1486 ;
+  wire \$1487 ;
+  wire [32:0] \$1488 ;
+  wire [10:0] \$1489 ;
   wire \$149 ;
+  wire \$1490 ;
+  wire \$1491 ;
+  wire \$1492 ;
+  wire \$1493 ;
+  wire \$1494 ;
+  wire [32:0] \$1495 ;
+  wire [10:0] \$1496 ;
+  wire \$1497 ;
+  wire [10:0] \$1498 ;
+  wire \$1499 ;
   wire \$15 ;
   wire \$150 ;
+  wire [10:0] \$1500 ;
+  wire \$1501 ;
+  wire [10:0] \$1502 ;
+  wire [10:0] \$1503 ;
+  wire [10:0] \$1504 ;
+  wire [10:0] \$1505 ;
+  wire [5:0] \$1506 ;
+  wire [5:0] \$1507 ;
+  wire \$1508 ;
+  wire \$1509 ;
   wire \$151 ;
+  wire [16:0] \$1510 ;
+  wire \$1511 ;
+  wire [9:0] \$1512 ;
+  wire [6:0] \$1513 ;
+  wire [16:0] \$1514 ;
+  wire \$1515 ;
+  wire \$1516 ;
+  wire [8:0] \$1517 ;
+  wire [15:0] \$1518 ;
+  wire [47:0] \$1519 ;
   wire \$152 ;
+  wire \$1520 ;
+  wire \$1521 ;
+  wire \$1522 ;
+  wire [8:0] \$1523 ;
+  wire [15:0] \$1524 ;
+  wire [47:0] \$1525 ;
+  wire \$1526 ;
+  wire \$1527 ;
+  wire \$1528 ;
+  wire [8:0] \$1529 ;
   wire \$153 ;
+  wire [15:0] \$1530 ;
+  wire [47:0] \$1531 ;
+  wire \$1532 ;
+  wire \$1533 ;
+  wire \$1534 ;
+  wire [8:0] \$1535 ;
+  wire [15:0] \$1536 ;
+  wire [47:0] \$1537 ;
+  wire \$1538 ;
+  wire \$1539 ;
   wire \$154 ;
+  wire \$1540 ;
+  wire [8:0] \$1541 ;
+  wire [15:0] \$1542 ;
+  wire [47:0] \$1543 ;
+  wire \$1544 ;
+  wire \$1545 ;
+  wire \$1546 ;
+  wire [8:0] \$1547 ;
+  wire [15:0] \$1548 ;
+  wire [47:0] \$1549 ;
   wire \$155 ;
+  wire \$1550 ;
+  wire \$1551 ;
+  wire \$1552 ;
+  wire [8:0] \$1553 ;
+  wire [15:0] \$1554 ;
+  wire [47:0] \$1555 ;
+  wire \$1556 ;
+  wire \$1557 ;
+  wire \$1558 ;
+  wire [8:0] \$1559 ;
   wire \$156 ;
+  wire [15:0] \$1560 ;
+  wire [47:0] \$1561 ;
+  wire \$1562 ;
+  wire \$1563 ;
+  wire \$1564 ;
+  wire [8:0] \$1565 ;
+  wire [15:0] \$1566 ;
+  wire [47:0] \$1567 ;
+  wire \$1568 ;
+  wire \$1569 ;
   wire \$157 ;
+  wire \$1570 ;
+  wire [8:0] \$1571 ;
+  wire [15:0] \$1572 ;
+  wire [47:0] \$1573 ;
+  wire \$1574 ;
+  wire \$1575 ;
+  wire \$1576 ;
+  wire [8:0] \$1577 ;
+  wire [15:0] \$1578 ;
+  wire [47:0] \$1579 ;
   wire \$158 ;
+  wire \$1580 ;
+  wire \$1581 ;
+  wire \$1582 ;
+  wire [8:0] \$1583 ;
+  wire [15:0] \$1584 ;
+  wire [47:0] \$1585 ;
+  wire \$1586 ;
+  wire \$1587 ;
+  wire \$1588 ;
+  wire [8:0] \$1589 ;
   wire \$159 ;
+  wire [15:0] \$1590 ;
+  wire [47:0] \$1591 ;
+  wire \$1592 ;
+  wire \$1593 ;
+  wire \$1594 ;
+  wire [8:0] \$1595 ;
+  wire [15:0] \$1596 ;
+  wire [47:0] \$1597 ;
+  wire \$1598 ;
+  wire \$1599 ;
   wire \$16 ;
   wire \$160 ;
+  wire \$1600 ;
+  wire [8:0] \$1601 ;
+  wire [15:0] \$1602 ;
+  wire [47:0] \$1603 ;
+  wire \$1604 ;
+  wire \$1605 ;
+  wire \$1606 ;
+  wire [8:0] \$1607 ;
+  wire [15:0] \$1608 ;
+  wire [47:0] \$1609 ;
   wire \$161 ;
+  wire \$1610 ;
+  wire \$1611 ;
+  wire \$1612 ;
+  wire [8:0] \$1613 ;
+  wire [15:0] \$1614 ;
+  wire [47:0] \$1615 ;
+  wire \$1616 ;
+  wire \$1617 ;
+  wire \$1618 ;
+  wire [8:0] \$1619 ;
   wire \$162 ;
+  wire [15:0] \$1620 ;
+  wire [47:0] \$1621 ;
+  wire \$1622 ;
+  wire \$1623 ;
+  wire \$1624 ;
+  wire [8:0] \$1625 ;
+  wire [15:0] \$1626 ;
+  wire [47:0] \$1627 ;
+  wire \$1628 ;
+  wire \$1629 ;
   wire \$163 ;
+  wire \$1630 ;
+  wire [8:0] \$1631 ;
+  wire [15:0] \$1632 ;
+  wire [47:0] \$1633 ;
+  wire \$1634 ;
+  wire \$1635 ;
+  wire \$1636 ;
+  wire [8:0] \$1637 ;
+  wire [15:0] \$1638 ;
+  wire [47:0] \$1639 ;
   wire \$164 ;
+  wire \$1640 ;
+  wire \$1641 ;
+  wire \$1642 ;
+  wire [8:0] \$1643 ;
+  wire [15:0] \$1644 ;
+  wire [47:0] \$1645 ;
+  wire \$1646 ;
+  wire \$1647 ;
+  wire \$1648 ;
+  wire [8:0] \$1649 ;
   wire \$165 ;
+  wire [15:0] \$1650 ;
+  wire [47:0] \$1651 ;
+  wire \$1652 ;
+  wire \$1653 ;
+  wire \$1654 ;
+  wire [8:0] \$1655 ;
+  wire [15:0] \$1656 ;
+  wire [47:0] \$1657 ;
+  wire \$1658 ;
+  wire \$1659 ;
   wire \$166 ;
+  wire \$1660 ;
+  wire [8:0] \$1661 ;
+  wire [15:0] \$1662 ;
+  wire [47:0] \$1663 ;
+  wire \$1664 ;
+  wire \$1665 ;
+  wire \$1666 ;
+  wire [8:0] \$1667 ;
+  wire [15:0] \$1668 ;
+  wire [47:0] \$1669 ;
   wire \$167 ;
+  wire \$1670 ;
+  wire \$1671 ;
+  wire \$1672 ;
+  wire [8:0] \$1673 ;
+  wire [15:0] \$1674 ;
+  wire [47:0] \$1675 ;
+  wire \$1676 ;
+  wire \$1677 ;
+  wire \$1678 ;
+  wire [8:0] \$1679 ;
   wire \$168 ;
+  wire [15:0] \$1680 ;
+  wire [47:0] \$1681 ;
+  wire \$1682 ;
+  wire \$1683 ;
+  wire \$1684 ;
+  wire [8:0] \$1685 ;
+  wire [15:0] \$1686 ;
+  wire [47:0] \$1687 ;
+  wire \$1688 ;
+  wire \$1689 ;
   wire \$169 ;
+  wire \$1690 ;
+  wire [8:0] \$1691 ;
+  wire [15:0] \$1692 ;
+  wire [47:0] \$1693 ;
+  wire \$1694 ;
+  wire \$1695 ;
+  wire \$1696 ;
+  wire [8:0] \$1697 ;
+  wire [15:0] \$1698 ;
+  wire [47:0] \$1699 ;
   wire \$17 ;
   wire \$170 ;
+  wire \$1700 ;
+  wire \$1701 ;
+  wire \$1702 ;
+  wire [8:0] \$1703 ;
+  wire [15:0] \$1704 ;
+  wire [47:0] \$1705 ;
+  wire \$1706 ;
+  wire \$1707 ;
+  wire \$1708 ;
+  wire [8:0] \$1709 ;
   wire \$171 ;
+  wire [15:0] \$1710 ;
+  wire [47:0] \$1711 ;
+  wire \$1712 ;
+  wire \$1713 ;
+  wire \$1714 ;
+  wire [8:0] \$1715 ;
+  wire [15:0] \$1716 ;
+  wire [47:0] \$1717 ;
+  wire \$1718 ;
+  wire \$1719 ;
   wire \$172 ;
+  wire \$1720 ;
+  wire [8:0] \$1721 ;
+  wire [15:0] \$1722 ;
+  wire [47:0] \$1723 ;
+  wire \$1724 ;
+  wire \$1725 ;
+  wire \$1726 ;
+  wire [8:0] \$1727 ;
+  wire [15:0] \$1728 ;
+  wire [47:0] \$1729 ;
   wire \$173 ;
+  wire \$1730 ;
+  wire \$1731 ;
+  wire \$1732 ;
+  wire [8:0] \$1733 ;
+  wire [15:0] \$1734 ;
+  wire [47:0] \$1735 ;
+  wire \$1736 ;
+  wire \$1737 ;
+  wire \$1738 ;
+  wire [8:0] \$1739 ;
   wire \$174 ;
+  wire [15:0] \$1740 ;
+  wire [47:0] \$1741 ;
+  wire \$1742 ;
+  wire \$1743 ;
+  wire \$1744 ;
+  wire [8:0] \$1745 ;
+  wire [15:0] \$1746 ;
+  wire [47:0] \$1747 ;
+  wire \$1748 ;
+  wire \$1749 ;
   wire \$175 ;
+  wire \$1750 ;
+  wire [8:0] \$1751 ;
+  wire [15:0] \$1752 ;
+  wire [47:0] \$1753 ;
+  wire \$1754 ;
+  wire \$1755 ;
+  wire \$1756 ;
+  wire [8:0] \$1757 ;
+  wire [15:0] \$1758 ;
+  wire [47:0] \$1759 ;
   wire \$176 ;
+  wire \$1760 ;
+  wire \$1761 ;
+  wire \$1762 ;
+  wire [8:0] \$1763 ;
+  wire [15:0] \$1764 ;
+  wire [47:0] \$1765 ;
+  wire \$1766 ;
+  wire \$1767 ;
+  wire \$1768 ;
+  wire [8:0] \$1769 ;
   wire \$177 ;
+  wire [15:0] \$1770 ;
+  wire [47:0] \$1771 ;
+  wire \$1772 ;
+  wire \$1773 ;
+  wire \$1774 ;
+  wire [8:0] \$1775 ;
+  wire [15:0] \$1776 ;
+  wire [47:0] \$1777 ;
+  wire \$1778 ;
+  wire \$1779 ;
   wire \$178 ;
+  wire \$1780 ;
+  wire [8:0] \$1781 ;
+  wire [15:0] \$1782 ;
+  wire [47:0] \$1783 ;
+  wire \$1784 ;
+  wire \$1785 ;
+  wire \$1786 ;
+  wire [8:0] \$1787 ;
+  wire [15:0] \$1788 ;
+  wire [47:0] \$1789 ;
   wire \$179 ;
+  wire \$1790 ;
+  wire \$1791 ;
+  wire \$1792 ;
+  wire [8:0] \$1793 ;
+  wire [15:0] \$1794 ;
+  wire [47:0] \$1795 ;
+  wire \$1796 ;
+  wire \$1797 ;
+  wire \$1798 ;
+  wire [8:0] \$1799 ;
   wire \$18 ;
   wire \$180 ;
+  wire [15:0] \$1800 ;
+  wire [47:0] \$1801 ;
+  wire \$1802 ;
+  wire \$1803 ;
+  wire \$1804 ;
+  wire [8:0] \$1805 ;
+  wire [15:0] \$1806 ;
+  wire [47:0] \$1807 ;
+  wire \$1808 ;
+  wire \$1809 ;
   wire \$181 ;
+  wire \$1810 ;
+  wire [8:0] \$1811 ;
+  wire [15:0] \$1812 ;
+  wire [47:0] \$1813 ;
+  wire \$1814 ;
+  wire \$1815 ;
+  wire \$1816 ;
+  wire [8:0] \$1817 ;
+  wire [15:0] \$1818 ;
+  wire [47:0] \$1819 ;
   wire \$182 ;
+  wire \$1820 ;
+  wire \$1821 ;
+  wire \$1822 ;
+  wire [8:0] \$1823 ;
+  wire [15:0] \$1824 ;
+  wire [47:0] \$1825 ;
+  wire \$1826 ;
+  wire \$1827 ;
+  wire \$1828 ;
+  wire [8:0] \$1829 ;
   wire \$183 ;
+  wire [15:0] \$1830 ;
+  wire [47:0] \$1831 ;
+  wire \$1832 ;
+  wire \$1833 ;
+  wire \$1834 ;
+  wire [8:0] \$1835 ;
+  wire [15:0] \$1836 ;
+  wire [47:0] \$1837 ;
+  wire \$1838 ;
+  wire \$1839 ;
   wire \$184 ;
+  wire \$1840 ;
+  wire [8:0] \$1841 ;
+  wire [15:0] \$1842 ;
+  wire [47:0] \$1843 ;
+  wire \$1844 ;
+  wire \$1845 ;
+  wire \$1846 ;
+  wire [8:0] \$1847 ;
+  wire [15:0] \$1848 ;
+  wire [47:0] \$1849 ;
   wire \$185 ;
+  wire \$1850 ;
+  wire \$1851 ;
+  wire \$1852 ;
+  wire [8:0] \$1853 ;
+  wire [15:0] \$1854 ;
+  wire [47:0] \$1855 ;
+  wire \$1856 ;
+  wire \$1857 ;
+  wire \$1858 ;
+  wire [8:0] \$1859 ;
   wire \$186 ;
+  wire [15:0] \$1860 ;
+  wire [47:0] \$1861 ;
+  wire \$1862 ;
+  wire \$1863 ;
+  wire \$1864 ;
+  wire [8:0] \$1865 ;
+  wire [15:0] \$1866 ;
+  wire [47:0] \$1867 ;
+  wire \$1868 ;
+  wire \$1869 ;
   wire \$187 ;
+  wire \$1870 ;
+  wire [8:0] \$1871 ;
+  wire [15:0] \$1872 ;
+  wire [47:0] \$1873 ;
+  wire \$1874 ;
+  wire \$1875 ;
+  wire \$1876 ;
+  wire [8:0] \$1877 ;
+  wire [15:0] \$1878 ;
+  wire [47:0] \$1879 ;
   wire \$188 ;
+  wire \$1880 ;
+  wire \$1881 ;
+  wire \$1882 ;
+  wire [8:0] \$1883 ;
+  wire [15:0] \$1884 ;
+  wire [47:0] \$1885 ;
+  wire \$1886 ;
+  wire \$1887 ;
+  wire \$1888 ;
+  wire [8:0] \$1889 ;
   wire \$189 ;
-  wire [10:0] \$1898 ;
+  wire [15:0] \$1890 ;
+  wire [47:0] \$1891 ;
+  wire \$1892 ;
+  wire \$1893 ;
+  wire \$1894 ;
+  wire [8:0] \$1895 ;
+  wire [15:0] \$1896 ;
+  wire [47:0] \$1897 ;
+  wire \$1898 ;
+  wire \$1899 ;
   wire \$19 ;
   wire \$190 ;
+  reg [4:0] \$1900 ;
+  reg [63:0] \$1901 ;
+  reg \$1902 ;
+  reg \$1903 ;
+  reg [4:0] \$1904 ;
+  reg [4:0] \$1905 ;
+  reg [2:0] \$1906 ;
+  reg [187:0] \$1907 ;
+  reg [9:0] \$1908 ;
+  reg [31:0] \$1909 ;
   wire \$191 ;
+  reg [9:0] \$1910 ;
+  reg [16:0] \$1911 ;
+  reg \$1912 ;
+  reg [63:0] \$1913 ;
+  reg \$1914 ;
+  reg [9:0] \$1915 ;
+  reg [9:0] \$1916 ;
+  reg [9:0] \$1917 ;
+  reg [9:0] \$1918 ;
+  reg [3:0] \$1919 ;
   wire \$192 ;
+  reg [3:0] \$1920 ;
+  reg [9:0] \$1921 ;
+  reg [31:0] \$1922 ;
+  reg [8:0] \$1923 ;
+  reg [5:0] \$1924 ;
+  reg [15:0] \$1925 ;
+  reg \$1926 ;
   wire \$193 ;
   wire \$194 ;
   wire \$195 ;
@@ -421,6 +1112,7 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$259 ;
   wire \$26 ;
   wire \$260 ;
+  wire [10:0] \$2609 ;
   wire \$261 ;
   wire \$262 ;
   wire \$263 ;
@@ -562,178 +1254,178 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$386 ;
   wire \$387 ;
   wire \$388 ;
-  wire [17:0] \$389 ;
+  wire [10:0] \$389 ;
   wire \$39 ;
   wire \$390 ;
-  wire [17:0] \$391 ;
+  wire [4:0] \$391 ;
   wire \$392 ;
-  wire [17:0] \$393 ;
-  wire \$394 ;
-  wire [17:0] \$395 ;
-  wire \$396 ;
-  wire [17:0] \$397 ;
-  wire \$398 ;
-  wire [17:0] \$399 ;
+  wire [4:0] \$393 ;
+  wire [4:0] \$394 ;
+  wire [10:0] \$395 ;
+  wire [10:0] \$396 ;
+  wire \$397 ;
+  wire [10:0] \$398 ;
+  wire \$399 ;
   wire \$4 ;
   wire \$40 ;
   wire \$400 ;
-  wire [17:0] \$401 ;
+  wire [10:0] \$401 ;
   wire \$402 ;
-  wire [17:0] \$403 ;
-  wire \$404 ;
-  wire [17:0] \$405 ;
-  wire \$406 ;
-  wire [17:0] \$407 ;
-  wire \$408 ;
-  wire [17:0] \$409 ;
+  wire \$403 ;
+  wire [10:0] \$404 ;
+  wire \$405 ;
+  wire [17:0] \$406 ;
+  wire \$407 ;
+  wire [17:0] \$408 ;
+  wire \$409 ;
   wire \$41 ;
-  wire \$410 ;
-  wire [17:0] \$411 ;
-  wire \$412 ;
-  wire [17:0] \$413 ;
-  wire \$414 ;
-  wire [17:0] \$415 ;
-  wire \$416 ;
-  wire [17:0] \$417 ;
-  wire \$418 ;
-  wire [17:0] \$419 ;
+  wire [17:0] \$410 ;
+  wire \$411 ;
+  wire [17:0] \$412 ;
+  wire \$413 ;
+  wire [17:0] \$414 ;
+  wire \$415 ;
+  wire [17:0] \$416 ;
+  wire \$417 ;
+  wire [17:0] \$418 ;
+  wire \$419 ;
   wire \$42 ;
-  wire \$420 ;
-  wire [17:0] \$421 ;
-  wire \$422 ;
-  wire [17:0] \$423 ;
-  wire \$424 ;
-  wire [17:0] \$425 ;
-  wire \$426 ;
-  wire [17:0] \$427 ;
-  wire \$428 ;
-  wire [17:0] \$429 ;
+  wire [17:0] \$420 ;
+  wire \$421 ;
+  wire [17:0] \$422 ;
+  wire \$423 ;
+  wire [17:0] \$424 ;
+  wire \$425 ;
+  wire [17:0] \$426 ;
+  wire \$427 ;
+  wire [17:0] \$428 ;
+  wire \$429 ;
   wire \$43 ;
-  wire \$430 ;
-  wire [17:0] \$431 ;
-  wire \$432 ;
-  wire [17:0] \$433 ;
-  wire \$434 ;
-  wire [17:0] \$435 ;
-  wire \$436 ;
-  wire [17:0] \$437 ;
-  wire \$438 ;
-  wire [17:0] \$439 ;
+  wire [17:0] \$430 ;
+  wire \$431 ;
+  wire [17:0] \$432 ;
+  wire \$433 ;
+  wire [17:0] \$434 ;
+  wire \$435 ;
+  wire [17:0] \$436 ;
+  wire \$437 ;
+  wire [17:0] \$438 ;
+  wire \$439 ;
   wire \$44 ;
-  wire \$440 ;
-  wire [17:0] \$441 ;
-  wire \$442 ;
-  wire [17:0] \$443 ;
-  wire \$444 ;
-  wire [17:0] \$445 ;
-  wire \$446 ;
-  wire [17:0] \$447 ;
-  wire \$448 ;
-  wire [17:0] \$449 ;
+  wire [17:0] \$440 ;
+  wire \$441 ;
+  wire [17:0] \$442 ;
+  wire \$443 ;
+  wire [17:0] \$444 ;
+  wire \$445 ;
+  wire [17:0] \$446 ;
+  wire \$447 ;
+  wire [17:0] \$448 ;
+  wire \$449 ;
   wire \$45 ;
-  wire \$450 ;
-  wire [17:0] \$451 ;
-  wire \$452 ;
-  wire [17:0] \$453 ;
-  wire \$454 ;
-  wire [17:0] \$455 ;
-  wire \$456 ;
-  wire [17:0] \$457 ;
-  wire \$458 ;
-  wire [17:0] \$459 ;
+  wire [17:0] \$450 ;
+  wire \$451 ;
+  wire [17:0] \$452 ;
+  wire \$453 ;
+  wire [17:0] \$454 ;
+  wire \$455 ;
+  wire [17:0] \$456 ;
+  wire \$457 ;
+  wire [17:0] \$458 ;
+  wire \$459 ;
   wire \$46 ;
-  wire \$460 ;
-  wire [17:0] \$461 ;
-  wire \$462 ;
-  wire [17:0] \$463 ;
-  wire \$464 ;
-  wire [17:0] \$465 ;
-  wire \$466 ;
-  wire [17:0] \$467 ;
-  wire \$468 ;
-  wire [17:0] \$469 ;
+  wire [17:0] \$460 ;
+  wire \$461 ;
+  wire [17:0] \$462 ;
+  wire \$463 ;
+  wire [17:0] \$464 ;
+  wire \$465 ;
+  wire [17:0] \$466 ;
+  wire \$467 ;
+  wire [17:0] \$468 ;
+  wire \$469 ;
   wire \$47 ;
-  wire \$470 ;
-  wire [17:0] \$471 ;
-  wire \$472 ;
-  wire [17:0] \$473 ;
-  wire \$474 ;
-  wire [17:0] \$475 ;
-  wire \$476 ;
-  wire [17:0] \$477 ;
-  wire \$478 ;
-  wire [17:0] \$479 ;
+  wire [17:0] \$470 ;
+  wire \$471 ;
+  wire [17:0] \$472 ;
+  wire \$473 ;
+  wire [17:0] \$474 ;
+  wire \$475 ;
+  wire [17:0] \$476 ;
+  wire \$477 ;
+  wire [17:0] \$478 ;
+  wire \$479 ;
   wire \$48 ;
-  wire \$480 ;
-  wire [17:0] \$481 ;
-  wire \$482 ;
-  wire [17:0] \$483 ;
-  wire \$484 ;
-  wire [17:0] \$485 ;
-  wire \$486 ;
-  wire [17:0] \$487 ;
-  wire \$488 ;
-  wire [17:0] \$489 ;
+  wire [17:0] \$480 ;
+  wire \$481 ;
+  wire [17:0] \$482 ;
+  wire \$483 ;
+  wire [17:0] \$484 ;
+  wire \$485 ;
+  wire [17:0] \$486 ;
+  wire \$487 ;
+  wire [17:0] \$488 ;
+  wire \$489 ;
   wire \$49 ;
-  wire \$490 ;
-  wire [17:0] \$491 ;
-  wire \$492 ;
-  wire [17:0] \$493 ;
-  wire \$494 ;
-  wire [17:0] \$495 ;
-  wire \$496 ;
-  wire [17:0] \$497 ;
-  wire \$498 ;
-  wire [17:0] \$499 ;
+  wire [17:0] \$490 ;
+  wire \$491 ;
+  wire [17:0] \$492 ;
+  wire \$493 ;
+  wire [17:0] \$494 ;
+  wire \$495 ;
+  wire [17:0] \$496 ;
+  wire \$497 ;
+  wire [17:0] \$498 ;
+  wire \$499 ;
   wire \$5 ;
   wire \$50 ;
-  wire \$500 ;
-  wire [17:0] \$501 ;
-  wire \$502 ;
-  wire [17:0] \$503 ;
-  wire \$504 ;
-  wire [17:0] \$505 ;
-  wire \$506 ;
-  wire [17:0] \$507 ;
-  wire \$508 ;
-  wire [17:0] \$509 ;
+  wire [17:0] \$500 ;
+  wire \$501 ;
+  wire [17:0] \$502 ;
+  wire \$503 ;
+  wire [17:0] \$504 ;
+  wire \$505 ;
+  wire [17:0] \$506 ;
+  wire \$507 ;
+  wire [17:0] \$508 ;
+  wire \$509 ;
   wire \$51 ;
-  wire \$510 ;
-  wire [17:0] \$511 ;
-  wire \$512 ;
-  wire [17:0] \$513 ;
-  wire \$514 ;
-  wire [17:0] \$515 ;
-  wire \$516 ;
-  wire [63:0] \$517 ;
-  wire [63:0] \$518 ;
+  wire [17:0] \$510 ;
+  wire \$511 ;
+  wire [17:0] \$512 ;
+  wire \$513 ;
+  wire [17:0] \$514 ;
+  wire \$515 ;
+  wire [17:0] \$516 ;
+  wire \$517 ;
+  wire [17:0] \$518 ;
   wire \$519 ;
   wire \$52 ;
-  wire \$520 ;
+  wire [17:0] \$520 ;
   wire \$521 ;
-  wire \$522 ;
+  wire [17:0] \$522 ;
   wire \$523 ;
-  wire \$524 ;
+  wire [17:0] \$524 ;
   wire \$525 ;
   wire [17:0] \$526 ;
-  wire [17:0] \$527 ;
+  wire \$527 ;
   wire [17:0] \$528 ;
-  wire [17:0] \$529 ;
+  wire \$529 ;
   wire \$53 ;
   wire [17:0] \$530 ;
-  wire [17:0] \$531 ;
+  wire \$531 ;
   wire [17:0] \$532 ;
-  wire [17:0] \$533 ;
-  wire [17:0] \$534 ;
-  wire [17:0] \$535 ;
-  wire [17:0] \$536 ;
-  wire [17:0] \$537 ;
-  wire [17:0] \$538 ;
-  wire [17:0] \$539 ;
+  wire \$533 ;
+  wire [63:0] \$534 ;
+  wire [63:0] \$535 ;
+  wire \$536 ;
+  wire \$537 ;
+  wire \$538 ;
+  wire \$539 ;
   wire \$54 ;
-  wire [17:0] \$540 ;
-  wire [17:0] \$541 ;
-  wire [17:0] \$542 ;
+  wire \$540 ;
+  wire \$541 ;
+  wire \$542 ;
   wire [17:0] \$543 ;
   wire [17:0] \$544 ;
   wire [17:0] \$545 ;
@@ -786,25 +1478,25 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire [17:0] \$588 ;
   wire [17:0] \$589 ;
   wire \$59 ;
-  wire \$590 ;
-  wire \$591 ;
-  wire \$592 ;
-  wire \$593 ;
-  wire \$594 ;
-  wire \$595 ;
-  wire [9:0] \$596 ;
-  wire \$597 ;
-  wire \$598 ;
-  wire \$599 ;
+  wire [17:0] \$590 ;
+  wire [17:0] \$591 ;
+  wire [17:0] \$592 ;
+  wire [17:0] \$593 ;
+  wire [17:0] \$594 ;
+  wire [17:0] \$595 ;
+  wire [17:0] \$596 ;
+  wire [17:0] \$597 ;
+  wire [17:0] \$598 ;
+  wire [17:0] \$599 ;
   wire \$6 ;
   wire \$60 ;
-  wire \$600 ;
-  wire \$601 ;
-  wire \$602 ;
-  wire [10:0] \$603 ;
-  wire [10:0] \$604 ;
-  wire \$605 ;
-  wire \$606 ;
+  wire [17:0] \$600 ;
+  wire [17:0] \$601 ;
+  wire [17:0] \$602 ;
+  wire [17:0] \$603 ;
+  wire [17:0] \$604 ;
+  wire [17:0] \$605 ;
+  wire [17:0] \$606 ;
   wire \$607 ;
   wire \$608 ;
   wire \$609 ;
@@ -812,7 +1504,7 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$610 ;
   wire \$611 ;
   wire \$612 ;
-  wire \$613 ;
+  wire [9:0] \$613 ;
   wire \$614 ;
   wire \$615 ;
   wire \$616 ;
@@ -820,22 +1512,22 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$618 ;
   wire \$619 ;
   wire \$62 ;
-  wire \$620 ;
-  wire \$621 ;
-  wire \$622 ;
-  wire \$623 ;
-  wire \$624 ;
-  wire \$625 ;
-  wire \$626 ;
+  wire [10:0] \$620 ;
+  wire [10:0] \$621 ;
+  wire [10:0] \$622 ;
+  wire [13:0] \$623 ;
+  wire [14:0] \$624 ;
+  wire [13:0] \$625 ;
+  wire [14:0] \$626 ;
   wire \$627 ;
   wire \$628 ;
   wire \$629 ;
   wire \$63 ;
-  wire \$630 ;
-  wire \$631 ;
-  wire \$632 ;
-  wire \$633 ;
-  wire \$634 ;
+  wire [19:0] \$630 ;
+  wire [19:0] \$631 ;
+  wire [20:0] \$632 ;
+  wire [21:0] \$633 ;
+  wire [21:0] \$634 ;
   wire \$635 ;
   wire \$636 ;
   wire \$637 ;
@@ -845,11 +1537,11 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$640 ;
   wire \$641 ;
   wire \$642 ;
-  wire \$643 ;
-  wire \$644 ;
-  wire \$645 ;
-  wire \$646 ;
-  wire \$647 ;
+  wire [19:0] \$643 ;
+  wire [19:0] \$644 ;
+  wire [20:0] \$645 ;
+  wire [21:0] \$646 ;
+  wire [21:0] \$647 ;
   wire \$648 ;
   wire \$649 ;
   wire \$65 ;
@@ -859,12 +1551,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$653 ;
   wire \$654 ;
   wire \$655 ;
-  wire \$656 ;
-  wire \$657 ;
-  wire \$658 ;
-  wire \$659 ;
+  wire [19:0] \$656 ;
+  wire [19:0] \$657 ;
+  wire [20:0] \$658 ;
+  wire [21:0] \$659 ;
   wire \$66 ;
-  wire \$660 ;
+  wire [21:0] \$660 ;
   wire \$661 ;
   wire \$662 ;
   wire \$663 ;
@@ -873,12 +1565,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$666 ;
   wire \$667 ;
   wire \$668 ;
-  wire \$669 ;
+  wire [19:0] \$669 ;
   wire \$67 ;
-  wire \$670 ;
-  wire \$671 ;
-  wire \$672 ;
-  wire \$673 ;
+  wire [19:0] \$670 ;
+  wire [20:0] \$671 ;
+  wire [21:0] \$672 ;
+  wire [21:0] \$673 ;
   wire \$674 ;
   wire \$675 ;
   wire \$676 ;
@@ -888,11 +1580,11 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$68 ;
   wire \$680 ;
   wire \$681 ;
-  wire \$682 ;
-  wire \$683 ;
-  wire \$684 ;
-  wire \$685 ;
-  wire \$686 ;
+  wire [19:0] \$682 ;
+  wire [19:0] \$683 ;
+  wire [20:0] \$684 ;
+  wire [21:0] \$685 ;
+  wire [21:0] \$686 ;
   wire \$687 ;
   wire \$688 ;
   wire \$689 ;
@@ -902,11 +1594,11 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$692 ;
   wire \$693 ;
   wire \$694 ;
-  wire \$695 ;
-  wire \$696 ;
-  wire \$697 ;
-  wire \$698 ;
-  wire \$699 ;
+  wire [19:0] \$695 ;
+  wire [19:0] \$696 ;
+  wire [20:0] \$697 ;
+  wire [21:0] \$698 ;
+  wire [21:0] \$699 ;
   wire \$7 ;
   wire \$70 ;
   wire \$700 ;
@@ -917,12 +1609,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$705 ;
   wire \$706 ;
   wire \$707 ;
-  wire \$708 ;
-  wire \$709 ;
+  wire [19:0] \$708 ;
+  wire [19:0] \$709 ;
   wire \$71 ;
-  wire \$710 ;
-  wire \$711 ;
-  wire \$712 ;
+  wire [20:0] \$710 ;
+  wire [21:0] \$711 ;
+  wire [21:0] \$712 ;
   wire \$713 ;
   wire \$714 ;
   wire \$715 ;
@@ -932,11 +1624,11 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$719 ;
   wire \$72 ;
   wire \$720 ;
-  wire \$721 ;
-  wire \$722 ;
-  wire \$723 ;
-  wire \$724 ;
-  wire \$725 ;
+  wire [19:0] \$721 ;
+  wire [19:0] \$722 ;
+  wire [20:0] \$723 ;
+  wire [21:0] \$724 ;
+  wire [21:0] \$725 ;
   wire \$726 ;
   wire \$727 ;
   wire \$728 ;
@@ -946,11 +1638,11 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$731 ;
   wire \$732 ;
   wire \$733 ;
-  wire \$734 ;
-  wire \$735 ;
-  wire \$736 ;
-  wire \$737 ;
-  wire \$738 ;
+  wire [19:0] \$734 ;
+  wire [19:0] \$735 ;
+  wire [20:0] \$736 ;
+  wire [21:0] \$737 ;
+  wire [21:0] \$738 ;
   wire \$739 ;
   wire \$74 ;
   wire \$740 ;
@@ -960,12 +1652,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$744 ;
   wire \$745 ;
   wire \$746 ;
-  wire \$747 ;
-  wire \$748 ;
-  wire \$749 ;
+  wire [19:0] \$747 ;
+  wire [19:0] \$748 ;
+  wire [20:0] \$749 ;
   wire \$75 ;
-  wire \$750 ;
-  wire \$751 ;
+  wire [21:0] \$750 ;
+  wire [21:0] \$751 ;
   wire \$752 ;
   wire \$753 ;
   wire \$754 ;
@@ -975,11 +1667,11 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$758 ;
   wire \$759 ;
   wire \$76 ;
-  wire \$760 ;
-  wire \$761 ;
-  wire \$762 ;
-  wire \$763 ;
-  wire \$764 ;
+  wire [19:0] \$760 ;
+  wire [19:0] \$761 ;
+  wire [20:0] \$762 ;
+  wire [21:0] \$763 ;
+  wire [21:0] \$764 ;
   wire \$765 ;
   wire \$766 ;
   wire \$767 ;
@@ -989,11 +1681,11 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$770 ;
   wire \$771 ;
   wire \$772 ;
-  wire \$773 ;
-  wire \$774 ;
-  wire \$775 ;
-  wire \$776 ;
-  wire \$777 ;
+  wire [19:0] \$773 ;
+  wire [19:0] \$774 ;
+  wire [20:0] \$775 ;
+  wire [21:0] \$776 ;
+  wire [21:0] \$777 ;
   wire \$778 ;
   wire \$779 ;
   wire \$78 ;
@@ -1003,12 +1695,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$783 ;
   wire \$784 ;
   wire \$785 ;
-  wire \$786 ;
-  wire \$787 ;
-  wire \$788 ;
-  wire \$789 ;
+  wire [19:0] \$786 ;
+  wire [19:0] \$787 ;
+  wire [20:0] \$788 ;
+  wire [21:0] \$789 ;
   wire \$79 ;
-  wire \$790 ;
+  wire [21:0] \$790 ;
   wire \$791 ;
   wire \$792 ;
   wire \$793 ;
@@ -1016,241 +1708,258 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \$795 ;
   wire \$796 ;
   wire \$797 ;
-  wire [32:0] \$798 ;
-  wire \$799 ;
+  wire \$798 ;
+  wire [19:0] \$799 ;
   wire \$8 ;
   wire \$80 ;
-  wire \$800 ;
-  wire [14:0] \$801 ;
-  wire \$802 ;
-  wire \$803 ;
+  wire [19:0] \$800 ;
+  wire [20:0] \$801 ;
+  wire [21:0] \$802 ;
+  wire [21:0] \$803 ;
   wire \$804 ;
-  wire [32:0] \$805 ;
-  wire [10:0] \$806 ;
-  wire [10:0] \$807 ;
+  wire \$805 ;
+  wire \$806 ;
+  wire \$807 ;
   wire \$808 ;
-  wire [32:0] \$809 ;
+  wire \$809 ;
   wire \$81 ;
   wire \$810 ;
   wire \$811 ;
-  wire \$812 ;
-  wire [10:0] \$813 ;
-  wire [17:0] \$814 ;
-  wire [10:0] \$815 ;
-  wire \$816 ;
-  wire [63:0] \$817 ;
+  wire [19:0] \$812 ;
+  wire [19:0] \$813 ;
+  wire [20:0] \$814 ;
+  wire [21:0] \$815 ;
+  wire [21:0] \$816 ;
+  wire \$817 ;
   wire \$818 ;
   wire \$819 ;
   wire \$82 ;
-  wire [32:0] \$820 ;
-  wire [10:0] \$821 ;
+  wire \$820 ;
+  wire \$821 ;
   wire \$822 ;
-  wire [5:0] \$823 ;
-  wire [5:0] \$824 ;
-  wire \$825 ;
-  wire \$826 ;
-  wire [16:0] \$827 ;
-  wire \$828 ;
-  wire [9:0] \$829 ;
+  wire \$823 ;
+  wire \$824 ;
+  wire [19:0] \$825 ;
+  wire [19:0] \$826 ;
+  wire [20:0] \$827 ;
+  wire [21:0] \$828 ;
+  wire [21:0] \$829 ;
   wire \$83 ;
-  wire [6:0] \$830 ;
-  wire [16:0] \$831 ;
+  wire \$830 ;
+  wire \$831 ;
   wire \$832 ;
   wire \$833 ;
-  wire [8:0] \$834 ;
-  wire [15:0] \$835 ;
-  wire [47:0] \$836 ;
+  wire \$834 ;
+  wire \$835 ;
+  wire \$836 ;
   wire \$837 ;
-  wire \$838 ;
-  wire \$839 ;
+  wire [19:0] \$838 ;
+  wire [19:0] \$839 ;
   wire \$84 ;
-  wire [8:0] \$840 ;
-  wire [15:0] \$841 ;
-  wire [47:0] \$842 ;
+  wire [20:0] \$840 ;
+  wire [21:0] \$841 ;
+  wire [21:0] \$842 ;
   wire \$843 ;
   wire \$844 ;
   wire \$845 ;
-  wire [8:0] \$846 ;
-  wire [15:0] \$847 ;
-  wire [47:0] \$848 ;
+  wire \$846 ;
+  wire \$847 ;
+  wire \$848 ;
   wire \$849 ;
   wire \$85 ;
   wire \$850 ;
-  wire \$851 ;
-  wire [8:0] \$852 ;
-  wire [15:0] \$853 ;
-  wire [47:0] \$854 ;
-  wire \$855 ;
+  wire [19:0] \$851 ;
+  wire [19:0] \$852 ;
+  wire [20:0] \$853 ;
+  wire [21:0] \$854 ;
+  wire [21:0] \$855 ;
   wire \$856 ;
   wire \$857 ;
-  wire [8:0] \$858 ;
-  wire [15:0] \$859 ;
+  wire \$858 ;
+  wire \$859 ;
   wire \$86 ;
-  wire [47:0] \$860 ;
+  wire \$860 ;
   wire \$861 ;
   wire \$862 ;
   wire \$863 ;
-  wire [8:0] \$864 ;
-  wire [15:0] \$865 ;
-  wire [47:0] \$866 ;
-  wire \$867 ;
-  wire \$868 ;
+  wire [19:0] \$864 ;
+  wire [19:0] \$865 ;
+  wire [20:0] \$866 ;
+  wire [21:0] \$867 ;
+  wire [21:0] \$868 ;
   wire \$869 ;
   wire \$87 ;
-  wire [8:0] \$870 ;
-  wire [15:0] \$871 ;
-  wire [47:0] \$872 ;
+  wire \$870 ;
+  wire \$871 ;
+  wire \$872 ;
   wire \$873 ;
   wire \$874 ;
   wire \$875 ;
-  wire [8:0] \$876 ;
-  wire [15:0] \$877 ;
-  wire [47:0] \$878 ;
-  wire \$879 ;
+  wire \$876 ;
+  wire [19:0] \$877 ;
+  wire [19:0] \$878 ;
+  wire [20:0] \$879 ;
   wire \$88 ;
-  wire \$880 ;
-  wire \$881 ;
-  wire [8:0] \$882 ;
-  wire [15:0] \$883 ;
-  wire [47:0] \$884 ;
+  wire [21:0] \$880 ;
+  wire [21:0] \$881 ;
+  wire \$882 ;
+  wire \$883 ;
+  wire \$884 ;
   wire \$885 ;
   wire \$886 ;
   wire \$887 ;
-  wire [8:0] \$888 ;
-  wire [15:0] \$889 ;
+  wire \$888 ;
+  wire \$889 ;
   wire \$89 ;
-  wire [47:0] \$890 ;
-  wire \$891 ;
-  wire \$892 ;
-  wire \$893 ;
-  wire [8:0] \$894 ;
-  wire [15:0] \$895 ;
-  wire [47:0] \$896 ;
+  wire [19:0] \$890 ;
+  wire [19:0] \$891 ;
+  wire [20:0] \$892 ;
+  wire [21:0] \$893 ;
+  wire [21:0] \$894 ;
+  wire \$895 ;
+  wire \$896 ;
   wire \$897 ;
   wire \$898 ;
   wire \$899 ;
   wire \$9 ;
   wire \$90 ;
-  wire [8:0] \$900 ;
-  wire [15:0] \$901 ;
-  wire [47:0] \$902 ;
-  wire \$903 ;
-  wire \$904 ;
-  wire \$905 ;
-  wire [8:0] \$906 ;
-  wire [15:0] \$907 ;
-  wire [47:0] \$908 ;
+  wire \$900 ;
+  wire \$901 ;
+  wire \$902 ;
+  wire [19:0] \$903 ;
+  wire [19:0] \$904 ;
+  wire [20:0] \$905 ;
+  wire [21:0] \$906 ;
+  wire [21:0] \$907 ;
+  wire \$908 ;
   wire \$909 ;
   wire \$91 ;
   wire \$910 ;
   wire \$911 ;
-  wire [8:0] \$912 ;
-  wire [15:0] \$913 ;
-  wire [47:0] \$914 ;
+  wire \$912 ;
+  wire \$913 ;
+  wire \$914 ;
   wire \$915 ;
-  wire \$916 ;
-  wire \$917 ;
-  wire [8:0] \$918 ;
-  wire [15:0] \$919 ;
+  wire [19:0] \$916 ;
+  wire [19:0] \$917 ;
+  wire [20:0] \$918 ;
+  wire [21:0] \$919 ;
   wire \$92 ;
-  wire [47:0] \$920 ;
+  wire [21:0] \$920 ;
   wire \$921 ;
   wire \$922 ;
   wire \$923 ;
-  wire [8:0] \$924 ;
-  wire [15:0] \$925 ;
-  wire [47:0] \$926 ;
+  wire \$924 ;
+  wire \$925 ;
+  wire \$926 ;
   wire \$927 ;
   wire \$928 ;
-  wire \$929 ;
+  wire [19:0] \$929 ;
   wire \$93 ;
-  wire [8:0] \$930 ;
-  wire [15:0] \$931 ;
-  wire [47:0] \$932 ;
-  wire \$933 ;
+  wire [19:0] \$930 ;
+  wire [20:0] \$931 ;
+  wire [21:0] \$932 ;
+  wire [21:0] \$933 ;
   wire \$934 ;
   wire \$935 ;
-  wire [8:0] \$936 ;
-  wire [15:0] \$937 ;
-  wire [47:0] \$938 ;
+  wire \$936 ;
+  wire \$937 ;
+  wire \$938 ;
   wire \$939 ;
   wire \$94 ;
   wire \$940 ;
   wire \$941 ;
-  wire [8:0] \$942 ;
-  wire [15:0] \$943 ;
-  wire [47:0] \$944 ;
-  wire \$945 ;
-  wire \$946 ;
+  wire [19:0] \$942 ;
+  wire [19:0] \$943 ;
+  wire [20:0] \$944 ;
+  wire [21:0] \$945 ;
+  wire [21:0] \$946 ;
   wire \$947 ;
-  wire [8:0] \$948 ;
-  wire [15:0] \$949 ;
+  wire \$948 ;
+  wire \$949 ;
   wire \$95 ;
-  wire [47:0] \$950 ;
+  wire \$950 ;
   wire \$951 ;
   wire \$952 ;
   wire \$953 ;
-  wire [8:0] \$954 ;
-  wire [15:0] \$955 ;
-  wire [47:0] \$956 ;
-  wire \$957 ;
-  wire \$958 ;
-  wire \$959 ;
+  wire \$954 ;
+  wire [19:0] \$955 ;
+  wire [19:0] \$956 ;
+  wire [20:0] \$957 ;
+  wire [21:0] \$958 ;
+  wire [21:0] \$959 ;
   wire \$96 ;
-  wire [8:0] \$960 ;
-  wire [15:0] \$961 ;
-  wire [47:0] \$962 ;
+  wire \$960 ;
+  wire \$961 ;
+  wire \$962 ;
   wire \$963 ;
   wire \$964 ;
   wire \$965 ;
-  wire [8:0] \$966 ;
-  wire [15:0] \$967 ;
-  wire [47:0] \$968 ;
-  wire \$969 ;
+  wire \$966 ;
+  wire \$967 ;
+  wire [19:0] \$968 ;
+  wire [19:0] \$969 ;
   wire \$97 ;
-  wire \$970 ;
-  wire \$971 ;
-  wire [8:0] \$972 ;
-  wire [15:0] \$973 ;
-  wire [47:0] \$974 ;
+  wire [20:0] \$970 ;
+  wire [21:0] \$971 ;
+  wire [21:0] \$972 ;
+  wire \$973 ;
+  wire \$974 ;
   wire \$975 ;
   wire \$976 ;
   wire \$977 ;
-  wire [8:0] \$978 ;
-  wire [15:0] \$979 ;
+  wire \$978 ;
+  wire \$979 ;
   wire \$98 ;
-  wire [47:0] \$980 ;
-  wire \$981 ;
-  wire \$982 ;
-  wire \$983 ;
-  wire [8:0] \$984 ;
-  wire [15:0] \$985 ;
-  wire [47:0] \$986 ;
+  wire \$980 ;
+  wire [19:0] \$981 ;
+  wire [19:0] \$982 ;
+  wire [20:0] \$983 ;
+  wire [21:0] \$984 ;
+  wire [21:0] \$985 ;
+  wire \$986 ;
   wire \$987 ;
   wire \$988 ;
   wire \$989 ;
   wire \$99 ;
-  wire [8:0] \$990 ;
-  wire [15:0] \$991 ;
-  wire [47:0] \$992 ;
+  wire \$990 ;
+  wire \$991 ;
+  wire \$992 ;
   wire \$993 ;
-  wire \$994 ;
-  wire \$995 ;
-  wire [8:0] \$996 ;
-  wire [15:0] \$997 ;
-  wire [47:0] \$998 ;
+  wire [19:0] \$994 ;
+  wire [19:0] \$995 ;
+  wire [20:0] \$996 ;
+  wire [21:0] \$997 ;
+  wire [21:0] \$998 ;
   wire \$999 ;
+  reg [3:0] \$signal ;
+  reg [3:0] \$signal$544  = 4'h0;
   wire [3:0] \$signature__addr ;
   wire [3:0] \$signature__addr$24 ;
   wire [31:0] \$signature__data ;
-  wire [75:0] \$signature__data$1207 ;
-  wire [8:0] \$signature__data$1207.bias_base ;
-  wire [15:0] \$signature__data$1207.cols ;
-  wire [13:0] \$signature__data$1207.ptr_base ;
-  wire \$signature__data$1207.relu ;
-  wire [15:0] \$signature__data$1207.rows ;
-  wire [9:0] \$signature__data$1207.rows_local ;
-  wire [9:0] \$signature__data$1207.vectors ;
+  wire [187:0] \$signature__data$1360 ;
+  wire [8:0] \$signature__data$1360.bias_base ;
+  wire [15:0] \$signature__data$1360.cols ;
+  wire \$signature__data$1360.conv ;
+  wire [9:0] \$signature__data$1360.groups ;
+  wire [15:0] \$signature__data$1360.in_ch ;
+  wire [9:0] \$signature__data$1360.in_h ;
+  wire [9:0] \$signature__data$1360.in_hw ;
+  wire [9:0] \$signature__data$1360.in_w ;
+  wire [3:0] \$signature__data$1360.kh ;
+  wire [3:0] \$signature__data$1360.kw ;
+  wire [9:0] \$signature__data$1360.out_h ;
+  wire [9:0] \$signature__data$1360.out_hw ;
+  wire [9:0] \$signature__data$1360.out_w ;
+  wire [3:0] \$signature__data$1360.padding ;
+  wire [13:0] \$signature__data$1360.ptr_base ;
+  wire \$signature__data$1360.relu ;
+  wire [15:0] \$signature__data$1360.rows ;
+  wire [9:0] \$signature__data$1360.rows_local ;
+  wire [3:0] \$signature__data$1360.stride ;
+  wire [14:0] \$signature__data$1360.vectors ;
+  wire [3:0] \$signature__data$1360.win ;
+  wire [8:0] addr;
   wire advance;
   wire all_ready;
   wire any;
@@ -1258,6 +1967,7 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire busy;
   input clk;
   wire clk;
+  reg [31:0] conv_pos = 32'd0;
   reg [31:0] cyc = 32'd0;
   reg [3:0] cyc_wr__addr;
   reg [31:0] cyc_wr__data;
@@ -1266,23 +1976,51 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire [3:0] cycle_addr;
   output [31:0] cycle_data;
   wire [31:0] cycle_data;
-  reg [75:0] desc = 76'h0000000000000000000;
+  reg [187:0] desc = 188'h00000000000000000000000000000000000000000000000;
   wire [8:0] \desc.bias_base ;
   wire [15:0] \desc.cols ;
+  wire \desc.conv ;
+  wire [9:0] \desc.groups ;
+  wire [15:0] \desc.in_ch ;
+  wire [9:0] \desc.in_h ;
+  wire [9:0] \desc.in_hw ;
+  wire [9:0] \desc.in_w ;
+  wire [3:0] \desc.kh ;
+  wire [3:0] \desc.kw ;
+  wire [9:0] \desc.out_h ;
+  wire [9:0] \desc.out_hw ;
+  wire [9:0] \desc.out_w ;
+  wire [3:0] \desc.padding ;
   wire [13:0] \desc.ptr_base ;
   wire \desc.relu ;
   wire [15:0] \desc.rows ;
   wire [9:0] \desc.rows_local ;
-  wire [9:0] \desc.vectors ;
+  wire [3:0] \desc.stride ;
+  wire [14:0] \desc.vectors ;
+  wire [3:0] \desc.win ;
   wire [3:0] desc_wr__addr;
-  wire [75:0] desc_wr__data;
+  wire [187:0] desc_wr__data;
   wire [8:0] \desc_wr__data.bias_base ;
   wire [15:0] \desc_wr__data.cols ;
+  wire \desc_wr__data.conv ;
+  wire [9:0] \desc_wr__data.groups ;
+  wire [15:0] \desc_wr__data.in_ch ;
+  wire [9:0] \desc_wr__data.in_h ;
+  wire [9:0] \desc_wr__data.in_hw ;
+  wire [9:0] \desc_wr__data.in_w ;
+  wire [3:0] \desc_wr__data.kh ;
+  wire [3:0] \desc_wr__data.kw ;
+  wire [9:0] \desc_wr__data.out_h ;
+  wire [9:0] \desc_wr__data.out_hw ;
+  wire [9:0] \desc_wr__data.out_w ;
+  wire [3:0] \desc_wr__data.padding ;
   wire [13:0] \desc_wr__data.ptr_base ;
   wire \desc_wr__data.relu ;
   wire [15:0] \desc_wr__data.rows ;
   wire [9:0] \desc_wr__data.rows_local ;
-  wire [9:0] \desc_wr__data.vectors ;
+  wire [3:0] \desc_wr__data.stride ;
+  wire [14:0] \desc_wr__data.vectors ;
+  wire [3:0] \desc_wr__data.win ;
   wire desc_wr__en;
   output done;
   reg done = 1'h0;
@@ -1294,17 +2032,25 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire \error$18 ;
   wire go;
   reg have = 1'h0;
+  wire [15:0] in_ch;
+  wire [9:0] in_h;
+  wire [9:0] in_hw;
   wire [63:0] in_layer;
+  wire [9:0] in_w;
   wire [5:0] index;
   reg [16:0] jbase = 17'h00000;
   reg [9:0] k = 10'h000;
+  reg [3:0] kx = 4'h0;
+  wire [3:0] \kx$838 ;
+  wire [3:0] ky;
   wire last;
+  wire last_pos;
   reg [4:0] layer = 5'h00;
-  input [99:0] load__payload;
-  wire [99:0] load__payload;
+  input [211:0] load__payload;
+  wire [211:0] load__payload;
   wire [13:0] \load__payload.addr ;
   wire \load__payload.bcast ;
-  wire [75:0] \load__payload.data ;
+  wire [187:0] \load__payload.data ;
   wire [5:0] \load__payload.pe ;
   wire [2:0] \load__payload.target ;
   output load__ready;
@@ -1312,8 +2058,11 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   input load__valid;
   wire load__valid;
   wire [63:0] mask;
+  wire [63:0] \mask$1359 ;
   reg [4:0] n_desc = 5'h00;
   reg [4:0] n_layers = 5'h00;
+  reg [3:0] nkx;
+  reg [9:0] nq;
   reg ohave = 1'h0;
   reg [15:0] oj = 16'h0000;
   reg [8:0] oloc = 9'h000;
@@ -1325,20 +2074,25 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire out__ready;
   output out__valid;
   wire out__valid;
+  wire [9:0] ox;
+  wire [9:0] oy;
+  wire [3:0] padding;
   wire [31:0] pe_0__act__payload;
   wire [15:0] \pe_0__act__payload.a ;
   wire [15:0] \pe_0__act__payload.j ;
   wire pe_0__act__ready;
   wire pe_0__act__valid;
   wire [8:0] pe_0__bias_base;
+  wire [8:0] pe_0__dst_addr;
   wire pe_0__finish;
   wire pe_0__idle;
   wire pe_0__init;
   wire [3:0] pe_0__layer;
   wire [13:0] pe_0__load_addr;
-  wire [75:0] pe_0__load_data;
+  wire [187:0] pe_0__load_data;
   wire pe_0__load_en;
   wire [2:0] pe_0__load_target;
+  wire pe_0__pool_max;
   wire [13:0] pe_0__ptr_base;
   wire pe_0__relu;
   wire [8:0] pe_0__row;
@@ -1352,14 +2106,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_10__act__ready;
   wire pe_10__act__valid;
   wire [8:0] pe_10__bias_base;
+  wire [8:0] pe_10__dst_addr;
   wire pe_10__finish;
   wire pe_10__idle;
   wire pe_10__init;
   wire [3:0] pe_10__layer;
   wire [13:0] pe_10__load_addr;
-  wire [75:0] pe_10__load_data;
+  wire [187:0] pe_10__load_data;
   wire pe_10__load_en;
   wire [2:0] pe_10__load_target;
+  wire pe_10__pool_max;
   wire [13:0] pe_10__ptr_base;
   wire pe_10__relu;
   wire [8:0] pe_10__row;
@@ -1373,14 +2129,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_11__act__ready;
   wire pe_11__act__valid;
   wire [8:0] pe_11__bias_base;
+  wire [8:0] pe_11__dst_addr;
   wire pe_11__finish;
   wire pe_11__idle;
   wire pe_11__init;
   wire [3:0] pe_11__layer;
   wire [13:0] pe_11__load_addr;
-  wire [75:0] pe_11__load_data;
+  wire [187:0] pe_11__load_data;
   wire pe_11__load_en;
   wire [2:0] pe_11__load_target;
+  wire pe_11__pool_max;
   wire [13:0] pe_11__ptr_base;
   wire pe_11__relu;
   wire [8:0] pe_11__row;
@@ -1394,14 +2152,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_12__act__ready;
   wire pe_12__act__valid;
   wire [8:0] pe_12__bias_base;
+  wire [8:0] pe_12__dst_addr;
   wire pe_12__finish;
   wire pe_12__idle;
   wire pe_12__init;
   wire [3:0] pe_12__layer;
   wire [13:0] pe_12__load_addr;
-  wire [75:0] pe_12__load_data;
+  wire [187:0] pe_12__load_data;
   wire pe_12__load_en;
   wire [2:0] pe_12__load_target;
+  wire pe_12__pool_max;
   wire [13:0] pe_12__ptr_base;
   wire pe_12__relu;
   wire [8:0] pe_12__row;
@@ -1415,14 +2175,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_13__act__ready;
   wire pe_13__act__valid;
   wire [8:0] pe_13__bias_base;
+  wire [8:0] pe_13__dst_addr;
   wire pe_13__finish;
   wire pe_13__idle;
   wire pe_13__init;
   wire [3:0] pe_13__layer;
   wire [13:0] pe_13__load_addr;
-  wire [75:0] pe_13__load_data;
+  wire [187:0] pe_13__load_data;
   wire pe_13__load_en;
   wire [2:0] pe_13__load_target;
+  wire pe_13__pool_max;
   wire [13:0] pe_13__ptr_base;
   wire pe_13__relu;
   wire [8:0] pe_13__row;
@@ -1436,14 +2198,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_14__act__ready;
   wire pe_14__act__valid;
   wire [8:0] pe_14__bias_base;
+  wire [8:0] pe_14__dst_addr;
   wire pe_14__finish;
   wire pe_14__idle;
   wire pe_14__init;
   wire [3:0] pe_14__layer;
   wire [13:0] pe_14__load_addr;
-  wire [75:0] pe_14__load_data;
+  wire [187:0] pe_14__load_data;
   wire pe_14__load_en;
   wire [2:0] pe_14__load_target;
+  wire pe_14__pool_max;
   wire [13:0] pe_14__ptr_base;
   wire pe_14__relu;
   wire [8:0] pe_14__row;
@@ -1457,14 +2221,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_15__act__ready;
   wire pe_15__act__valid;
   wire [8:0] pe_15__bias_base;
+  wire [8:0] pe_15__dst_addr;
   wire pe_15__finish;
   wire pe_15__idle;
   wire pe_15__init;
   wire [3:0] pe_15__layer;
   wire [13:0] pe_15__load_addr;
-  wire [75:0] pe_15__load_data;
+  wire [187:0] pe_15__load_data;
   wire pe_15__load_en;
   wire [2:0] pe_15__load_target;
+  wire pe_15__pool_max;
   wire [13:0] pe_15__ptr_base;
   wire pe_15__relu;
   wire [8:0] pe_15__row;
@@ -1478,14 +2244,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_16__act__ready;
   wire pe_16__act__valid;
   wire [8:0] pe_16__bias_base;
+  wire [8:0] pe_16__dst_addr;
   wire pe_16__finish;
   wire pe_16__idle;
   wire pe_16__init;
   wire [3:0] pe_16__layer;
   wire [13:0] pe_16__load_addr;
-  wire [75:0] pe_16__load_data;
+  wire [187:0] pe_16__load_data;
   wire pe_16__load_en;
   wire [2:0] pe_16__load_target;
+  wire pe_16__pool_max;
   wire [13:0] pe_16__ptr_base;
   wire pe_16__relu;
   wire [8:0] pe_16__row;
@@ -1499,14 +2267,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_17__act__ready;
   wire pe_17__act__valid;
   wire [8:0] pe_17__bias_base;
+  wire [8:0] pe_17__dst_addr;
   wire pe_17__finish;
   wire pe_17__idle;
   wire pe_17__init;
   wire [3:0] pe_17__layer;
   wire [13:0] pe_17__load_addr;
-  wire [75:0] pe_17__load_data;
+  wire [187:0] pe_17__load_data;
   wire pe_17__load_en;
   wire [2:0] pe_17__load_target;
+  wire pe_17__pool_max;
   wire [13:0] pe_17__ptr_base;
   wire pe_17__relu;
   wire [8:0] pe_17__row;
@@ -1520,14 +2290,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_18__act__ready;
   wire pe_18__act__valid;
   wire [8:0] pe_18__bias_base;
+  wire [8:0] pe_18__dst_addr;
   wire pe_18__finish;
   wire pe_18__idle;
   wire pe_18__init;
   wire [3:0] pe_18__layer;
   wire [13:0] pe_18__load_addr;
-  wire [75:0] pe_18__load_data;
+  wire [187:0] pe_18__load_data;
   wire pe_18__load_en;
   wire [2:0] pe_18__load_target;
+  wire pe_18__pool_max;
   wire [13:0] pe_18__ptr_base;
   wire pe_18__relu;
   wire [8:0] pe_18__row;
@@ -1541,14 +2313,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_19__act__ready;
   wire pe_19__act__valid;
   wire [8:0] pe_19__bias_base;
+  wire [8:0] pe_19__dst_addr;
   wire pe_19__finish;
   wire pe_19__idle;
   wire pe_19__init;
   wire [3:0] pe_19__layer;
   wire [13:0] pe_19__load_addr;
-  wire [75:0] pe_19__load_data;
+  wire [187:0] pe_19__load_data;
   wire pe_19__load_en;
   wire [2:0] pe_19__load_target;
+  wire pe_19__pool_max;
   wire [13:0] pe_19__ptr_base;
   wire pe_19__relu;
   wire [8:0] pe_19__row;
@@ -1562,14 +2336,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_1__act__ready;
   wire pe_1__act__valid;
   wire [8:0] pe_1__bias_base;
+  wire [8:0] pe_1__dst_addr;
   wire pe_1__finish;
   wire pe_1__idle;
   wire pe_1__init;
   wire [3:0] pe_1__layer;
   wire [13:0] pe_1__load_addr;
-  wire [75:0] pe_1__load_data;
+  wire [187:0] pe_1__load_data;
   wire pe_1__load_en;
   wire [2:0] pe_1__load_target;
+  wire pe_1__pool_max;
   wire [13:0] pe_1__ptr_base;
   wire pe_1__relu;
   wire [8:0] pe_1__row;
@@ -1583,14 +2359,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_20__act__ready;
   wire pe_20__act__valid;
   wire [8:0] pe_20__bias_base;
+  wire [8:0] pe_20__dst_addr;
   wire pe_20__finish;
   wire pe_20__idle;
   wire pe_20__init;
   wire [3:0] pe_20__layer;
   wire [13:0] pe_20__load_addr;
-  wire [75:0] pe_20__load_data;
+  wire [187:0] pe_20__load_data;
   wire pe_20__load_en;
   wire [2:0] pe_20__load_target;
+  wire pe_20__pool_max;
   wire [13:0] pe_20__ptr_base;
   wire pe_20__relu;
   wire [8:0] pe_20__row;
@@ -1604,14 +2382,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_21__act__ready;
   wire pe_21__act__valid;
   wire [8:0] pe_21__bias_base;
+  wire [8:0] pe_21__dst_addr;
   wire pe_21__finish;
   wire pe_21__idle;
   wire pe_21__init;
   wire [3:0] pe_21__layer;
   wire [13:0] pe_21__load_addr;
-  wire [75:0] pe_21__load_data;
+  wire [187:0] pe_21__load_data;
   wire pe_21__load_en;
   wire [2:0] pe_21__load_target;
+  wire pe_21__pool_max;
   wire [13:0] pe_21__ptr_base;
   wire pe_21__relu;
   wire [8:0] pe_21__row;
@@ -1625,14 +2405,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_22__act__ready;
   wire pe_22__act__valid;
   wire [8:0] pe_22__bias_base;
+  wire [8:0] pe_22__dst_addr;
   wire pe_22__finish;
   wire pe_22__idle;
   wire pe_22__init;
   wire [3:0] pe_22__layer;
   wire [13:0] pe_22__load_addr;
-  wire [75:0] pe_22__load_data;
+  wire [187:0] pe_22__load_data;
   wire pe_22__load_en;
   wire [2:0] pe_22__load_target;
+  wire pe_22__pool_max;
   wire [13:0] pe_22__ptr_base;
   wire pe_22__relu;
   wire [8:0] pe_22__row;
@@ -1646,14 +2428,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_23__act__ready;
   wire pe_23__act__valid;
   wire [8:0] pe_23__bias_base;
+  wire [8:0] pe_23__dst_addr;
   wire pe_23__finish;
   wire pe_23__idle;
   wire pe_23__init;
   wire [3:0] pe_23__layer;
   wire [13:0] pe_23__load_addr;
-  wire [75:0] pe_23__load_data;
+  wire [187:0] pe_23__load_data;
   wire pe_23__load_en;
   wire [2:0] pe_23__load_target;
+  wire pe_23__pool_max;
   wire [13:0] pe_23__ptr_base;
   wire pe_23__relu;
   wire [8:0] pe_23__row;
@@ -1667,14 +2451,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_24__act__ready;
   wire pe_24__act__valid;
   wire [8:0] pe_24__bias_base;
+  wire [8:0] pe_24__dst_addr;
   wire pe_24__finish;
   wire pe_24__idle;
   wire pe_24__init;
   wire [3:0] pe_24__layer;
   wire [13:0] pe_24__load_addr;
-  wire [75:0] pe_24__load_data;
+  wire [187:0] pe_24__load_data;
   wire pe_24__load_en;
   wire [2:0] pe_24__load_target;
+  wire pe_24__pool_max;
   wire [13:0] pe_24__ptr_base;
   wire pe_24__relu;
   wire [8:0] pe_24__row;
@@ -1688,14 +2474,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_25__act__ready;
   wire pe_25__act__valid;
   wire [8:0] pe_25__bias_base;
+  wire [8:0] pe_25__dst_addr;
   wire pe_25__finish;
   wire pe_25__idle;
   wire pe_25__init;
   wire [3:0] pe_25__layer;
   wire [13:0] pe_25__load_addr;
-  wire [75:0] pe_25__load_data;
+  wire [187:0] pe_25__load_data;
   wire pe_25__load_en;
   wire [2:0] pe_25__load_target;
+  wire pe_25__pool_max;
   wire [13:0] pe_25__ptr_base;
   wire pe_25__relu;
   wire [8:0] pe_25__row;
@@ -1709,14 +2497,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_26__act__ready;
   wire pe_26__act__valid;
   wire [8:0] pe_26__bias_base;
+  wire [8:0] pe_26__dst_addr;
   wire pe_26__finish;
   wire pe_26__idle;
   wire pe_26__init;
   wire [3:0] pe_26__layer;
   wire [13:0] pe_26__load_addr;
-  wire [75:0] pe_26__load_data;
+  wire [187:0] pe_26__load_data;
   wire pe_26__load_en;
   wire [2:0] pe_26__load_target;
+  wire pe_26__pool_max;
   wire [13:0] pe_26__ptr_base;
   wire pe_26__relu;
   wire [8:0] pe_26__row;
@@ -1730,14 +2520,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_27__act__ready;
   wire pe_27__act__valid;
   wire [8:0] pe_27__bias_base;
+  wire [8:0] pe_27__dst_addr;
   wire pe_27__finish;
   wire pe_27__idle;
   wire pe_27__init;
   wire [3:0] pe_27__layer;
   wire [13:0] pe_27__load_addr;
-  wire [75:0] pe_27__load_data;
+  wire [187:0] pe_27__load_data;
   wire pe_27__load_en;
   wire [2:0] pe_27__load_target;
+  wire pe_27__pool_max;
   wire [13:0] pe_27__ptr_base;
   wire pe_27__relu;
   wire [8:0] pe_27__row;
@@ -1751,14 +2543,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_28__act__ready;
   wire pe_28__act__valid;
   wire [8:0] pe_28__bias_base;
+  wire [8:0] pe_28__dst_addr;
   wire pe_28__finish;
   wire pe_28__idle;
   wire pe_28__init;
   wire [3:0] pe_28__layer;
   wire [13:0] pe_28__load_addr;
-  wire [75:0] pe_28__load_data;
+  wire [187:0] pe_28__load_data;
   wire pe_28__load_en;
   wire [2:0] pe_28__load_target;
+  wire pe_28__pool_max;
   wire [13:0] pe_28__ptr_base;
   wire pe_28__relu;
   wire [8:0] pe_28__row;
@@ -1772,14 +2566,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_29__act__ready;
   wire pe_29__act__valid;
   wire [8:0] pe_29__bias_base;
+  wire [8:0] pe_29__dst_addr;
   wire pe_29__finish;
   wire pe_29__idle;
   wire pe_29__init;
   wire [3:0] pe_29__layer;
   wire [13:0] pe_29__load_addr;
-  wire [75:0] pe_29__load_data;
+  wire [187:0] pe_29__load_data;
   wire pe_29__load_en;
   wire [2:0] pe_29__load_target;
+  wire pe_29__pool_max;
   wire [13:0] pe_29__ptr_base;
   wire pe_29__relu;
   wire [8:0] pe_29__row;
@@ -1793,14 +2589,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_2__act__ready;
   wire pe_2__act__valid;
   wire [8:0] pe_2__bias_base;
+  wire [8:0] pe_2__dst_addr;
   wire pe_2__finish;
   wire pe_2__idle;
   wire pe_2__init;
   wire [3:0] pe_2__layer;
   wire [13:0] pe_2__load_addr;
-  wire [75:0] pe_2__load_data;
+  wire [187:0] pe_2__load_data;
   wire pe_2__load_en;
   wire [2:0] pe_2__load_target;
+  wire pe_2__pool_max;
   wire [13:0] pe_2__ptr_base;
   wire pe_2__relu;
   wire [8:0] pe_2__row;
@@ -1814,14 +2612,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_30__act__ready;
   wire pe_30__act__valid;
   wire [8:0] pe_30__bias_base;
+  wire [8:0] pe_30__dst_addr;
   wire pe_30__finish;
   wire pe_30__idle;
   wire pe_30__init;
   wire [3:0] pe_30__layer;
   wire [13:0] pe_30__load_addr;
-  wire [75:0] pe_30__load_data;
+  wire [187:0] pe_30__load_data;
   wire pe_30__load_en;
   wire [2:0] pe_30__load_target;
+  wire pe_30__pool_max;
   wire [13:0] pe_30__ptr_base;
   wire pe_30__relu;
   wire [8:0] pe_30__row;
@@ -1835,14 +2635,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_31__act__ready;
   wire pe_31__act__valid;
   wire [8:0] pe_31__bias_base;
+  wire [8:0] pe_31__dst_addr;
   wire pe_31__finish;
   wire pe_31__idle;
   wire pe_31__init;
   wire [3:0] pe_31__layer;
   wire [13:0] pe_31__load_addr;
-  wire [75:0] pe_31__load_data;
+  wire [187:0] pe_31__load_data;
   wire pe_31__load_en;
   wire [2:0] pe_31__load_target;
+  wire pe_31__pool_max;
   wire [13:0] pe_31__ptr_base;
   wire pe_31__relu;
   wire [8:0] pe_31__row;
@@ -1856,14 +2658,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_32__act__ready;
   wire pe_32__act__valid;
   wire [8:0] pe_32__bias_base;
+  wire [8:0] pe_32__dst_addr;
   wire pe_32__finish;
   wire pe_32__idle;
   wire pe_32__init;
   wire [3:0] pe_32__layer;
   wire [13:0] pe_32__load_addr;
-  wire [75:0] pe_32__load_data;
+  wire [187:0] pe_32__load_data;
   wire pe_32__load_en;
   wire [2:0] pe_32__load_target;
+  wire pe_32__pool_max;
   wire [13:0] pe_32__ptr_base;
   wire pe_32__relu;
   wire [8:0] pe_32__row;
@@ -1877,14 +2681,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_33__act__ready;
   wire pe_33__act__valid;
   wire [8:0] pe_33__bias_base;
+  wire [8:0] pe_33__dst_addr;
   wire pe_33__finish;
   wire pe_33__idle;
   wire pe_33__init;
   wire [3:0] pe_33__layer;
   wire [13:0] pe_33__load_addr;
-  wire [75:0] pe_33__load_data;
+  wire [187:0] pe_33__load_data;
   wire pe_33__load_en;
   wire [2:0] pe_33__load_target;
+  wire pe_33__pool_max;
   wire [13:0] pe_33__ptr_base;
   wire pe_33__relu;
   wire [8:0] pe_33__row;
@@ -1898,14 +2704,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_34__act__ready;
   wire pe_34__act__valid;
   wire [8:0] pe_34__bias_base;
+  wire [8:0] pe_34__dst_addr;
   wire pe_34__finish;
   wire pe_34__idle;
   wire pe_34__init;
   wire [3:0] pe_34__layer;
   wire [13:0] pe_34__load_addr;
-  wire [75:0] pe_34__load_data;
+  wire [187:0] pe_34__load_data;
   wire pe_34__load_en;
   wire [2:0] pe_34__load_target;
+  wire pe_34__pool_max;
   wire [13:0] pe_34__ptr_base;
   wire pe_34__relu;
   wire [8:0] pe_34__row;
@@ -1919,14 +2727,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_35__act__ready;
   wire pe_35__act__valid;
   wire [8:0] pe_35__bias_base;
+  wire [8:0] pe_35__dst_addr;
   wire pe_35__finish;
   wire pe_35__idle;
   wire pe_35__init;
   wire [3:0] pe_35__layer;
   wire [13:0] pe_35__load_addr;
-  wire [75:0] pe_35__load_data;
+  wire [187:0] pe_35__load_data;
   wire pe_35__load_en;
   wire [2:0] pe_35__load_target;
+  wire pe_35__pool_max;
   wire [13:0] pe_35__ptr_base;
   wire pe_35__relu;
   wire [8:0] pe_35__row;
@@ -1940,14 +2750,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_36__act__ready;
   wire pe_36__act__valid;
   wire [8:0] pe_36__bias_base;
+  wire [8:0] pe_36__dst_addr;
   wire pe_36__finish;
   wire pe_36__idle;
   wire pe_36__init;
   wire [3:0] pe_36__layer;
   wire [13:0] pe_36__load_addr;
-  wire [75:0] pe_36__load_data;
+  wire [187:0] pe_36__load_data;
   wire pe_36__load_en;
   wire [2:0] pe_36__load_target;
+  wire pe_36__pool_max;
   wire [13:0] pe_36__ptr_base;
   wire pe_36__relu;
   wire [8:0] pe_36__row;
@@ -1961,14 +2773,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_37__act__ready;
   wire pe_37__act__valid;
   wire [8:0] pe_37__bias_base;
+  wire [8:0] pe_37__dst_addr;
   wire pe_37__finish;
   wire pe_37__idle;
   wire pe_37__init;
   wire [3:0] pe_37__layer;
   wire [13:0] pe_37__load_addr;
-  wire [75:0] pe_37__load_data;
+  wire [187:0] pe_37__load_data;
   wire pe_37__load_en;
   wire [2:0] pe_37__load_target;
+  wire pe_37__pool_max;
   wire [13:0] pe_37__ptr_base;
   wire pe_37__relu;
   wire [8:0] pe_37__row;
@@ -1982,14 +2796,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_38__act__ready;
   wire pe_38__act__valid;
   wire [8:0] pe_38__bias_base;
+  wire [8:0] pe_38__dst_addr;
   wire pe_38__finish;
   wire pe_38__idle;
   wire pe_38__init;
   wire [3:0] pe_38__layer;
   wire [13:0] pe_38__load_addr;
-  wire [75:0] pe_38__load_data;
+  wire [187:0] pe_38__load_data;
   wire pe_38__load_en;
   wire [2:0] pe_38__load_target;
+  wire pe_38__pool_max;
   wire [13:0] pe_38__ptr_base;
   wire pe_38__relu;
   wire [8:0] pe_38__row;
@@ -2003,14 +2819,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_39__act__ready;
   wire pe_39__act__valid;
   wire [8:0] pe_39__bias_base;
+  wire [8:0] pe_39__dst_addr;
   wire pe_39__finish;
   wire pe_39__idle;
   wire pe_39__init;
   wire [3:0] pe_39__layer;
   wire [13:0] pe_39__load_addr;
-  wire [75:0] pe_39__load_data;
+  wire [187:0] pe_39__load_data;
   wire pe_39__load_en;
   wire [2:0] pe_39__load_target;
+  wire pe_39__pool_max;
   wire [13:0] pe_39__ptr_base;
   wire pe_39__relu;
   wire [8:0] pe_39__row;
@@ -2024,14 +2842,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_3__act__ready;
   wire pe_3__act__valid;
   wire [8:0] pe_3__bias_base;
+  wire [8:0] pe_3__dst_addr;
   wire pe_3__finish;
   wire pe_3__idle;
   wire pe_3__init;
   wire [3:0] pe_3__layer;
   wire [13:0] pe_3__load_addr;
-  wire [75:0] pe_3__load_data;
+  wire [187:0] pe_3__load_data;
   wire pe_3__load_en;
   wire [2:0] pe_3__load_target;
+  wire pe_3__pool_max;
   wire [13:0] pe_3__ptr_base;
   wire pe_3__relu;
   wire [8:0] pe_3__row;
@@ -2045,14 +2865,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_40__act__ready;
   wire pe_40__act__valid;
   wire [8:0] pe_40__bias_base;
+  wire [8:0] pe_40__dst_addr;
   wire pe_40__finish;
   wire pe_40__idle;
   wire pe_40__init;
   wire [3:0] pe_40__layer;
   wire [13:0] pe_40__load_addr;
-  wire [75:0] pe_40__load_data;
+  wire [187:0] pe_40__load_data;
   wire pe_40__load_en;
   wire [2:0] pe_40__load_target;
+  wire pe_40__pool_max;
   wire [13:0] pe_40__ptr_base;
   wire pe_40__relu;
   wire [8:0] pe_40__row;
@@ -2066,14 +2888,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_41__act__ready;
   wire pe_41__act__valid;
   wire [8:0] pe_41__bias_base;
+  wire [8:0] pe_41__dst_addr;
   wire pe_41__finish;
   wire pe_41__idle;
   wire pe_41__init;
   wire [3:0] pe_41__layer;
   wire [13:0] pe_41__load_addr;
-  wire [75:0] pe_41__load_data;
+  wire [187:0] pe_41__load_data;
   wire pe_41__load_en;
   wire [2:0] pe_41__load_target;
+  wire pe_41__pool_max;
   wire [13:0] pe_41__ptr_base;
   wire pe_41__relu;
   wire [8:0] pe_41__row;
@@ -2087,14 +2911,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_42__act__ready;
   wire pe_42__act__valid;
   wire [8:0] pe_42__bias_base;
+  wire [8:0] pe_42__dst_addr;
   wire pe_42__finish;
   wire pe_42__idle;
   wire pe_42__init;
   wire [3:0] pe_42__layer;
   wire [13:0] pe_42__load_addr;
-  wire [75:0] pe_42__load_data;
+  wire [187:0] pe_42__load_data;
   wire pe_42__load_en;
   wire [2:0] pe_42__load_target;
+  wire pe_42__pool_max;
   wire [13:0] pe_42__ptr_base;
   wire pe_42__relu;
   wire [8:0] pe_42__row;
@@ -2108,14 +2934,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_43__act__ready;
   wire pe_43__act__valid;
   wire [8:0] pe_43__bias_base;
+  wire [8:0] pe_43__dst_addr;
   wire pe_43__finish;
   wire pe_43__idle;
   wire pe_43__init;
   wire [3:0] pe_43__layer;
   wire [13:0] pe_43__load_addr;
-  wire [75:0] pe_43__load_data;
+  wire [187:0] pe_43__load_data;
   wire pe_43__load_en;
   wire [2:0] pe_43__load_target;
+  wire pe_43__pool_max;
   wire [13:0] pe_43__ptr_base;
   wire pe_43__relu;
   wire [8:0] pe_43__row;
@@ -2129,14 +2957,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_44__act__ready;
   wire pe_44__act__valid;
   wire [8:0] pe_44__bias_base;
+  wire [8:0] pe_44__dst_addr;
   wire pe_44__finish;
   wire pe_44__idle;
   wire pe_44__init;
   wire [3:0] pe_44__layer;
   wire [13:0] pe_44__load_addr;
-  wire [75:0] pe_44__load_data;
+  wire [187:0] pe_44__load_data;
   wire pe_44__load_en;
   wire [2:0] pe_44__load_target;
+  wire pe_44__pool_max;
   wire [13:0] pe_44__ptr_base;
   wire pe_44__relu;
   wire [8:0] pe_44__row;
@@ -2150,14 +2980,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_45__act__ready;
   wire pe_45__act__valid;
   wire [8:0] pe_45__bias_base;
+  wire [8:0] pe_45__dst_addr;
   wire pe_45__finish;
   wire pe_45__idle;
   wire pe_45__init;
   wire [3:0] pe_45__layer;
   wire [13:0] pe_45__load_addr;
-  wire [75:0] pe_45__load_data;
+  wire [187:0] pe_45__load_data;
   wire pe_45__load_en;
   wire [2:0] pe_45__load_target;
+  wire pe_45__pool_max;
   wire [13:0] pe_45__ptr_base;
   wire pe_45__relu;
   wire [8:0] pe_45__row;
@@ -2171,14 +3003,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_46__act__ready;
   wire pe_46__act__valid;
   wire [8:0] pe_46__bias_base;
+  wire [8:0] pe_46__dst_addr;
   wire pe_46__finish;
   wire pe_46__idle;
   wire pe_46__init;
   wire [3:0] pe_46__layer;
   wire [13:0] pe_46__load_addr;
-  wire [75:0] pe_46__load_data;
+  wire [187:0] pe_46__load_data;
   wire pe_46__load_en;
   wire [2:0] pe_46__load_target;
+  wire pe_46__pool_max;
   wire [13:0] pe_46__ptr_base;
   wire pe_46__relu;
   wire [8:0] pe_46__row;
@@ -2192,14 +3026,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_47__act__ready;
   wire pe_47__act__valid;
   wire [8:0] pe_47__bias_base;
+  wire [8:0] pe_47__dst_addr;
   wire pe_47__finish;
   wire pe_47__idle;
   wire pe_47__init;
   wire [3:0] pe_47__layer;
   wire [13:0] pe_47__load_addr;
-  wire [75:0] pe_47__load_data;
+  wire [187:0] pe_47__load_data;
   wire pe_47__load_en;
   wire [2:0] pe_47__load_target;
+  wire pe_47__pool_max;
   wire [13:0] pe_47__ptr_base;
   wire pe_47__relu;
   wire [8:0] pe_47__row;
@@ -2213,14 +3049,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_48__act__ready;
   wire pe_48__act__valid;
   wire [8:0] pe_48__bias_base;
+  wire [8:0] pe_48__dst_addr;
   wire pe_48__finish;
   wire pe_48__idle;
   wire pe_48__init;
   wire [3:0] pe_48__layer;
   wire [13:0] pe_48__load_addr;
-  wire [75:0] pe_48__load_data;
+  wire [187:0] pe_48__load_data;
   wire pe_48__load_en;
   wire [2:0] pe_48__load_target;
+  wire pe_48__pool_max;
   wire [13:0] pe_48__ptr_base;
   wire pe_48__relu;
   wire [8:0] pe_48__row;
@@ -2234,14 +3072,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_49__act__ready;
   wire pe_49__act__valid;
   wire [8:0] pe_49__bias_base;
+  wire [8:0] pe_49__dst_addr;
   wire pe_49__finish;
   wire pe_49__idle;
   wire pe_49__init;
   wire [3:0] pe_49__layer;
   wire [13:0] pe_49__load_addr;
-  wire [75:0] pe_49__load_data;
+  wire [187:0] pe_49__load_data;
   wire pe_49__load_en;
   wire [2:0] pe_49__load_target;
+  wire pe_49__pool_max;
   wire [13:0] pe_49__ptr_base;
   wire pe_49__relu;
   wire [8:0] pe_49__row;
@@ -2255,14 +3095,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_4__act__ready;
   wire pe_4__act__valid;
   wire [8:0] pe_4__bias_base;
+  wire [8:0] pe_4__dst_addr;
   wire pe_4__finish;
   wire pe_4__idle;
   wire pe_4__init;
   wire [3:0] pe_4__layer;
   wire [13:0] pe_4__load_addr;
-  wire [75:0] pe_4__load_data;
+  wire [187:0] pe_4__load_data;
   wire pe_4__load_en;
   wire [2:0] pe_4__load_target;
+  wire pe_4__pool_max;
   wire [13:0] pe_4__ptr_base;
   wire pe_4__relu;
   wire [8:0] pe_4__row;
@@ -2276,14 +3118,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_50__act__ready;
   wire pe_50__act__valid;
   wire [8:0] pe_50__bias_base;
+  wire [8:0] pe_50__dst_addr;
   wire pe_50__finish;
   wire pe_50__idle;
   wire pe_50__init;
   wire [3:0] pe_50__layer;
   wire [13:0] pe_50__load_addr;
-  wire [75:0] pe_50__load_data;
+  wire [187:0] pe_50__load_data;
   wire pe_50__load_en;
   wire [2:0] pe_50__load_target;
+  wire pe_50__pool_max;
   wire [13:0] pe_50__ptr_base;
   wire pe_50__relu;
   wire [8:0] pe_50__row;
@@ -2297,14 +3141,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_51__act__ready;
   wire pe_51__act__valid;
   wire [8:0] pe_51__bias_base;
+  wire [8:0] pe_51__dst_addr;
   wire pe_51__finish;
   wire pe_51__idle;
   wire pe_51__init;
   wire [3:0] pe_51__layer;
   wire [13:0] pe_51__load_addr;
-  wire [75:0] pe_51__load_data;
+  wire [187:0] pe_51__load_data;
   wire pe_51__load_en;
   wire [2:0] pe_51__load_target;
+  wire pe_51__pool_max;
   wire [13:0] pe_51__ptr_base;
   wire pe_51__relu;
   wire [8:0] pe_51__row;
@@ -2318,14 +3164,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_52__act__ready;
   wire pe_52__act__valid;
   wire [8:0] pe_52__bias_base;
+  wire [8:0] pe_52__dst_addr;
   wire pe_52__finish;
   wire pe_52__idle;
   wire pe_52__init;
   wire [3:0] pe_52__layer;
   wire [13:0] pe_52__load_addr;
-  wire [75:0] pe_52__load_data;
+  wire [187:0] pe_52__load_data;
   wire pe_52__load_en;
   wire [2:0] pe_52__load_target;
+  wire pe_52__pool_max;
   wire [13:0] pe_52__ptr_base;
   wire pe_52__relu;
   wire [8:0] pe_52__row;
@@ -2339,14 +3187,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_53__act__ready;
   wire pe_53__act__valid;
   wire [8:0] pe_53__bias_base;
+  wire [8:0] pe_53__dst_addr;
   wire pe_53__finish;
   wire pe_53__idle;
   wire pe_53__init;
   wire [3:0] pe_53__layer;
   wire [13:0] pe_53__load_addr;
-  wire [75:0] pe_53__load_data;
+  wire [187:0] pe_53__load_data;
   wire pe_53__load_en;
   wire [2:0] pe_53__load_target;
+  wire pe_53__pool_max;
   wire [13:0] pe_53__ptr_base;
   wire pe_53__relu;
   wire [8:0] pe_53__row;
@@ -2360,14 +3210,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_54__act__ready;
   wire pe_54__act__valid;
   wire [8:0] pe_54__bias_base;
+  wire [8:0] pe_54__dst_addr;
   wire pe_54__finish;
   wire pe_54__idle;
   wire pe_54__init;
   wire [3:0] pe_54__layer;
   wire [13:0] pe_54__load_addr;
-  wire [75:0] pe_54__load_data;
+  wire [187:0] pe_54__load_data;
   wire pe_54__load_en;
   wire [2:0] pe_54__load_target;
+  wire pe_54__pool_max;
   wire [13:0] pe_54__ptr_base;
   wire pe_54__relu;
   wire [8:0] pe_54__row;
@@ -2381,14 +3233,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_55__act__ready;
   wire pe_55__act__valid;
   wire [8:0] pe_55__bias_base;
+  wire [8:0] pe_55__dst_addr;
   wire pe_55__finish;
   wire pe_55__idle;
   wire pe_55__init;
   wire [3:0] pe_55__layer;
   wire [13:0] pe_55__load_addr;
-  wire [75:0] pe_55__load_data;
+  wire [187:0] pe_55__load_data;
   wire pe_55__load_en;
   wire [2:0] pe_55__load_target;
+  wire pe_55__pool_max;
   wire [13:0] pe_55__ptr_base;
   wire pe_55__relu;
   wire [8:0] pe_55__row;
@@ -2402,14 +3256,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_56__act__ready;
   wire pe_56__act__valid;
   wire [8:0] pe_56__bias_base;
+  wire [8:0] pe_56__dst_addr;
   wire pe_56__finish;
   wire pe_56__idle;
   wire pe_56__init;
   wire [3:0] pe_56__layer;
   wire [13:0] pe_56__load_addr;
-  wire [75:0] pe_56__load_data;
+  wire [187:0] pe_56__load_data;
   wire pe_56__load_en;
   wire [2:0] pe_56__load_target;
+  wire pe_56__pool_max;
   wire [13:0] pe_56__ptr_base;
   wire pe_56__relu;
   wire [8:0] pe_56__row;
@@ -2423,14 +3279,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_57__act__ready;
   wire pe_57__act__valid;
   wire [8:0] pe_57__bias_base;
+  wire [8:0] pe_57__dst_addr;
   wire pe_57__finish;
   wire pe_57__idle;
   wire pe_57__init;
   wire [3:0] pe_57__layer;
   wire [13:0] pe_57__load_addr;
-  wire [75:0] pe_57__load_data;
+  wire [187:0] pe_57__load_data;
   wire pe_57__load_en;
   wire [2:0] pe_57__load_target;
+  wire pe_57__pool_max;
   wire [13:0] pe_57__ptr_base;
   wire pe_57__relu;
   wire [8:0] pe_57__row;
@@ -2444,14 +3302,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_58__act__ready;
   wire pe_58__act__valid;
   wire [8:0] pe_58__bias_base;
+  wire [8:0] pe_58__dst_addr;
   wire pe_58__finish;
   wire pe_58__idle;
   wire pe_58__init;
   wire [3:0] pe_58__layer;
   wire [13:0] pe_58__load_addr;
-  wire [75:0] pe_58__load_data;
+  wire [187:0] pe_58__load_data;
   wire pe_58__load_en;
   wire [2:0] pe_58__load_target;
+  wire pe_58__pool_max;
   wire [13:0] pe_58__ptr_base;
   wire pe_58__relu;
   wire [8:0] pe_58__row;
@@ -2465,14 +3325,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_59__act__ready;
   wire pe_59__act__valid;
   wire [8:0] pe_59__bias_base;
+  wire [8:0] pe_59__dst_addr;
   wire pe_59__finish;
   wire pe_59__idle;
   wire pe_59__init;
   wire [3:0] pe_59__layer;
   wire [13:0] pe_59__load_addr;
-  wire [75:0] pe_59__load_data;
+  wire [187:0] pe_59__load_data;
   wire pe_59__load_en;
   wire [2:0] pe_59__load_target;
+  wire pe_59__pool_max;
   wire [13:0] pe_59__ptr_base;
   wire pe_59__relu;
   wire [8:0] pe_59__row;
@@ -2486,14 +3348,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_5__act__ready;
   wire pe_5__act__valid;
   wire [8:0] pe_5__bias_base;
+  wire [8:0] pe_5__dst_addr;
   wire pe_5__finish;
   wire pe_5__idle;
   wire pe_5__init;
   wire [3:0] pe_5__layer;
   wire [13:0] pe_5__load_addr;
-  wire [75:0] pe_5__load_data;
+  wire [187:0] pe_5__load_data;
   wire pe_5__load_en;
   wire [2:0] pe_5__load_target;
+  wire pe_5__pool_max;
   wire [13:0] pe_5__ptr_base;
   wire pe_5__relu;
   wire [8:0] pe_5__row;
@@ -2507,14 +3371,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_60__act__ready;
   wire pe_60__act__valid;
   wire [8:0] pe_60__bias_base;
+  wire [8:0] pe_60__dst_addr;
   wire pe_60__finish;
   wire pe_60__idle;
   wire pe_60__init;
   wire [3:0] pe_60__layer;
   wire [13:0] pe_60__load_addr;
-  wire [75:0] pe_60__load_data;
+  wire [187:0] pe_60__load_data;
   wire pe_60__load_en;
   wire [2:0] pe_60__load_target;
+  wire pe_60__pool_max;
   wire [13:0] pe_60__ptr_base;
   wire pe_60__relu;
   wire [8:0] pe_60__row;
@@ -2528,14 +3394,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_61__act__ready;
   wire pe_61__act__valid;
   wire [8:0] pe_61__bias_base;
+  wire [8:0] pe_61__dst_addr;
   wire pe_61__finish;
   wire pe_61__idle;
   wire pe_61__init;
   wire [3:0] pe_61__layer;
   wire [13:0] pe_61__load_addr;
-  wire [75:0] pe_61__load_data;
+  wire [187:0] pe_61__load_data;
   wire pe_61__load_en;
   wire [2:0] pe_61__load_target;
+  wire pe_61__pool_max;
   wire [13:0] pe_61__ptr_base;
   wire pe_61__relu;
   wire [8:0] pe_61__row;
@@ -2549,14 +3417,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_62__act__ready;
   wire pe_62__act__valid;
   wire [8:0] pe_62__bias_base;
+  wire [8:0] pe_62__dst_addr;
   wire pe_62__finish;
   wire pe_62__idle;
   wire pe_62__init;
   wire [3:0] pe_62__layer;
   wire [13:0] pe_62__load_addr;
-  wire [75:0] pe_62__load_data;
+  wire [187:0] pe_62__load_data;
   wire pe_62__load_en;
   wire [2:0] pe_62__load_target;
+  wire pe_62__pool_max;
   wire [13:0] pe_62__ptr_base;
   wire pe_62__relu;
   wire [8:0] pe_62__row;
@@ -2570,14 +3440,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_63__act__ready;
   wire pe_63__act__valid;
   wire [8:0] pe_63__bias_base;
+  wire [8:0] pe_63__dst_addr;
   wire pe_63__finish;
   wire pe_63__idle;
   wire pe_63__init;
   wire [3:0] pe_63__layer;
   wire [13:0] pe_63__load_addr;
-  wire [75:0] pe_63__load_data;
+  wire [187:0] pe_63__load_data;
   wire pe_63__load_en;
   wire [2:0] pe_63__load_target;
+  wire pe_63__pool_max;
   wire [13:0] pe_63__ptr_base;
   wire pe_63__relu;
   wire [8:0] pe_63__row;
@@ -2591,14 +3463,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_6__act__ready;
   wire pe_6__act__valid;
   wire [8:0] pe_6__bias_base;
+  wire [8:0] pe_6__dst_addr;
   wire pe_6__finish;
   wire pe_6__idle;
   wire pe_6__init;
   wire [3:0] pe_6__layer;
   wire [13:0] pe_6__load_addr;
-  wire [75:0] pe_6__load_data;
+  wire [187:0] pe_6__load_data;
   wire pe_6__load_en;
   wire [2:0] pe_6__load_target;
+  wire pe_6__pool_max;
   wire [13:0] pe_6__ptr_base;
   wire pe_6__relu;
   wire [8:0] pe_6__row;
@@ -2612,14 +3486,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_7__act__ready;
   wire pe_7__act__valid;
   wire [8:0] pe_7__bias_base;
+  wire [8:0] pe_7__dst_addr;
   wire pe_7__finish;
   wire pe_7__idle;
   wire pe_7__init;
   wire [3:0] pe_7__layer;
   wire [13:0] pe_7__load_addr;
-  wire [75:0] pe_7__load_data;
+  wire [187:0] pe_7__load_data;
   wire pe_7__load_en;
   wire [2:0] pe_7__load_target;
+  wire pe_7__pool_max;
   wire [13:0] pe_7__ptr_base;
   wire pe_7__relu;
   wire [8:0] pe_7__row;
@@ -2633,14 +3509,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_8__act__ready;
   wire pe_8__act__valid;
   wire [8:0] pe_8__bias_base;
+  wire [8:0] pe_8__dst_addr;
   wire pe_8__finish;
   wire pe_8__idle;
   wire pe_8__init;
   wire [3:0] pe_8__layer;
   wire [13:0] pe_8__load_addr;
-  wire [75:0] pe_8__load_data;
+  wire [187:0] pe_8__load_data;
   wire pe_8__load_en;
   wire [2:0] pe_8__load_target;
+  wire pe_8__pool_max;
   wire [13:0] pe_8__ptr_base;
   wire pe_8__relu;
   wire [8:0] pe_8__row;
@@ -2654,14 +3532,16 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_9__act__ready;
   wire pe_9__act__valid;
   wire [8:0] pe_9__bias_base;
+  wire [8:0] pe_9__dst_addr;
   wire pe_9__finish;
   wire pe_9__idle;
   wire pe_9__init;
   wire [3:0] pe_9__layer;
   wire [13:0] pe_9__load_addr;
-  wire [75:0] pe_9__load_data;
+  wire [187:0] pe_9__load_data;
   wire pe_9__load_en;
   wire [2:0] pe_9__load_target;
+  wire pe_9__pool_max;
   wire [13:0] pe_9__ptr_base;
   wire pe_9__relu;
   wire [8:0] pe_9__row;
@@ -2669,6 +3549,12 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire pe_9__src_bank;
   wire [15:0] pe_9__src_data;
   wire pe_9__src_en;
+  reg [9:0] pos_dx = 10'h000;
+  reg [9:0] pos_dy = 10'h000;
+  reg [9:0] pos_px = 10'h000;
+  reg [9:0] pos_py = 10'h000;
+  reg [9:0] q = 10'h000;
+  wire [9:0] \q$839 ;
   reg [9:0] row = 10'h000;
   input rst;
   wire rst;
@@ -2689,6 +3575,7 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   (* enum_value_100 = "FINISH" *)
   (* enum_value_101 = "OUTPUT" *)
   reg [2:0] state = 3'h0;
+  wire [3:0] stride;
   wire take;
   reg [63:0] taken = 64'h0000000000000000;
   wire [15:0] value;
@@ -2757,6 +3644,7 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   wire [15:0] \values[7] ;
   wire [15:0] \values[8] ;
   wire [15:0] \values[9] ;
+  reg [63:0] vmask = 64'h0000000000000000;
   reg [31:0] cycles [15:0];
   initial begin
     cycles[0] = 32'd0;
@@ -2781,30 +3669,30 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
       cycles[cyc_wr__addr] <= cyc_wr__data;
   end
   assign cycle_data = cycles[cycle_addr];
-  reg [75:0] descs [15:0];
+  reg [187:0] descs [15:0];
   initial begin
-    descs[0] = 76'h0000000000000000000;
-    descs[1] = 76'h0000000000000000000;
-    descs[2] = 76'h0000000000000000000;
-    descs[3] = 76'h0000000000000000000;
-    descs[4] = 76'h0000000000000000000;
-    descs[5] = 76'h0000000000000000000;
-    descs[6] = 76'h0000000000000000000;
-    descs[7] = 76'h0000000000000000000;
-    descs[8] = 76'h0000000000000000000;
-    descs[9] = 76'h0000000000000000000;
-    descs[10] = 76'h0000000000000000000;
-    descs[11] = 76'h0000000000000000000;
-    descs[12] = 76'h0000000000000000000;
-    descs[13] = 76'h0000000000000000000;
-    descs[14] = 76'h0000000000000000000;
-    descs[15] = 76'h0000000000000000000;
+    descs[0] = 188'h00000000000000000000000000000000000000000000000;
+    descs[1] = 188'h00000000000000000000000000000000000000000000000;
+    descs[2] = 188'h00000000000000000000000000000000000000000000000;
+    descs[3] = 188'h00000000000000000000000000000000000000000000000;
+    descs[4] = 188'h00000000000000000000000000000000000000000000000;
+    descs[5] = 188'h00000000000000000000000000000000000000000000000;
+    descs[6] = 188'h00000000000000000000000000000000000000000000000;
+    descs[7] = 188'h00000000000000000000000000000000000000000000000;
+    descs[8] = 188'h00000000000000000000000000000000000000000000000;
+    descs[9] = 188'h00000000000000000000000000000000000000000000000;
+    descs[10] = 188'h00000000000000000000000000000000000000000000000;
+    descs[11] = 188'h00000000000000000000000000000000000000000000000;
+    descs[12] = 188'h00000000000000000000000000000000000000000000000;
+    descs[13] = 188'h00000000000000000000000000000000000000000000000;
+    descs[14] = 188'h00000000000000000000000000000000000000000000000;
+    descs[15] = 188'h00000000000000000000000000000000000000000000000;
   end
   always @(posedge clk) begin
     if (desc_wr__en)
-      descs[load__payload[13:10]] <= load__payload[99:24];
+      descs[load__payload[13:10]] <= load__payload[211:24];
   end
-  assign \$signature__data$1207  = descs[layer[3:0]];
+  assign \$signature__data$1360  = descs[layer[3:0]];
   assign load__ready = ! state;
   assign start__ready = ! state;
   assign \$1  = ! state;
@@ -3261,164 +4149,166 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   assign \$387  = \$384  & \$386 ;
   assign \$388  = load__payload[2:0] != 3'h5;
   assign pe_63__load_en = \$387  & \$388 ;
+  assign \$389  = q + 1'h1;
+  assign \$390  = \$389  == desc[137:128];
+  assign \$391  = kx + 1'h1;
+  assign \$392  = \$391  == desc[145:142];
+  assign \$393  = \$signal$544  + 1'h1;
+  assign \$394  = kx + 1'h1;
+  assign \$395  = q + 1'h1;
+  assign \$396  = pos_py + 1'h1;
+  assign \$397  = \$396  == desc[167:158];
+  assign \$398  = pos_px + 1'h1;
+  assign \$399  = \$398  == desc[177:168];
+  assign \$400  = \$397  & \$399 ;
+  assign \$401  = pos_dy + 1'h1;
+  assign \$402  = \$401  == desc[157:154];
+  assign \$403  = \$400  & \$402 ;
+  assign \$404  = pos_dx + 1'h1;
+  assign \$405  = \$404  == desc[157:154];
+  assign last_pos = \$403  & \$405 ;
   assign all_ready = & { pe_63__act__ready, pe_62__act__ready, pe_61__act__ready, pe_60__act__ready, pe_59__act__ready, pe_58__act__ready, pe_57__act__ready, pe_56__act__ready, pe_55__act__ready, pe_54__act__ready, pe_53__act__ready, pe_52__act__ready, pe_51__act__ready, pe_50__act__ready, pe_49__act__ready, pe_48__act__ready, pe_47__act__ready, pe_46__act__ready, pe_45__act__ready, pe_44__act__ready, pe_43__act__ready, pe_42__act__ready, pe_41__act__ready, pe_40__act__ready, pe_39__act__ready, pe_38__act__ready, pe_37__act__ready, pe_36__act__ready, pe_35__act__ready, pe_34__act__ready, pe_33__act__ready, pe_32__act__ready, pe_31__act__ready, pe_30__act__ready, pe_29__act__ready, pe_28__act__ready, pe_27__act__ready, pe_26__act__ready, pe_25__act__ready, pe_24__act__ready, pe_23__act__ready, pe_22__act__ready, pe_21__act__ready, pe_20__act__ready, pe_19__act__ready, pe_18__act__ready, pe_17__act__ready, pe_16__act__ready, pe_15__act__ready, pe_14__act__ready, pe_13__act__ready, pe_12__act__ready, pe_11__act__ready, pe_10__act__ready, pe_9__act__ready, pe_8__act__ready, pe_7__act__ready, pe_6__act__ready, pe_5__act__ready, pe_4__act__ready, pe_3__act__ready, pe_2__act__ready, pe_1__act__ready, pe_0__act__ready };
-  assign \$389  = jbase + 1'h0;
-  assign \$390  = \$389  < desc[15:0];
-  assign \$391  = jbase + 1'h1;
-  assign \$392  = \$391  < desc[15:0];
-  assign \$393  = jbase + 2'h2;
-  assign \$394  = \$393  < desc[15:0];
-  assign \$395  = jbase + 2'h3;
-  assign \$396  = \$395  < desc[15:0];
-  assign \$397  = jbase + 3'h4;
-  assign \$398  = \$397  < desc[15:0];
-  assign \$399  = jbase + 3'h5;
-  assign \$400  = \$399  < desc[15:0];
-  assign \$401  = jbase + 3'h6;
-  assign \$402  = \$401  < desc[15:0];
-  assign \$403  = jbase + 3'h7;
-  assign \$404  = \$403  < desc[15:0];
-  assign \$405  = jbase + 4'h8;
-  assign \$406  = \$405  < desc[15:0];
-  assign \$407  = jbase + 4'h9;
-  assign \$408  = \$407  < desc[15:0];
-  assign \$409  = jbase + 4'ha;
-  assign \$410  = \$409  < desc[15:0];
-  assign \$411  = jbase + 4'hb;
-  assign \$412  = \$411  < desc[15:0];
-  assign \$413  = jbase + 4'hc;
-  assign \$414  = \$413  < desc[15:0];
-  assign \$415  = jbase + 4'hd;
-  assign \$416  = \$415  < desc[15:0];
-  assign \$417  = jbase + 4'he;
-  assign \$418  = \$417  < desc[15:0];
-  assign \$419  = jbase + 4'hf;
-  assign \$420  = \$419  < desc[15:0];
-  assign \$421  = jbase + 5'h10;
-  assign \$422  = \$421  < desc[15:0];
-  assign \$423  = jbase + 5'h11;
-  assign \$424  = \$423  < desc[15:0];
-  assign \$425  = jbase + 5'h12;
-  assign \$426  = \$425  < desc[15:0];
-  assign \$427  = jbase + 5'h13;
-  assign \$428  = \$427  < desc[15:0];
-  assign \$429  = jbase + 5'h14;
-  assign \$430  = \$429  < desc[15:0];
-  assign \$431  = jbase + 5'h15;
-  assign \$432  = \$431  < desc[15:0];
-  assign \$433  = jbase + 5'h16;
-  assign \$434  = \$433  < desc[15:0];
-  assign \$435  = jbase + 5'h17;
-  assign \$436  = \$435  < desc[15:0];
-  assign \$437  = jbase + 5'h18;
-  assign \$438  = \$437  < desc[15:0];
-  assign \$439  = jbase + 5'h19;
-  assign \$440  = \$439  < desc[15:0];
-  assign \$441  = jbase + 5'h1a;
-  assign \$442  = \$441  < desc[15:0];
-  assign \$443  = jbase + 5'h1b;
-  assign \$444  = \$443  < desc[15:0];
-  assign \$445  = jbase + 5'h1c;
-  assign \$446  = \$445  < desc[15:0];
-  assign \$447  = jbase + 5'h1d;
-  assign \$448  = \$447  < desc[15:0];
-  assign \$449  = jbase + 5'h1e;
-  assign \$450  = \$449  < desc[15:0];
-  assign \$451  = jbase + 5'h1f;
-  assign \$452  = \$451  < desc[15:0];
-  assign \$453  = jbase + 6'h20;
-  assign \$454  = \$453  < desc[15:0];
-  assign \$455  = jbase + 6'h21;
-  assign \$456  = \$455  < desc[15:0];
-  assign \$457  = jbase + 6'h22;
-  assign \$458  = \$457  < desc[15:0];
-  assign \$459  = jbase + 6'h23;
-  assign \$460  = \$459  < desc[15:0];
-  assign \$461  = jbase + 6'h24;
-  assign \$462  = \$461  < desc[15:0];
-  assign \$463  = jbase + 6'h25;
-  assign \$464  = \$463  < desc[15:0];
-  assign \$465  = jbase + 6'h26;
-  assign \$466  = \$465  < desc[15:0];
-  assign \$467  = jbase + 6'h27;
-  assign \$468  = \$467  < desc[15:0];
-  assign \$469  = jbase + 6'h28;
-  assign \$470  = \$469  < desc[15:0];
-  assign \$471  = jbase + 6'h29;
-  assign \$472  = \$471  < desc[15:0];
-  assign \$473  = jbase + 6'h2a;
-  assign \$474  = \$473  < desc[15:0];
-  assign \$475  = jbase + 6'h2b;
-  assign \$476  = \$475  < desc[15:0];
-  assign \$477  = jbase + 6'h2c;
-  assign \$478  = \$477  < desc[15:0];
-  assign \$479  = jbase + 6'h2d;
-  assign \$480  = \$479  < desc[15:0];
-  assign \$481  = jbase + 6'h2e;
-  assign \$482  = \$481  < desc[15:0];
-  assign \$483  = jbase + 6'h2f;
-  assign \$484  = \$483  < desc[15:0];
-  assign \$485  = jbase + 6'h30;
-  assign \$486  = \$485  < desc[15:0];
-  assign \$487  = jbase + 6'h31;
-  assign \$488  = \$487  < desc[15:0];
-  assign \$489  = jbase + 6'h32;
-  assign \$490  = \$489  < desc[15:0];
-  assign \$491  = jbase + 6'h33;
-  assign \$492  = \$491  < desc[15:0];
-  assign \$493  = jbase + 6'h34;
-  assign \$494  = \$493  < desc[15:0];
-  assign \$495  = jbase + 6'h35;
-  assign \$496  = \$495  < desc[15:0];
-  assign \$497  = jbase + 6'h36;
-  assign \$498  = \$497  < desc[15:0];
-  assign \$499  = jbase + 6'h37;
-  assign \$500  = \$499  < desc[15:0];
-  assign \$501  = jbase + 6'h38;
-  assign \$502  = \$501  < desc[15:0];
-  assign \$503  = jbase + 6'h39;
-  assign \$504  = \$503  < desc[15:0];
-  assign \$505  = jbase + 6'h3a;
-  assign \$506  = \$505  < desc[15:0];
-  assign \$507  = jbase + 6'h3b;
-  assign \$508  = \$507  < desc[15:0];
-  assign \$509  = jbase + 6'h3c;
-  assign \$510  = \$509  < desc[15:0];
-  assign \$511  = jbase + 6'h3d;
-  assign \$512  = \$511  < desc[15:0];
-  assign \$513  = jbase + 6'h3e;
-  assign \$514  = \$513  < desc[15:0];
-  assign \$515  = jbase + 6'h3f;
-  assign \$516  = \$515  < desc[15:0];
-  assign \$517  = ~ taken;
-  assign \$518  = { \$516 , \$514 , \$512 , \$510 , \$508 , \$506 , \$504 , \$502 , \$500 , \$498 , \$496 , \$494 , \$492 , \$490 , \$488 , \$486 , \$484 , \$482 , \$480 , \$478 , \$476 , \$474 , \$472 , \$470 , \$468 , \$466 , \$464 , \$462 , \$460 , \$458 , \$456 , \$454 , \$452 , \$450 , \$448 , \$446 , \$444 , \$442 , \$440 , \$438 , \$436 , \$434 , \$432 , \$430 , \$428 , \$426 , \$424 , \$422 , \$420 , \$418 , \$416 , \$414 , \$412 , \$410 , \$408 , \$406 , \$404 , \$402 , \$400 , \$398 , \$396 , \$394 , \$392 , \$390  } & \$517 ;
-  assign mask = have ? \$518  : 64'h0000000000000000;
-  assign \$519  = state == 2'h3;
-  assign \$520  = \$519  & any;
-  assign go = \$520  & all_ready;
-  assign \$521  = state == 2'h3;
-  assign \$522  = \$521  & have;
-  assign \$523  = ~ any;
-  assign \$524  = go & last;
-  assign \$525  = \$523  | \$524 ;
-  assign advance = \$522  & \$525 ;
-  assign \$526  = jbase + index;
-  assign \$527  = jbase + index;
-  assign \$528  = jbase + index;
-  assign \$529  = jbase + index;
-  assign \$530  = jbase + index;
-  assign \$531  = jbase + index;
-  assign \$532  = jbase + index;
-  assign \$533  = jbase + index;
-  assign \$534  = jbase + index;
-  assign \$535  = jbase + index;
-  assign \$536  = jbase + index;
-  assign \$537  = jbase + index;
-  assign \$538  = jbase + index;
-  assign \$539  = jbase + index;
-  assign \$540  = jbase + index;
-  assign \$541  = jbase + index;
-  assign \$542  = jbase + index;
+  assign \$406  = jbase + 1'h0;
+  assign \$407  = \$406  < desc[15:0];
+  assign \$408  = jbase + 1'h1;
+  assign \$409  = \$408  < desc[15:0];
+  assign \$410  = jbase + 2'h2;
+  assign \$411  = \$410  < desc[15:0];
+  assign \$412  = jbase + 2'h3;
+  assign \$413  = \$412  < desc[15:0];
+  assign \$414  = jbase + 3'h4;
+  assign \$415  = \$414  < desc[15:0];
+  assign \$416  = jbase + 3'h5;
+  assign \$417  = \$416  < desc[15:0];
+  assign \$418  = jbase + 3'h6;
+  assign \$419  = \$418  < desc[15:0];
+  assign \$420  = jbase + 3'h7;
+  assign \$421  = \$420  < desc[15:0];
+  assign \$422  = jbase + 4'h8;
+  assign \$423  = \$422  < desc[15:0];
+  assign \$424  = jbase + 4'h9;
+  assign \$425  = \$424  < desc[15:0];
+  assign \$426  = jbase + 4'ha;
+  assign \$427  = \$426  < desc[15:0];
+  assign \$428  = jbase + 4'hb;
+  assign \$429  = \$428  < desc[15:0];
+  assign \$430  = jbase + 4'hc;
+  assign \$431  = \$430  < desc[15:0];
+  assign \$432  = jbase + 4'hd;
+  assign \$433  = \$432  < desc[15:0];
+  assign \$434  = jbase + 4'he;
+  assign \$435  = \$434  < desc[15:0];
+  assign \$436  = jbase + 4'hf;
+  assign \$437  = \$436  < desc[15:0];
+  assign \$438  = jbase + 5'h10;
+  assign \$439  = \$438  < desc[15:0];
+  assign \$440  = jbase + 5'h11;
+  assign \$441  = \$440  < desc[15:0];
+  assign \$442  = jbase + 5'h12;
+  assign \$443  = \$442  < desc[15:0];
+  assign \$444  = jbase + 5'h13;
+  assign \$445  = \$444  < desc[15:0];
+  assign \$446  = jbase + 5'h14;
+  assign \$447  = \$446  < desc[15:0];
+  assign \$448  = jbase + 5'h15;
+  assign \$449  = \$448  < desc[15:0];
+  assign \$450  = jbase + 5'h16;
+  assign \$451  = \$450  < desc[15:0];
+  assign \$452  = jbase + 5'h17;
+  assign \$453  = \$452  < desc[15:0];
+  assign \$454  = jbase + 5'h18;
+  assign \$455  = \$454  < desc[15:0];
+  assign \$456  = jbase + 5'h19;
+  assign \$457  = \$456  < desc[15:0];
+  assign \$458  = jbase + 5'h1a;
+  assign \$459  = \$458  < desc[15:0];
+  assign \$460  = jbase + 5'h1b;
+  assign \$461  = \$460  < desc[15:0];
+  assign \$462  = jbase + 5'h1c;
+  assign \$463  = \$462  < desc[15:0];
+  assign \$464  = jbase + 5'h1d;
+  assign \$465  = \$464  < desc[15:0];
+  assign \$466  = jbase + 5'h1e;
+  assign \$467  = \$466  < desc[15:0];
+  assign \$468  = jbase + 5'h1f;
+  assign \$469  = \$468  < desc[15:0];
+  assign \$470  = jbase + 6'h20;
+  assign \$471  = \$470  < desc[15:0];
+  assign \$472  = jbase + 6'h21;
+  assign \$473  = \$472  < desc[15:0];
+  assign \$474  = jbase + 6'h22;
+  assign \$475  = \$474  < desc[15:0];
+  assign \$476  = jbase + 6'h23;
+  assign \$477  = \$476  < desc[15:0];
+  assign \$478  = jbase + 6'h24;
+  assign \$479  = \$478  < desc[15:0];
+  assign \$480  = jbase + 6'h25;
+  assign \$481  = \$480  < desc[15:0];
+  assign \$482  = jbase + 6'h26;
+  assign \$483  = \$482  < desc[15:0];
+  assign \$484  = jbase + 6'h27;
+  assign \$485  = \$484  < desc[15:0];
+  assign \$486  = jbase + 6'h28;
+  assign \$487  = \$486  < desc[15:0];
+  assign \$488  = jbase + 6'h29;
+  assign \$489  = \$488  < desc[15:0];
+  assign \$490  = jbase + 6'h2a;
+  assign \$491  = \$490  < desc[15:0];
+  assign \$492  = jbase + 6'h2b;
+  assign \$493  = \$492  < desc[15:0];
+  assign \$494  = jbase + 6'h2c;
+  assign \$495  = \$494  < desc[15:0];
+  assign \$496  = jbase + 6'h2d;
+  assign \$497  = \$496  < desc[15:0];
+  assign \$498  = jbase + 6'h2e;
+  assign \$499  = \$498  < desc[15:0];
+  assign \$500  = jbase + 6'h2f;
+  assign \$501  = \$500  < desc[15:0];
+  assign \$502  = jbase + 6'h30;
+  assign \$503  = \$502  < desc[15:0];
+  assign \$504  = jbase + 6'h31;
+  assign \$505  = \$504  < desc[15:0];
+  assign \$506  = jbase + 6'h32;
+  assign \$507  = \$506  < desc[15:0];
+  assign \$508  = jbase + 6'h33;
+  assign \$509  = \$508  < desc[15:0];
+  assign \$510  = jbase + 6'h34;
+  assign \$511  = \$510  < desc[15:0];
+  assign \$512  = jbase + 6'h35;
+  assign \$513  = \$512  < desc[15:0];
+  assign \$514  = jbase + 6'h36;
+  assign \$515  = \$514  < desc[15:0];
+  assign \$516  = jbase + 6'h37;
+  assign \$517  = \$516  < desc[15:0];
+  assign \$518  = jbase + 6'h38;
+  assign \$519  = \$518  < desc[15:0];
+  assign \$520  = jbase + 6'h39;
+  assign \$521  = \$520  < desc[15:0];
+  assign \$522  = jbase + 6'h3a;
+  assign \$523  = \$522  < desc[15:0];
+  assign \$524  = jbase + 6'h3b;
+  assign \$525  = \$524  < desc[15:0];
+  assign \$526  = jbase + 6'h3c;
+  assign \$527  = \$526  < desc[15:0];
+  assign \$528  = jbase + 6'h3d;
+  assign \$529  = \$528  < desc[15:0];
+  assign \$530  = jbase + 6'h3e;
+  assign \$531  = \$530  < desc[15:0];
+  assign \$532  = jbase + 6'h3f;
+  assign \$533  = \$532  < desc[15:0];
+  assign in_layer = desc[81] ? vmask : { \$533 , \$531 , \$529 , \$527 , \$525 , \$523 , \$521 , \$519 , \$517 , \$515 , \$513 , \$511 , \$509 , \$507 , \$505 , \$503 , \$501 , \$499 , \$497 , \$495 , \$493 , \$491 , \$489 , \$487 , \$485 , \$483 , \$481 , \$479 , \$477 , \$475 , \$473 , \$471 , \$469 , \$467 , \$465 , \$463 , \$461 , \$459 , \$457 , \$455 , \$453 , \$451 , \$449 , \$447 , \$445 , \$443 , \$441 , \$439 , \$437 , \$435 , \$433 , \$431 , \$429 , \$427 , \$425 , \$423 , \$421 , \$419 , \$417 , \$415 , \$413 , \$411 , \$409 , \$407  };
+  assign \$534  = ~ taken;
+  assign \$535  = in_layer & \$534 ;
+  assign mask = have ? \$535  : 64'h0000000000000000;
+  assign \$536  = state == 2'h3;
+  assign \$537  = \$536  & any;
+  assign go = \$537  & all_ready;
+  assign \$538  = state == 2'h3;
+  assign \$539  = \$538  & have;
+  assign \$540  = ~ any;
+  assign \$541  = go & last;
+  assign \$542  = \$540  | \$541 ;
+  assign advance = \$539  & \$542 ;
   assign \$543  = jbase + index;
   assign \$544  = jbase + index;
   assign \$545  = jbase + index;
@@ -3466,481 +4356,1249 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   assign \$587  = jbase + index;
   assign \$588  = jbase + index;
   assign \$589  = jbase + index;
-  assign \$590  = state == 3'h5;
-  assign out__valid = \$590  & ohave;
-  assign \$1898  = ope * 5'h10;
-  assign out__payload = { pe_63__src_data, pe_62__src_data, pe_61__src_data, pe_60__src_data, pe_59__src_data, pe_58__src_data, pe_57__src_data, pe_56__src_data, pe_55__src_data, pe_54__src_data, pe_53__src_data, pe_52__src_data, pe_51__src_data, pe_50__src_data, pe_49__src_data, pe_48__src_data, pe_47__src_data, pe_46__src_data, pe_45__src_data, pe_44__src_data, pe_43__src_data, pe_42__src_data, pe_41__src_data, pe_40__src_data, pe_39__src_data, pe_38__src_data, pe_37__src_data, pe_36__src_data, pe_35__src_data, pe_34__src_data, pe_33__src_data, pe_32__src_data, pe_31__src_data, pe_30__src_data, pe_29__src_data, pe_28__src_data, pe_27__src_data, pe_26__src_data, pe_25__src_data, pe_24__src_data, pe_23__src_data, pe_22__src_data, pe_21__src_data, pe_20__src_data, pe_19__src_data, pe_18__src_data, pe_17__src_data, pe_16__src_data, pe_15__src_data, pe_14__src_data, pe_13__src_data, pe_12__src_data, pe_11__src_data, pe_10__src_data, pe_9__src_data, pe_8__src_data, pe_7__src_data, pe_6__src_data, pe_5__src_data, pe_4__src_data, pe_3__src_data, pe_2__src_data, pe_1__src_data, pe_0__src_data } >> \$1898 ;
+  assign \$590  = jbase + index;
+  assign \$591  = jbase + index;
+  assign \$592  = jbase + index;
+  assign \$593  = jbase + index;
+  assign \$594  = jbase + index;
+  assign \$595  = jbase + index;
+  assign \$596  = jbase + index;
+  assign \$597  = jbase + index;
+  assign \$598  = jbase + index;
+  assign \$599  = jbase + index;
+  assign \$600  = jbase + index;
+  assign \$601  = jbase + index;
+  assign \$602  = jbase + index;
+  assign \$603  = jbase + index;
+  assign \$604  = jbase + index;
+  assign \$605  = jbase + index;
+  assign \$606  = jbase + index;
+  assign \$607  = state == 3'h5;
+  assign out__valid = \$607  & ohave;
+  assign \$2609  = ope * 5'h10;
+  assign out__payload = { pe_63__src_data, pe_62__src_data, pe_61__src_data, pe_60__src_data, pe_59__src_data, pe_58__src_data, pe_57__src_data, pe_56__src_data, pe_55__src_data, pe_54__src_data, pe_53__src_data, pe_52__src_data, pe_51__src_data, pe_50__src_data, pe_49__src_data, pe_48__src_data, pe_47__src_data, pe_46__src_data, pe_45__src_data, pe_44__src_data, pe_43__src_data, pe_42__src_data, pe_41__src_data, pe_40__src_data, pe_39__src_data, pe_38__src_data, pe_37__src_data, pe_36__src_data, pe_35__src_data, pe_34__src_data, pe_33__src_data, pe_32__src_data, pe_31__src_data, pe_30__src_data, pe_29__src_data, pe_28__src_data, pe_27__src_data, pe_26__src_data, pe_25__src_data, pe_24__src_data, pe_23__src_data, pe_22__src_data, pe_21__src_data, pe_20__src_data, pe_19__src_data, pe_18__src_data, pe_17__src_data, pe_16__src_data, pe_15__src_data, pe_14__src_data, pe_13__src_data, pe_12__src_data, pe_11__src_data, pe_10__src_data, pe_9__src_data, pe_8__src_data, pe_7__src_data, pe_6__src_data, pe_5__src_data, pe_4__src_data, pe_3__src_data, pe_2__src_data, pe_1__src_data, pe_0__src_data } >> \$2609 ;
   assign take = out__valid & out__ready;
-  assign \$591  = state == 3'h5;
-  assign \$592  = ~ ohave;
-  assign \$593  = \$592  | take;
-  assign \$594  = ope == 6'h3f;
-  assign \$595  = take & \$594 ;
-  assign \$596  = oloc + 1'h1;
-  assign \$597  = state == 2'h3;
-  assign \$598  = ~ have;
-  assign \$599  = ~ scan_done;
-  assign \$600  = \$598  & \$599 ;
-  assign \$601  = \$600  | advance;
-  assign \$602  = \$597  & \$601 ;
-  assign \$603  = k + 1'h1;
-  assign \$604  = advance ? \$603  : { 1'h0, k };
-  assign \$605  = state == 3'h5;
-  assign pe_0__src_bank = \$605  ? n_layers[0] : layer[0];
-  assign pe_0__init = state == 2'h2;
-  assign \$606  = state == 3'h4;
-  assign \$607  = row != desc[51:42];
-  assign pe_0__finish = \$606  & \$607 ;
   assign \$608  = state == 3'h5;
-  assign pe_1__src_bank = \$608  ? n_layers[0] : layer[0];
+  assign \$609  = ~ ohave;
+  assign \$610  = \$609  | take;
+  assign \$611  = ope == 6'h3f;
+  assign \$612  = take & \$611 ;
+  assign \$613  = oloc + 1'h1;
+  assign \$614  = state == 2'h3;
+  assign \$615  = ~ have;
+  assign \$616  = ~ scan_done;
+  assign \$617  = \$615  & \$616 ;
+  assign \$618  = \$617  | advance;
+  assign \$619  = \$614  & \$618 ;
+  assign \$620  = k + 1'h1;
+  assign \$621  = advance ? \$620  : { 1'h0, k };
+  assign \$622  = desc[81] ? { 2'h0, addr } : \$621 ;
+  assign \$623  = pos_py * desc[157:154];
+  assign \$624  = \$623  + pos_dy;
+  assign \$625  = pos_px * desc[157:154];
+  assign \$626  = \$625  + pos_dx;
+  assign ky = advance ? \$signal  : \$signal$544 ;
+  assign \kx$838  = advance ? nkx : kx;
+  assign \q$839  = advance ? nq : q;
+  assign \$627  = state == 3'h5;
+  assign pe_0__src_bank = \$627  ? n_layers[0] : layer[0];
+  assign pe_0__init = state == 2'h2;
+  assign \$628  = state == 3'h4;
+  assign \$629  = row != desc[56:47];
+  assign pe_0__finish = \$628  & \$629 ;
+  assign \$630  = row * desc[187:178];
+  assign \$631  = pos_py * desc[177:168];
+  assign \$632  = \$630  + \$631 ;
+  assign \$633  = \$632  + pos_px;
+  assign \$634  = desc[81] ? \$633  : { 12'h000, row };
+  assign \$635  = desc[157:154] > 1'h1;
+  assign \$636  = desc[81] & \$635 ;
+  assign \$637  = | pos_dy;
+  assign \$638  = | pos_dx;
+  assign \$639  = \$637  | \$638 ;
+  assign pe_0__pool_max = \$636  & \$639 ;
+  assign \$640  = state == 3'h5;
+  assign pe_1__src_bank = \$640  ? n_layers[0] : layer[0];
   assign pe_1__init = state == 2'h2;
-  assign \$609  = state == 3'h4;
-  assign \$610  = row != desc[51:42];
-  assign pe_1__finish = \$609  & \$610 ;
-  assign \$611  = state == 3'h5;
-  assign pe_2__src_bank = \$611  ? n_layers[0] : layer[0];
-  assign pe_2__init = state == 2'h2;
-  assign \$612  = state == 3'h4;
-  assign \$613  = row != desc[51:42];
-  assign pe_2__finish = \$612  & \$613 ;
-  assign \$614  = state == 3'h5;
-  assign pe_3__src_bank = \$614  ? n_layers[0] : layer[0];
-  assign pe_3__init = state == 2'h2;
-  assign \$615  = state == 3'h4;
-  assign \$616  = row != desc[51:42];
-  assign pe_3__finish = \$615  & \$616 ;
-  assign \$617  = state == 3'h5;
-  assign pe_4__src_bank = \$617  ? n_layers[0] : layer[0];
-  assign pe_4__init = state == 2'h2;
-  assign \$618  = state == 3'h4;
-  assign \$619  = row != desc[51:42];
-  assign pe_4__finish = \$618  & \$619 ;
-  assign \$620  = state == 3'h5;
-  assign pe_5__src_bank = \$620  ? n_layers[0] : layer[0];
-  assign pe_5__init = state == 2'h2;
-  assign \$621  = state == 3'h4;
-  assign \$622  = row != desc[51:42];
-  assign pe_5__finish = \$621  & \$622 ;
-  assign \$623  = state == 3'h5;
-  assign pe_6__src_bank = \$623  ? n_layers[0] : layer[0];
-  assign pe_6__init = state == 2'h2;
-  assign \$624  = state == 3'h4;
-  assign \$625  = row != desc[51:42];
-  assign pe_6__finish = \$624  & \$625 ;
-  assign \$626  = state == 3'h5;
-  assign pe_7__src_bank = \$626  ? n_layers[0] : layer[0];
-  assign pe_7__init = state == 2'h2;
-  assign \$627  = state == 3'h4;
-  assign \$628  = row != desc[51:42];
-  assign pe_7__finish = \$627  & \$628 ;
-  assign \$629  = state == 3'h5;
-  assign pe_8__src_bank = \$629  ? n_layers[0] : layer[0];
-  assign pe_8__init = state == 2'h2;
-  assign \$630  = state == 3'h4;
-  assign \$631  = row != desc[51:42];
-  assign pe_8__finish = \$630  & \$631 ;
-  assign \$632  = state == 3'h5;
-  assign pe_9__src_bank = \$632  ? n_layers[0] : layer[0];
-  assign pe_9__init = state == 2'h2;
-  assign \$633  = state == 3'h4;
-  assign \$634  = row != desc[51:42];
-  assign pe_9__finish = \$633  & \$634 ;
-  assign \$635  = state == 3'h5;
-  assign pe_10__src_bank = \$635  ? n_layers[0] : layer[0];
-  assign pe_10__init = state == 2'h2;
-  assign \$636  = state == 3'h4;
-  assign \$637  = row != desc[51:42];
-  assign pe_10__finish = \$636  & \$637 ;
-  assign \$638  = state == 3'h5;
-  assign pe_11__src_bank = \$638  ? n_layers[0] : layer[0];
-  assign pe_11__init = state == 2'h2;
-  assign \$639  = state == 3'h4;
-  assign \$640  = row != desc[51:42];
-  assign pe_11__finish = \$639  & \$640 ;
-  assign \$641  = state == 3'h5;
-  assign pe_12__src_bank = \$641  ? n_layers[0] : layer[0];
-  assign pe_12__init = state == 2'h2;
-  assign \$642  = state == 3'h4;
-  assign \$643  = row != desc[51:42];
-  assign pe_12__finish = \$642  & \$643 ;
-  assign \$644  = state == 3'h5;
-  assign pe_13__src_bank = \$644  ? n_layers[0] : layer[0];
-  assign pe_13__init = state == 2'h2;
-  assign \$645  = state == 3'h4;
-  assign \$646  = row != desc[51:42];
-  assign pe_13__finish = \$645  & \$646 ;
-  assign \$647  = state == 3'h5;
-  assign pe_14__src_bank = \$647  ? n_layers[0] : layer[0];
-  assign pe_14__init = state == 2'h2;
-  assign \$648  = state == 3'h4;
-  assign \$649  = row != desc[51:42];
-  assign pe_14__finish = \$648  & \$649 ;
-  assign \$650  = state == 3'h5;
-  assign pe_15__src_bank = \$650  ? n_layers[0] : layer[0];
-  assign pe_15__init = state == 2'h2;
-  assign \$651  = state == 3'h4;
-  assign \$652  = row != desc[51:42];
-  assign pe_15__finish = \$651  & \$652 ;
+  assign \$641  = state == 3'h4;
+  assign \$642  = row != desc[56:47];
+  assign pe_1__finish = \$641  & \$642 ;
+  assign \$643  = row * desc[187:178];
+  assign \$644  = pos_py * desc[177:168];
+  assign \$645  = \$643  + \$644 ;
+  assign \$646  = \$645  + pos_px;
+  assign \$647  = desc[81] ? \$646  : { 12'h000, row };
+  assign \$648  = desc[157:154] > 1'h1;
+  assign \$649  = desc[81] & \$648 ;
+  assign \$650  = | pos_dy;
+  assign \$651  = | pos_dx;
+  assign \$652  = \$650  | \$651 ;
+  assign pe_1__pool_max = \$649  & \$652 ;
   assign \$653  = state == 3'h5;
-  assign pe_16__src_bank = \$653  ? n_layers[0] : layer[0];
-  assign pe_16__init = state == 2'h2;
+  assign pe_2__src_bank = \$653  ? n_layers[0] : layer[0];
+  assign pe_2__init = state == 2'h2;
   assign \$654  = state == 3'h4;
-  assign \$655  = row != desc[51:42];
-  assign pe_16__finish = \$654  & \$655 ;
-  assign \$656  = state == 3'h5;
-  assign pe_17__src_bank = \$656  ? n_layers[0] : layer[0];
-  assign pe_17__init = state == 2'h2;
-  assign \$657  = state == 3'h4;
-  assign \$658  = row != desc[51:42];
-  assign pe_17__finish = \$657  & \$658 ;
-  assign \$659  = state == 3'h5;
-  assign pe_18__src_bank = \$659  ? n_layers[0] : layer[0];
-  assign pe_18__init = state == 2'h2;
-  assign \$660  = state == 3'h4;
-  assign \$661  = row != desc[51:42];
-  assign pe_18__finish = \$660  & \$661 ;
-  assign \$662  = state == 3'h5;
-  assign pe_19__src_bank = \$662  ? n_layers[0] : layer[0];
-  assign pe_19__init = state == 2'h2;
-  assign \$663  = state == 3'h4;
-  assign \$664  = row != desc[51:42];
-  assign pe_19__finish = \$663  & \$664 ;
-  assign \$665  = state == 3'h5;
-  assign pe_20__src_bank = \$665  ? n_layers[0] : layer[0];
-  assign pe_20__init = state == 2'h2;
-  assign \$666  = state == 3'h4;
-  assign \$667  = row != desc[51:42];
-  assign pe_20__finish = \$666  & \$667 ;
-  assign \$668  = state == 3'h5;
-  assign pe_21__src_bank = \$668  ? n_layers[0] : layer[0];
-  assign pe_21__init = state == 2'h2;
-  assign \$669  = state == 3'h4;
-  assign \$670  = row != desc[51:42];
-  assign pe_21__finish = \$669  & \$670 ;
-  assign \$671  = state == 3'h5;
-  assign pe_22__src_bank = \$671  ? n_layers[0] : layer[0];
-  assign pe_22__init = state == 2'h2;
-  assign \$672  = state == 3'h4;
-  assign \$673  = row != desc[51:42];
-  assign pe_22__finish = \$672  & \$673 ;
-  assign \$674  = state == 3'h5;
-  assign pe_23__src_bank = \$674  ? n_layers[0] : layer[0];
-  assign pe_23__init = state == 2'h2;
-  assign \$675  = state == 3'h4;
-  assign \$676  = row != desc[51:42];
-  assign pe_23__finish = \$675  & \$676 ;
-  assign \$677  = state == 3'h5;
-  assign pe_24__src_bank = \$677  ? n_layers[0] : layer[0];
-  assign pe_24__init = state == 2'h2;
-  assign \$678  = state == 3'h4;
-  assign \$679  = row != desc[51:42];
-  assign pe_24__finish = \$678  & \$679 ;
-  assign \$680  = state == 3'h5;
-  assign pe_25__src_bank = \$680  ? n_layers[0] : layer[0];
-  assign pe_25__init = state == 2'h2;
-  assign \$681  = state == 3'h4;
-  assign \$682  = row != desc[51:42];
-  assign pe_25__finish = \$681  & \$682 ;
-  assign \$683  = state == 3'h5;
-  assign pe_26__src_bank = \$683  ? n_layers[0] : layer[0];
-  assign pe_26__init = state == 2'h2;
-  assign \$684  = state == 3'h4;
-  assign \$685  = row != desc[51:42];
-  assign pe_26__finish = \$684  & \$685 ;
-  assign \$686  = state == 3'h5;
-  assign pe_27__src_bank = \$686  ? n_layers[0] : layer[0];
-  assign pe_27__init = state == 2'h2;
-  assign \$687  = state == 3'h4;
-  assign \$688  = row != desc[51:42];
-  assign pe_27__finish = \$687  & \$688 ;
-  assign \$689  = state == 3'h5;
-  assign pe_28__src_bank = \$689  ? n_layers[0] : layer[0];
-  assign pe_28__init = state == 2'h2;
-  assign \$690  = state == 3'h4;
-  assign \$691  = row != desc[51:42];
-  assign pe_28__finish = \$690  & \$691 ;
+  assign \$655  = row != desc[56:47];
+  assign pe_2__finish = \$654  & \$655 ;
+  assign \$656  = row * desc[187:178];
+  assign \$657  = pos_py * desc[177:168];
+  assign \$658  = \$656  + \$657 ;
+  assign \$659  = \$658  + pos_px;
+  assign \$660  = desc[81] ? \$659  : { 12'h000, row };
+  assign \$661  = desc[157:154] > 1'h1;
+  assign \$662  = desc[81] & \$661 ;
+  assign \$663  = | pos_dy;
+  assign \$664  = | pos_dx;
+  assign \$665  = \$663  | \$664 ;
+  assign pe_2__pool_max = \$662  & \$665 ;
+  assign \$666  = state == 3'h5;
+  assign pe_3__src_bank = \$666  ? n_layers[0] : layer[0];
+  assign pe_3__init = state == 2'h2;
+  assign \$667  = state == 3'h4;
+  assign \$668  = row != desc[56:47];
+  assign pe_3__finish = \$667  & \$668 ;
+  assign \$669  = row * desc[187:178];
+  assign \$670  = pos_py * desc[177:168];
+  assign \$671  = \$669  + \$670 ;
+  assign \$672  = \$671  + pos_px;
+  assign \$673  = desc[81] ? \$672  : { 12'h000, row };
+  assign \$674  = desc[157:154] > 1'h1;
+  assign \$675  = desc[81] & \$674 ;
+  assign \$676  = | pos_dy;
+  assign \$677  = | pos_dx;
+  assign \$678  = \$676  | \$677 ;
+  assign pe_3__pool_max = \$675  & \$678 ;
+  assign \$679  = state == 3'h5;
+  assign pe_4__src_bank = \$679  ? n_layers[0] : layer[0];
+  assign pe_4__init = state == 2'h2;
+  assign \$680  = state == 3'h4;
+  assign \$681  = row != desc[56:47];
+  assign pe_4__finish = \$680  & \$681 ;
+  assign \$682  = row * desc[187:178];
+  assign \$683  = pos_py * desc[177:168];
+  assign \$684  = \$682  + \$683 ;
+  assign \$685  = \$684  + pos_px;
+  assign \$686  = desc[81] ? \$685  : { 12'h000, row };
+  assign \$687  = desc[157:154] > 1'h1;
+  assign \$688  = desc[81] & \$687 ;
+  assign \$689  = | pos_dy;
+  assign \$690  = | pos_dx;
+  assign \$691  = \$689  | \$690 ;
+  assign pe_4__pool_max = \$688  & \$691 ;
   assign \$692  = state == 3'h5;
-  assign pe_29__src_bank = \$692  ? n_layers[0] : layer[0];
-  assign pe_29__init = state == 2'h2;
+  assign pe_5__src_bank = \$692  ? n_layers[0] : layer[0];
+  assign pe_5__init = state == 2'h2;
   assign \$693  = state == 3'h4;
-  assign \$694  = row != desc[51:42];
-  assign pe_29__finish = \$693  & \$694 ;
-  assign \$695  = state == 3'h5;
-  assign pe_30__src_bank = \$695  ? n_layers[0] : layer[0];
-  assign pe_30__init = state == 2'h2;
-  assign \$696  = state == 3'h4;
-  assign \$697  = row != desc[51:42];
-  assign pe_30__finish = \$696  & \$697 ;
-  assign \$698  = state == 3'h5;
-  assign pe_31__src_bank = \$698  ? n_layers[0] : layer[0];
-  assign pe_31__init = state == 2'h2;
-  assign \$699  = state == 3'h4;
-  assign \$700  = row != desc[51:42];
-  assign pe_31__finish = \$699  & \$700 ;
-  assign \$701  = state == 3'h5;
-  assign pe_32__src_bank = \$701  ? n_layers[0] : layer[0];
-  assign pe_32__init = state == 2'h2;
-  assign \$702  = state == 3'h4;
-  assign \$703  = row != desc[51:42];
-  assign pe_32__finish = \$702  & \$703 ;
-  assign \$704  = state == 3'h5;
-  assign pe_33__src_bank = \$704  ? n_layers[0] : layer[0];
-  assign pe_33__init = state == 2'h2;
-  assign \$705  = state == 3'h4;
-  assign \$706  = row != desc[51:42];
-  assign pe_33__finish = \$705  & \$706 ;
-  assign \$707  = state == 3'h5;
-  assign pe_34__src_bank = \$707  ? n_layers[0] : layer[0];
-  assign pe_34__init = state == 2'h2;
-  assign \$708  = state == 3'h4;
-  assign \$709  = row != desc[51:42];
-  assign pe_34__finish = \$708  & \$709 ;
-  assign \$710  = state == 3'h5;
-  assign pe_35__src_bank = \$710  ? n_layers[0] : layer[0];
-  assign pe_35__init = state == 2'h2;
-  assign \$711  = state == 3'h4;
-  assign \$712  = row != desc[51:42];
-  assign pe_35__finish = \$711  & \$712 ;
-  assign \$713  = state == 3'h5;
-  assign pe_36__src_bank = \$713  ? n_layers[0] : layer[0];
-  assign pe_36__init = state == 2'h2;
-  assign \$714  = state == 3'h4;
-  assign \$715  = row != desc[51:42];
-  assign pe_36__finish = \$714  & \$715 ;
-  assign \$716  = state == 3'h5;
-  assign pe_37__src_bank = \$716  ? n_layers[0] : layer[0];
-  assign pe_37__init = state == 2'h2;
-  assign \$717  = state == 3'h4;
-  assign \$718  = row != desc[51:42];
-  assign pe_37__finish = \$717  & \$718 ;
-  assign \$719  = state == 3'h5;
-  assign pe_38__src_bank = \$719  ? n_layers[0] : layer[0];
-  assign pe_38__init = state == 2'h2;
-  assign \$720  = state == 3'h4;
-  assign \$721  = row != desc[51:42];
-  assign pe_38__finish = \$720  & \$721 ;
-  assign \$722  = state == 3'h5;
-  assign pe_39__src_bank = \$722  ? n_layers[0] : layer[0];
-  assign pe_39__init = state == 2'h2;
-  assign \$723  = state == 3'h4;
-  assign \$724  = row != desc[51:42];
-  assign pe_39__finish = \$723  & \$724 ;
-  assign \$725  = state == 3'h5;
-  assign pe_40__src_bank = \$725  ? n_layers[0] : layer[0];
-  assign pe_40__init = state == 2'h2;
-  assign \$726  = state == 3'h4;
-  assign \$727  = row != desc[51:42];
-  assign pe_40__finish = \$726  & \$727 ;
-  assign \$728  = state == 3'h5;
-  assign pe_41__src_bank = \$728  ? n_layers[0] : layer[0];
-  assign pe_41__init = state == 2'h2;
-  assign \$729  = state == 3'h4;
-  assign \$730  = row != desc[51:42];
-  assign pe_41__finish = \$729  & \$730 ;
+  assign \$694  = row != desc[56:47];
+  assign pe_5__finish = \$693  & \$694 ;
+  assign \$695  = row * desc[187:178];
+  assign \$696  = pos_py * desc[177:168];
+  assign \$697  = \$695  + \$696 ;
+  assign \$698  = \$697  + pos_px;
+  assign \$699  = desc[81] ? \$698  : { 12'h000, row };
+  assign \$700  = desc[157:154] > 1'h1;
+  assign \$701  = desc[81] & \$700 ;
+  assign \$702  = | pos_dy;
+  assign \$703  = | pos_dx;
+  assign \$704  = \$702  | \$703 ;
+  assign pe_5__pool_max = \$701  & \$704 ;
+  assign \$705  = state == 3'h5;
+  assign pe_6__src_bank = \$705  ? n_layers[0] : layer[0];
+  assign pe_6__init = state == 2'h2;
+  assign \$706  = state == 3'h4;
+  assign \$707  = row != desc[56:47];
+  assign pe_6__finish = \$706  & \$707 ;
+  assign \$708  = row * desc[187:178];
+  assign \$709  = pos_py * desc[177:168];
+  assign \$710  = \$708  + \$709 ;
+  assign \$711  = \$710  + pos_px;
+  assign \$712  = desc[81] ? \$711  : { 12'h000, row };
+  assign \$713  = desc[157:154] > 1'h1;
+  assign \$714  = desc[81] & \$713 ;
+  assign \$715  = | pos_dy;
+  assign \$716  = | pos_dx;
+  assign \$717  = \$715  | \$716 ;
+  assign pe_6__pool_max = \$714  & \$717 ;
+  assign \$718  = state == 3'h5;
+  assign pe_7__src_bank = \$718  ? n_layers[0] : layer[0];
+  assign pe_7__init = state == 2'h2;
+  assign \$719  = state == 3'h4;
+  assign \$720  = row != desc[56:47];
+  assign pe_7__finish = \$719  & \$720 ;
+  assign \$721  = row * desc[187:178];
+  assign \$722  = pos_py * desc[177:168];
+  assign \$723  = \$721  + \$722 ;
+  assign \$724  = \$723  + pos_px;
+  assign \$725  = desc[81] ? \$724  : { 12'h000, row };
+  assign \$726  = desc[157:154] > 1'h1;
+  assign \$727  = desc[81] & \$726 ;
+  assign \$728  = | pos_dy;
+  assign \$729  = | pos_dx;
+  assign \$730  = \$728  | \$729 ;
+  assign pe_7__pool_max = \$727  & \$730 ;
   assign \$731  = state == 3'h5;
-  assign pe_42__src_bank = \$731  ? n_layers[0] : layer[0];
-  assign pe_42__init = state == 2'h2;
+  assign pe_8__src_bank = \$731  ? n_layers[0] : layer[0];
+  assign pe_8__init = state == 2'h2;
   assign \$732  = state == 3'h4;
-  assign \$733  = row != desc[51:42];
-  assign pe_42__finish = \$732  & \$733 ;
-  assign \$734  = state == 3'h5;
-  assign pe_43__src_bank = \$734  ? n_layers[0] : layer[0];
-  assign pe_43__init = state == 2'h2;
-  assign \$735  = state == 3'h4;
-  assign \$736  = row != desc[51:42];
-  assign pe_43__finish = \$735  & \$736 ;
-  assign \$737  = state == 3'h5;
-  assign pe_44__src_bank = \$737  ? n_layers[0] : layer[0];
-  assign pe_44__init = state == 2'h2;
-  assign \$738  = state == 3'h4;
-  assign \$739  = row != desc[51:42];
-  assign pe_44__finish = \$738  & \$739 ;
-  assign \$740  = state == 3'h5;
-  assign pe_45__src_bank = \$740  ? n_layers[0] : layer[0];
-  assign pe_45__init = state == 2'h2;
-  assign \$741  = state == 3'h4;
-  assign \$742  = row != desc[51:42];
-  assign pe_45__finish = \$741  & \$742 ;
-  assign \$743  = state == 3'h5;
-  assign pe_46__src_bank = \$743  ? n_layers[0] : layer[0];
-  assign pe_46__init = state == 2'h2;
-  assign \$744  = state == 3'h4;
-  assign \$745  = row != desc[51:42];
-  assign pe_46__finish = \$744  & \$745 ;
-  assign \$746  = state == 3'h5;
-  assign pe_47__src_bank = \$746  ? n_layers[0] : layer[0];
-  assign pe_47__init = state == 2'h2;
-  assign \$747  = state == 3'h4;
-  assign \$748  = row != desc[51:42];
-  assign pe_47__finish = \$747  & \$748 ;
-  assign \$749  = state == 3'h5;
-  assign pe_48__src_bank = \$749  ? n_layers[0] : layer[0];
-  assign pe_48__init = state == 2'h2;
-  assign \$750  = state == 3'h4;
-  assign \$751  = row != desc[51:42];
-  assign pe_48__finish = \$750  & \$751 ;
-  assign \$752  = state == 3'h5;
-  assign pe_49__src_bank = \$752  ? n_layers[0] : layer[0];
-  assign pe_49__init = state == 2'h2;
-  assign \$753  = state == 3'h4;
-  assign \$754  = row != desc[51:42];
-  assign pe_49__finish = \$753  & \$754 ;
-  assign \$755  = state == 3'h5;
-  assign pe_50__src_bank = \$755  ? n_layers[0] : layer[0];
-  assign pe_50__init = state == 2'h2;
-  assign \$756  = state == 3'h4;
-  assign \$757  = row != desc[51:42];
-  assign pe_50__finish = \$756  & \$757 ;
-  assign \$758  = state == 3'h5;
-  assign pe_51__src_bank = \$758  ? n_layers[0] : layer[0];
-  assign pe_51__init = state == 2'h2;
-  assign \$759  = state == 3'h4;
-  assign \$760  = row != desc[51:42];
-  assign pe_51__finish = \$759  & \$760 ;
-  assign \$761  = state == 3'h5;
-  assign pe_52__src_bank = \$761  ? n_layers[0] : layer[0];
-  assign pe_52__init = state == 2'h2;
-  assign \$762  = state == 3'h4;
-  assign \$763  = row != desc[51:42];
-  assign pe_52__finish = \$762  & \$763 ;
-  assign \$764  = state == 3'h5;
-  assign pe_53__src_bank = \$764  ? n_layers[0] : layer[0];
-  assign pe_53__init = state == 2'h2;
-  assign \$765  = state == 3'h4;
-  assign \$766  = row != desc[51:42];
-  assign pe_53__finish = \$765  & \$766 ;
-  assign \$767  = state == 3'h5;
-  assign pe_54__src_bank = \$767  ? n_layers[0] : layer[0];
-  assign pe_54__init = state == 2'h2;
-  assign \$768  = state == 3'h4;
-  assign \$769  = row != desc[51:42];
-  assign pe_54__finish = \$768  & \$769 ;
+  assign \$733  = row != desc[56:47];
+  assign pe_8__finish = \$732  & \$733 ;
+  assign \$734  = row * desc[187:178];
+  assign \$735  = pos_py * desc[177:168];
+  assign \$736  = \$734  + \$735 ;
+  assign \$737  = \$736  + pos_px;
+  assign \$738  = desc[81] ? \$737  : { 12'h000, row };
+  assign \$739  = desc[157:154] > 1'h1;
+  assign \$740  = desc[81] & \$739 ;
+  assign \$741  = | pos_dy;
+  assign \$742  = | pos_dx;
+  assign \$743  = \$741  | \$742 ;
+  assign pe_8__pool_max = \$740  & \$743 ;
+  assign \$744  = state == 3'h5;
+  assign pe_9__src_bank = \$744  ? n_layers[0] : layer[0];
+  assign pe_9__init = state == 2'h2;
+  assign \$745  = state == 3'h4;
+  assign \$746  = row != desc[56:47];
+  assign pe_9__finish = \$745  & \$746 ;
+  assign \$747  = row * desc[187:178];
+  assign \$748  = pos_py * desc[177:168];
+  assign \$749  = \$747  + \$748 ;
+  assign \$750  = \$749  + pos_px;
+  assign \$751  = desc[81] ? \$750  : { 12'h000, row };
+  assign \$752  = desc[157:154] > 1'h1;
+  assign \$753  = desc[81] & \$752 ;
+  assign \$754  = | pos_dy;
+  assign \$755  = | pos_dx;
+  assign \$756  = \$754  | \$755 ;
+  assign pe_9__pool_max = \$753  & \$756 ;
+  assign \$757  = state == 3'h5;
+  assign pe_10__src_bank = \$757  ? n_layers[0] : layer[0];
+  assign pe_10__init = state == 2'h2;
+  assign \$758  = state == 3'h4;
+  assign \$759  = row != desc[56:47];
+  assign pe_10__finish = \$758  & \$759 ;
+  assign \$760  = row * desc[187:178];
+  assign \$761  = pos_py * desc[177:168];
+  assign \$762  = \$760  + \$761 ;
+  assign \$763  = \$762  + pos_px;
+  assign \$764  = desc[81] ? \$763  : { 12'h000, row };
+  assign \$765  = desc[157:154] > 1'h1;
+  assign \$766  = desc[81] & \$765 ;
+  assign \$767  = | pos_dy;
+  assign \$768  = | pos_dx;
+  assign \$769  = \$767  | \$768 ;
+  assign pe_10__pool_max = \$766  & \$769 ;
   assign \$770  = state == 3'h5;
-  assign pe_55__src_bank = \$770  ? n_layers[0] : layer[0];
-  assign pe_55__init = state == 2'h2;
+  assign pe_11__src_bank = \$770  ? n_layers[0] : layer[0];
+  assign pe_11__init = state == 2'h2;
   assign \$771  = state == 3'h4;
-  assign \$772  = row != desc[51:42];
-  assign pe_55__finish = \$771  & \$772 ;
-  assign \$773  = state == 3'h5;
-  assign pe_56__src_bank = \$773  ? n_layers[0] : layer[0];
+  assign \$772  = row != desc[56:47];
+  assign pe_11__finish = \$771  & \$772 ;
+  assign \$773  = row * desc[187:178];
+  assign \$774  = pos_py * desc[177:168];
+  assign \$775  = \$773  + \$774 ;
+  assign \$776  = \$775  + pos_px;
+  assign \$777  = desc[81] ? \$776  : { 12'h000, row };
+  assign \$778  = desc[157:154] > 1'h1;
+  assign \$779  = desc[81] & \$778 ;
+  assign \$780  = | pos_dy;
+  assign \$781  = | pos_dx;
+  assign \$782  = \$780  | \$781 ;
+  assign pe_11__pool_max = \$779  & \$782 ;
+  assign \$783  = state == 3'h5;
+  assign pe_12__src_bank = \$783  ? n_layers[0] : layer[0];
+  assign pe_12__init = state == 2'h2;
+  assign \$784  = state == 3'h4;
+  assign \$785  = row != desc[56:47];
+  assign pe_12__finish = \$784  & \$785 ;
+  assign \$786  = row * desc[187:178];
+  assign \$787  = pos_py * desc[177:168];
+  assign \$788  = \$786  + \$787 ;
+  assign \$789  = \$788  + pos_px;
+  assign \$790  = desc[81] ? \$789  : { 12'h000, row };
+  assign \$791  = desc[157:154] > 1'h1;
+  assign \$792  = desc[81] & \$791 ;
+  assign \$793  = | pos_dy;
+  assign \$794  = | pos_dx;
+  assign \$795  = \$793  | \$794 ;
+  assign pe_12__pool_max = \$792  & \$795 ;
+  assign \$796  = state == 3'h5;
+  assign pe_13__src_bank = \$796  ? n_layers[0] : layer[0];
+  assign pe_13__init = state == 2'h2;
+  assign \$797  = state == 3'h4;
+  assign \$798  = row != desc[56:47];
+  assign pe_13__finish = \$797  & \$798 ;
+  assign \$799  = row * desc[187:178];
+  assign \$800  = pos_py * desc[177:168];
+  assign \$801  = \$799  + \$800 ;
+  assign \$802  = \$801  + pos_px;
+  assign \$803  = desc[81] ? \$802  : { 12'h000, row };
+  assign \$804  = desc[157:154] > 1'h1;
+  assign \$805  = desc[81] & \$804 ;
+  assign \$806  = | pos_dy;
+  assign \$807  = | pos_dx;
+  assign \$808  = \$806  | \$807 ;
+  assign pe_13__pool_max = \$805  & \$808 ;
+  assign \$809  = state == 3'h5;
+  assign pe_14__src_bank = \$809  ? n_layers[0] : layer[0];
+  assign pe_14__init = state == 2'h2;
+  assign \$810  = state == 3'h4;
+  assign \$811  = row != desc[56:47];
+  assign pe_14__finish = \$810  & \$811 ;
+  assign \$812  = row * desc[187:178];
+  assign \$813  = pos_py * desc[177:168];
+  assign \$814  = \$812  + \$813 ;
+  assign \$815  = \$814  + pos_px;
+  assign \$816  = desc[81] ? \$815  : { 12'h000, row };
+  assign \$817  = desc[157:154] > 1'h1;
+  assign \$818  = desc[81] & \$817 ;
+  assign \$819  = | pos_dy;
+  assign \$820  = | pos_dx;
+  assign \$821  = \$819  | \$820 ;
+  assign pe_14__pool_max = \$818  & \$821 ;
+  assign \$822  = state == 3'h5;
+  assign pe_15__src_bank = \$822  ? n_layers[0] : layer[0];
+  assign pe_15__init = state == 2'h2;
+  assign \$823  = state == 3'h4;
+  assign \$824  = row != desc[56:47];
+  assign pe_15__finish = \$823  & \$824 ;
+  assign \$825  = row * desc[187:178];
+  assign \$826  = pos_py * desc[177:168];
+  assign \$827  = \$825  + \$826 ;
+  assign \$828  = \$827  + pos_px;
+  assign \$829  = desc[81] ? \$828  : { 12'h000, row };
+  assign \$830  = desc[157:154] > 1'h1;
+  assign \$831  = desc[81] & \$830 ;
+  assign \$832  = | pos_dy;
+  assign \$833  = | pos_dx;
+  assign \$834  = \$832  | \$833 ;
+  assign pe_15__pool_max = \$831  & \$834 ;
+  assign \$835  = state == 3'h5;
+  assign pe_16__src_bank = \$835  ? n_layers[0] : layer[0];
+  assign pe_16__init = state == 2'h2;
+  assign \$836  = state == 3'h4;
+  assign \$837  = row != desc[56:47];
+  assign pe_16__finish = \$836  & \$837 ;
+  assign \$838  = row * desc[187:178];
+  assign \$839  = pos_py * desc[177:168];
+  assign \$840  = \$838  + \$839 ;
+  assign \$841  = \$840  + pos_px;
+  assign \$842  = desc[81] ? \$841  : { 12'h000, row };
+  assign \$843  = desc[157:154] > 1'h1;
+  assign \$844  = desc[81] & \$843 ;
+  assign \$845  = | pos_dy;
+  assign \$846  = | pos_dx;
+  assign \$847  = \$845  | \$846 ;
+  assign pe_16__pool_max = \$844  & \$847 ;
+  assign \$848  = state == 3'h5;
+  assign pe_17__src_bank = \$848  ? n_layers[0] : layer[0];
+  assign pe_17__init = state == 2'h2;
+  assign \$849  = state == 3'h4;
+  assign \$850  = row != desc[56:47];
+  assign pe_17__finish = \$849  & \$850 ;
+  assign \$851  = row * desc[187:178];
+  assign \$852  = pos_py * desc[177:168];
+  assign \$853  = \$851  + \$852 ;
+  assign \$854  = \$853  + pos_px;
+  assign \$855  = desc[81] ? \$854  : { 12'h000, row };
+  assign \$856  = desc[157:154] > 1'h1;
+  assign \$857  = desc[81] & \$856 ;
+  assign \$858  = | pos_dy;
+  assign \$859  = | pos_dx;
+  assign \$860  = \$858  | \$859 ;
+  assign pe_17__pool_max = \$857  & \$860 ;
+  assign \$861  = state == 3'h5;
+  assign pe_18__src_bank = \$861  ? n_layers[0] : layer[0];
+  assign pe_18__init = state == 2'h2;
+  assign \$862  = state == 3'h4;
+  assign \$863  = row != desc[56:47];
+  assign pe_18__finish = \$862  & \$863 ;
+  assign \$864  = row * desc[187:178];
+  assign \$865  = pos_py * desc[177:168];
+  assign \$866  = \$864  + \$865 ;
+  assign \$867  = \$866  + pos_px;
+  assign \$868  = desc[81] ? \$867  : { 12'h000, row };
+  assign \$869  = desc[157:154] > 1'h1;
+  assign \$870  = desc[81] & \$869 ;
+  assign \$871  = | pos_dy;
+  assign \$872  = | pos_dx;
+  assign \$873  = \$871  | \$872 ;
+  assign pe_18__pool_max = \$870  & \$873 ;
+  assign \$874  = state == 3'h5;
+  assign pe_19__src_bank = \$874  ? n_layers[0] : layer[0];
+  assign pe_19__init = state == 2'h2;
+  assign \$875  = state == 3'h4;
+  assign \$876  = row != desc[56:47];
+  assign pe_19__finish = \$875  & \$876 ;
+  assign \$877  = row * desc[187:178];
+  assign \$878  = pos_py * desc[177:168];
+  assign \$879  = \$877  + \$878 ;
+  assign \$880  = \$879  + pos_px;
+  assign \$881  = desc[81] ? \$880  : { 12'h000, row };
+  assign \$882  = desc[157:154] > 1'h1;
+  assign \$883  = desc[81] & \$882 ;
+  assign \$884  = | pos_dy;
+  assign \$885  = | pos_dx;
+  assign \$886  = \$884  | \$885 ;
+  assign pe_19__pool_max = \$883  & \$886 ;
+  assign \$887  = state == 3'h5;
+  assign pe_20__src_bank = \$887  ? n_layers[0] : layer[0];
+  assign pe_20__init = state == 2'h2;
+  assign \$888  = state == 3'h4;
+  assign \$889  = row != desc[56:47];
+  assign pe_20__finish = \$888  & \$889 ;
+  assign \$890  = row * desc[187:178];
+  assign \$891  = pos_py * desc[177:168];
+  assign \$892  = \$890  + \$891 ;
+  assign \$893  = \$892  + pos_px;
+  assign \$894  = desc[81] ? \$893  : { 12'h000, row };
+  assign \$895  = desc[157:154] > 1'h1;
+  assign \$896  = desc[81] & \$895 ;
+  assign \$897  = | pos_dy;
+  assign \$898  = | pos_dx;
+  assign \$899  = \$897  | \$898 ;
+  assign pe_20__pool_max = \$896  & \$899 ;
+  assign \$900  = state == 3'h5;
+  assign pe_21__src_bank = \$900  ? n_layers[0] : layer[0];
+  assign pe_21__init = state == 2'h2;
+  assign \$901  = state == 3'h4;
+  assign \$902  = row != desc[56:47];
+  assign pe_21__finish = \$901  & \$902 ;
+  assign \$903  = row * desc[187:178];
+  assign \$904  = pos_py * desc[177:168];
+  assign \$905  = \$903  + \$904 ;
+  assign \$906  = \$905  + pos_px;
+  assign \$907  = desc[81] ? \$906  : { 12'h000, row };
+  assign \$908  = desc[157:154] > 1'h1;
+  assign \$909  = desc[81] & \$908 ;
+  assign \$910  = | pos_dy;
+  assign \$911  = | pos_dx;
+  assign \$912  = \$910  | \$911 ;
+  assign pe_21__pool_max = \$909  & \$912 ;
+  assign \$913  = state == 3'h5;
+  assign pe_22__src_bank = \$913  ? n_layers[0] : layer[0];
+  assign pe_22__init = state == 2'h2;
+  assign \$914  = state == 3'h4;
+  assign \$915  = row != desc[56:47];
+  assign pe_22__finish = \$914  & \$915 ;
+  assign \$916  = row * desc[187:178];
+  assign \$917  = pos_py * desc[177:168];
+  assign \$918  = \$916  + \$917 ;
+  assign \$919  = \$918  + pos_px;
+  assign \$920  = desc[81] ? \$919  : { 12'h000, row };
+  assign \$921  = desc[157:154] > 1'h1;
+  assign \$922  = desc[81] & \$921 ;
+  assign \$923  = | pos_dy;
+  assign \$924  = | pos_dx;
+  assign \$925  = \$923  | \$924 ;
+  assign pe_22__pool_max = \$922  & \$925 ;
+  assign \$926  = state == 3'h5;
+  assign pe_23__src_bank = \$926  ? n_layers[0] : layer[0];
+  assign pe_23__init = state == 2'h2;
+  assign \$927  = state == 3'h4;
+  assign \$928  = row != desc[56:47];
+  assign pe_23__finish = \$927  & \$928 ;
+  assign \$929  = row * desc[187:178];
+  assign \$930  = pos_py * desc[177:168];
+  assign \$931  = \$929  + \$930 ;
+  assign \$932  = \$931  + pos_px;
+  assign \$933  = desc[81] ? \$932  : { 12'h000, row };
+  assign \$934  = desc[157:154] > 1'h1;
+  assign \$935  = desc[81] & \$934 ;
+  assign \$936  = | pos_dy;
+  assign \$937  = | pos_dx;
+  assign \$938  = \$936  | \$937 ;
+  assign pe_23__pool_max = \$935  & \$938 ;
+  assign \$939  = state == 3'h5;
+  assign pe_24__src_bank = \$939  ? n_layers[0] : layer[0];
+  assign pe_24__init = state == 2'h2;
+  assign \$940  = state == 3'h4;
+  assign \$941  = row != desc[56:47];
+  assign pe_24__finish = \$940  & \$941 ;
+  assign \$942  = row * desc[187:178];
+  assign \$943  = pos_py * desc[177:168];
+  assign \$944  = \$942  + \$943 ;
+  assign \$945  = \$944  + pos_px;
+  assign \$946  = desc[81] ? \$945  : { 12'h000, row };
+  assign \$947  = desc[157:154] > 1'h1;
+  assign \$948  = desc[81] & \$947 ;
+  assign \$949  = | pos_dy;
+  assign \$950  = | pos_dx;
+  assign \$951  = \$949  | \$950 ;
+  assign pe_24__pool_max = \$948  & \$951 ;
+  assign \$952  = state == 3'h5;
+  assign pe_25__src_bank = \$952  ? n_layers[0] : layer[0];
+  assign pe_25__init = state == 2'h2;
+  assign \$953  = state == 3'h4;
+  assign \$954  = row != desc[56:47];
+  assign pe_25__finish = \$953  & \$954 ;
+  assign \$955  = row * desc[187:178];
+  assign \$956  = pos_py * desc[177:168];
+  assign \$957  = \$955  + \$956 ;
+  assign \$958  = \$957  + pos_px;
+  assign \$959  = desc[81] ? \$958  : { 12'h000, row };
+  assign \$960  = desc[157:154] > 1'h1;
+  assign \$961  = desc[81] & \$960 ;
+  assign \$962  = | pos_dy;
+  assign \$963  = | pos_dx;
+  assign \$964  = \$962  | \$963 ;
+  assign pe_25__pool_max = \$961  & \$964 ;
+  assign \$965  = state == 3'h5;
+  assign pe_26__src_bank = \$965  ? n_layers[0] : layer[0];
+  assign pe_26__init = state == 2'h2;
+  assign \$966  = state == 3'h4;
+  assign \$967  = row != desc[56:47];
+  assign pe_26__finish = \$966  & \$967 ;
+  assign \$968  = row * desc[187:178];
+  assign \$969  = pos_py * desc[177:168];
+  assign \$970  = \$968  + \$969 ;
+  assign \$971  = \$970  + pos_px;
+  assign \$972  = desc[81] ? \$971  : { 12'h000, row };
+  assign \$973  = desc[157:154] > 1'h1;
+  assign \$974  = desc[81] & \$973 ;
+  assign \$975  = | pos_dy;
+  assign \$976  = | pos_dx;
+  assign \$977  = \$975  | \$976 ;
+  assign pe_26__pool_max = \$974  & \$977 ;
+  assign \$978  = state == 3'h5;
+  assign pe_27__src_bank = \$978  ? n_layers[0] : layer[0];
+  assign pe_27__init = state == 2'h2;
+  assign \$979  = state == 3'h4;
+  assign \$980  = row != desc[56:47];
+  assign pe_27__finish = \$979  & \$980 ;
+  assign \$981  = row * desc[187:178];
+  assign \$982  = pos_py * desc[177:168];
+  assign \$983  = \$981  + \$982 ;
+  assign \$984  = \$983  + pos_px;
+  assign \$985  = desc[81] ? \$984  : { 12'h000, row };
+  assign \$986  = desc[157:154] > 1'h1;
+  assign \$987  = desc[81] & \$986 ;
+  assign \$988  = | pos_dy;
+  assign \$989  = | pos_dx;
+  assign \$990  = \$988  | \$989 ;
+  assign pe_27__pool_max = \$987  & \$990 ;
+  assign \$991  = state == 3'h5;
+  assign pe_28__src_bank = \$991  ? n_layers[0] : layer[0];
+  assign pe_28__init = state == 2'h2;
+  assign \$992  = state == 3'h4;
+  assign \$993  = row != desc[56:47];
+  assign pe_28__finish = \$992  & \$993 ;
+  assign \$994  = row * desc[187:178];
+  assign \$995  = pos_py * desc[177:168];
+  assign \$996  = \$994  + \$995 ;
+  assign \$997  = \$996  + pos_px;
+  assign \$998  = desc[81] ? \$997  : { 12'h000, row };
+  assign \$999  = desc[157:154] > 1'h1;
+  assign \$1000  = desc[81] & \$999 ;
+  assign \$1001  = | pos_dy;
+  assign \$1002  = | pos_dx;
+  assign \$1003  = \$1001  | \$1002 ;
+  assign pe_28__pool_max = \$1000  & \$1003 ;
+  assign \$1004  = state == 3'h5;
+  assign pe_29__src_bank = \$1004  ? n_layers[0] : layer[0];
+  assign pe_29__init = state == 2'h2;
+  assign \$1005  = state == 3'h4;
+  assign \$1006  = row != desc[56:47];
+  assign pe_29__finish = \$1005  & \$1006 ;
+  assign \$1007  = row * desc[187:178];
+  assign \$1008  = pos_py * desc[177:168];
+  assign \$1009  = \$1007  + \$1008 ;
+  assign \$1010  = \$1009  + pos_px;
+  assign \$1011  = desc[81] ? \$1010  : { 12'h000, row };
+  assign \$1012  = desc[157:154] > 1'h1;
+  assign \$1013  = desc[81] & \$1012 ;
+  assign \$1014  = | pos_dy;
+  assign \$1015  = | pos_dx;
+  assign \$1016  = \$1014  | \$1015 ;
+  assign pe_29__pool_max = \$1013  & \$1016 ;
+  assign \$1017  = state == 3'h5;
+  assign pe_30__src_bank = \$1017  ? n_layers[0] : layer[0];
+  assign pe_30__init = state == 2'h2;
+  assign \$1018  = state == 3'h4;
+  assign \$1019  = row != desc[56:47];
+  assign pe_30__finish = \$1018  & \$1019 ;
+  assign \$1020  = row * desc[187:178];
+  assign \$1021  = pos_py * desc[177:168];
+  assign \$1022  = \$1020  + \$1021 ;
+  assign \$1023  = \$1022  + pos_px;
+  assign \$1024  = desc[81] ? \$1023  : { 12'h000, row };
+  assign \$1025  = desc[157:154] > 1'h1;
+  assign \$1026  = desc[81] & \$1025 ;
+  assign \$1027  = | pos_dy;
+  assign \$1028  = | pos_dx;
+  assign \$1029  = \$1027  | \$1028 ;
+  assign pe_30__pool_max = \$1026  & \$1029 ;
+  assign \$1030  = state == 3'h5;
+  assign pe_31__src_bank = \$1030  ? n_layers[0] : layer[0];
+  assign pe_31__init = state == 2'h2;
+  assign \$1031  = state == 3'h4;
+  assign \$1032  = row != desc[56:47];
+  assign pe_31__finish = \$1031  & \$1032 ;
+  assign \$1033  = row * desc[187:178];
+  assign \$1034  = pos_py * desc[177:168];
+  assign \$1035  = \$1033  + \$1034 ;
+  assign \$1036  = \$1035  + pos_px;
+  assign \$1037  = desc[81] ? \$1036  : { 12'h000, row };
+  assign \$1038  = desc[157:154] > 1'h1;
+  assign \$1039  = desc[81] & \$1038 ;
+  assign \$1040  = | pos_dy;
+  assign \$1041  = | pos_dx;
+  assign \$1042  = \$1040  | \$1041 ;
+  assign pe_31__pool_max = \$1039  & \$1042 ;
+  assign \$1043  = state == 3'h5;
+  assign pe_32__src_bank = \$1043  ? n_layers[0] : layer[0];
+  assign pe_32__init = state == 2'h2;
+  assign \$1044  = state == 3'h4;
+  assign \$1045  = row != desc[56:47];
+  assign pe_32__finish = \$1044  & \$1045 ;
+  assign \$1046  = row * desc[187:178];
+  assign \$1047  = pos_py * desc[177:168];
+  assign \$1048  = \$1046  + \$1047 ;
+  assign \$1049  = \$1048  + pos_px;
+  assign \$1050  = desc[81] ? \$1049  : { 12'h000, row };
+  assign \$1051  = desc[157:154] > 1'h1;
+  assign \$1052  = desc[81] & \$1051 ;
+  assign \$1053  = | pos_dy;
+  assign \$1054  = | pos_dx;
+  assign \$1055  = \$1053  | \$1054 ;
+  assign pe_32__pool_max = \$1052  & \$1055 ;
+  assign \$1056  = state == 3'h5;
+  assign pe_33__src_bank = \$1056  ? n_layers[0] : layer[0];
+  assign pe_33__init = state == 2'h2;
+  assign \$1057  = state == 3'h4;
+  assign \$1058  = row != desc[56:47];
+  assign pe_33__finish = \$1057  & \$1058 ;
+  assign \$1059  = row * desc[187:178];
+  assign \$1060  = pos_py * desc[177:168];
+  assign \$1061  = \$1059  + \$1060 ;
+  assign \$1062  = \$1061  + pos_px;
+  assign \$1063  = desc[81] ? \$1062  : { 12'h000, row };
+  assign \$1064  = desc[157:154] > 1'h1;
+  assign \$1065  = desc[81] & \$1064 ;
+  assign \$1066  = | pos_dy;
+  assign \$1067  = | pos_dx;
+  assign \$1068  = \$1066  | \$1067 ;
+  assign pe_33__pool_max = \$1065  & \$1068 ;
+  assign \$1069  = state == 3'h5;
+  assign pe_34__src_bank = \$1069  ? n_layers[0] : layer[0];
+  assign pe_34__init = state == 2'h2;
+  assign \$1070  = state == 3'h4;
+  assign \$1071  = row != desc[56:47];
+  assign pe_34__finish = \$1070  & \$1071 ;
+  assign \$1072  = row * desc[187:178];
+  assign \$1073  = pos_py * desc[177:168];
+  assign \$1074  = \$1072  + \$1073 ;
+  assign \$1075  = \$1074  + pos_px;
+  assign \$1076  = desc[81] ? \$1075  : { 12'h000, row };
+  assign \$1077  = desc[157:154] > 1'h1;
+  assign \$1078  = desc[81] & \$1077 ;
+  assign \$1079  = | pos_dy;
+  assign \$1080  = | pos_dx;
+  assign \$1081  = \$1079  | \$1080 ;
+  assign pe_34__pool_max = \$1078  & \$1081 ;
+  assign \$1082  = state == 3'h5;
+  assign pe_35__src_bank = \$1082  ? n_layers[0] : layer[0];
+  assign pe_35__init = state == 2'h2;
+  assign \$1083  = state == 3'h4;
+  assign \$1084  = row != desc[56:47];
+  assign pe_35__finish = \$1083  & \$1084 ;
+  assign \$1085  = row * desc[187:178];
+  assign \$1086  = pos_py * desc[177:168];
+  assign \$1087  = \$1085  + \$1086 ;
+  assign \$1088  = \$1087  + pos_px;
+  assign \$1089  = desc[81] ? \$1088  : { 12'h000, row };
+  assign \$1090  = desc[157:154] > 1'h1;
+  assign \$1091  = desc[81] & \$1090 ;
+  assign \$1092  = | pos_dy;
+  assign \$1093  = | pos_dx;
+  assign \$1094  = \$1092  | \$1093 ;
+  assign pe_35__pool_max = \$1091  & \$1094 ;
+  assign \$1095  = state == 3'h5;
+  assign pe_36__src_bank = \$1095  ? n_layers[0] : layer[0];
+  assign pe_36__init = state == 2'h2;
+  assign \$1096  = state == 3'h4;
+  assign \$1097  = row != desc[56:47];
+  assign pe_36__finish = \$1096  & \$1097 ;
+  assign \$1098  = row * desc[187:178];
+  assign \$1099  = pos_py * desc[177:168];
+  assign \$1100  = \$1098  + \$1099 ;
+  assign \$1101  = \$1100  + pos_px;
+  assign \$1102  = desc[81] ? \$1101  : { 12'h000, row };
+  assign \$1103  = desc[157:154] > 1'h1;
+  assign \$1104  = desc[81] & \$1103 ;
+  assign \$1105  = | pos_dy;
+  assign \$1106  = | pos_dx;
+  assign \$1107  = \$1105  | \$1106 ;
+  assign pe_36__pool_max = \$1104  & \$1107 ;
+  assign \$1108  = state == 3'h5;
+  assign pe_37__src_bank = \$1108  ? n_layers[0] : layer[0];
+  assign pe_37__init = state == 2'h2;
+  assign \$1109  = state == 3'h4;
+  assign \$1110  = row != desc[56:47];
+  assign pe_37__finish = \$1109  & \$1110 ;
+  assign \$1111  = row * desc[187:178];
+  assign \$1112  = pos_py * desc[177:168];
+  assign \$1113  = \$1111  + \$1112 ;
+  assign \$1114  = \$1113  + pos_px;
+  assign \$1115  = desc[81] ? \$1114  : { 12'h000, row };
+  assign \$1116  = desc[157:154] > 1'h1;
+  assign \$1117  = desc[81] & \$1116 ;
+  assign \$1118  = | pos_dy;
+  assign \$1119  = | pos_dx;
+  assign \$1120  = \$1118  | \$1119 ;
+  assign pe_37__pool_max = \$1117  & \$1120 ;
+  assign \$1121  = state == 3'h5;
+  assign pe_38__src_bank = \$1121  ? n_layers[0] : layer[0];
+  assign pe_38__init = state == 2'h2;
+  assign \$1122  = state == 3'h4;
+  assign \$1123  = row != desc[56:47];
+  assign pe_38__finish = \$1122  & \$1123 ;
+  assign \$1124  = row * desc[187:178];
+  assign \$1125  = pos_py * desc[177:168];
+  assign \$1126  = \$1124  + \$1125 ;
+  assign \$1127  = \$1126  + pos_px;
+  assign \$1128  = desc[81] ? \$1127  : { 12'h000, row };
+  assign \$1129  = desc[157:154] > 1'h1;
+  assign \$1130  = desc[81] & \$1129 ;
+  assign \$1131  = | pos_dy;
+  assign \$1132  = | pos_dx;
+  assign \$1133  = \$1131  | \$1132 ;
+  assign pe_38__pool_max = \$1130  & \$1133 ;
+  assign \$1134  = state == 3'h5;
+  assign pe_39__src_bank = \$1134  ? n_layers[0] : layer[0];
+  assign pe_39__init = state == 2'h2;
+  assign \$1135  = state == 3'h4;
+  assign \$1136  = row != desc[56:47];
+  assign pe_39__finish = \$1135  & \$1136 ;
+  assign \$1137  = row * desc[187:178];
+  assign \$1138  = pos_py * desc[177:168];
+  assign \$1139  = \$1137  + \$1138 ;
+  assign \$1140  = \$1139  + pos_px;
+  assign \$1141  = desc[81] ? \$1140  : { 12'h000, row };
+  assign \$1142  = desc[157:154] > 1'h1;
+  assign \$1143  = desc[81] & \$1142 ;
+  assign \$1144  = | pos_dy;
+  assign \$1145  = | pos_dx;
+  assign \$1146  = \$1144  | \$1145 ;
+  assign pe_39__pool_max = \$1143  & \$1146 ;
+  assign \$1147  = state == 3'h5;
+  assign pe_40__src_bank = \$1147  ? n_layers[0] : layer[0];
+  assign pe_40__init = state == 2'h2;
+  assign \$1148  = state == 3'h4;
+  assign \$1149  = row != desc[56:47];
+  assign pe_40__finish = \$1148  & \$1149 ;
+  assign \$1150  = row * desc[187:178];
+  assign \$1151  = pos_py * desc[177:168];
+  assign \$1152  = \$1150  + \$1151 ;
+  assign \$1153  = \$1152  + pos_px;
+  assign \$1154  = desc[81] ? \$1153  : { 12'h000, row };
+  assign \$1155  = desc[157:154] > 1'h1;
+  assign \$1156  = desc[81] & \$1155 ;
+  assign \$1157  = | pos_dy;
+  assign \$1158  = | pos_dx;
+  assign \$1159  = \$1157  | \$1158 ;
+  assign pe_40__pool_max = \$1156  & \$1159 ;
+  assign \$1160  = state == 3'h5;
+  assign pe_41__src_bank = \$1160  ? n_layers[0] : layer[0];
+  assign pe_41__init = state == 2'h2;
+  assign \$1161  = state == 3'h4;
+  assign \$1162  = row != desc[56:47];
+  assign pe_41__finish = \$1161  & \$1162 ;
+  assign \$1163  = row * desc[187:178];
+  assign \$1164  = pos_py * desc[177:168];
+  assign \$1165  = \$1163  + \$1164 ;
+  assign \$1166  = \$1165  + pos_px;
+  assign \$1167  = desc[81] ? \$1166  : { 12'h000, row };
+  assign \$1168  = desc[157:154] > 1'h1;
+  assign \$1169  = desc[81] & \$1168 ;
+  assign \$1170  = | pos_dy;
+  assign \$1171  = | pos_dx;
+  assign \$1172  = \$1170  | \$1171 ;
+  assign pe_41__pool_max = \$1169  & \$1172 ;
+  assign \$1173  = state == 3'h5;
+  assign pe_42__src_bank = \$1173  ? n_layers[0] : layer[0];
+  assign pe_42__init = state == 2'h2;
+  assign \$1174  = state == 3'h4;
+  assign \$1175  = row != desc[56:47];
+  assign pe_42__finish = \$1174  & \$1175 ;
+  assign \$1176  = row * desc[187:178];
+  assign \$1177  = pos_py * desc[177:168];
+  assign \$1178  = \$1176  + \$1177 ;
+  assign \$1179  = \$1178  + pos_px;
+  assign \$1180  = desc[81] ? \$1179  : { 12'h000, row };
+  assign \$1181  = desc[157:154] > 1'h1;
+  assign \$1182  = desc[81] & \$1181 ;
+  assign \$1183  = | pos_dy;
+  assign \$1184  = | pos_dx;
+  assign \$1185  = \$1183  | \$1184 ;
+  assign pe_42__pool_max = \$1182  & \$1185 ;
+  assign \$1186  = state == 3'h5;
+  assign pe_43__src_bank = \$1186  ? n_layers[0] : layer[0];
+  assign pe_43__init = state == 2'h2;
+  assign \$1187  = state == 3'h4;
+  assign \$1188  = row != desc[56:47];
+  assign pe_43__finish = \$1187  & \$1188 ;
+  assign \$1189  = row * desc[187:178];
+  assign \$1190  = pos_py * desc[177:168];
+  assign \$1191  = \$1189  + \$1190 ;
+  assign \$1192  = \$1191  + pos_px;
+  assign \$1193  = desc[81] ? \$1192  : { 12'h000, row };
+  assign \$1194  = desc[157:154] > 1'h1;
+  assign \$1195  = desc[81] & \$1194 ;
+  assign \$1196  = | pos_dy;
+  assign \$1197  = | pos_dx;
+  assign \$1198  = \$1196  | \$1197 ;
+  assign pe_43__pool_max = \$1195  & \$1198 ;
+  assign \$1199  = state == 3'h5;
+  assign pe_44__src_bank = \$1199  ? n_layers[0] : layer[0];
+  assign pe_44__init = state == 2'h2;
+  assign \$1200  = state == 3'h4;
+  assign \$1201  = row != desc[56:47];
+  assign pe_44__finish = \$1200  & \$1201 ;
+  assign \$1202  = row * desc[187:178];
+  assign \$1203  = pos_py * desc[177:168];
+  assign \$1204  = \$1202  + \$1203 ;
+  assign \$1205  = \$1204  + pos_px;
+  assign \$1206  = desc[81] ? \$1205  : { 12'h000, row };
+  assign \$1207  = desc[157:154] > 1'h1;
+  assign \$1208  = desc[81] & \$1207 ;
+  assign \$1209  = | pos_dy;
+  assign \$1210  = | pos_dx;
+  assign \$1211  = \$1209  | \$1210 ;
+  assign pe_44__pool_max = \$1208  & \$1211 ;
+  assign \$1212  = state == 3'h5;
+  assign pe_45__src_bank = \$1212  ? n_layers[0] : layer[0];
+  assign pe_45__init = state == 2'h2;
+  assign \$1213  = state == 3'h4;
+  assign \$1214  = row != desc[56:47];
+  assign pe_45__finish = \$1213  & \$1214 ;
+  assign \$1215  = row * desc[187:178];
+  assign \$1216  = pos_py * desc[177:168];
+  assign \$1217  = \$1215  + \$1216 ;
+  assign \$1218  = \$1217  + pos_px;
+  assign \$1219  = desc[81] ? \$1218  : { 12'h000, row };
+  assign \$1220  = desc[157:154] > 1'h1;
+  assign \$1221  = desc[81] & \$1220 ;
+  assign \$1222  = | pos_dy;
+  assign \$1223  = | pos_dx;
+  assign \$1224  = \$1222  | \$1223 ;
+  assign pe_45__pool_max = \$1221  & \$1224 ;
+  assign \$1225  = state == 3'h5;
+  assign pe_46__src_bank = \$1225  ? n_layers[0] : layer[0];
+  assign pe_46__init = state == 2'h2;
+  assign \$1226  = state == 3'h4;
+  assign \$1227  = row != desc[56:47];
+  assign pe_46__finish = \$1226  & \$1227 ;
+  assign \$1228  = row * desc[187:178];
+  assign \$1229  = pos_py * desc[177:168];
+  assign \$1230  = \$1228  + \$1229 ;
+  assign \$1231  = \$1230  + pos_px;
+  assign \$1232  = desc[81] ? \$1231  : { 12'h000, row };
+  assign \$1233  = desc[157:154] > 1'h1;
+  assign \$1234  = desc[81] & \$1233 ;
+  assign \$1235  = | pos_dy;
+  assign \$1236  = | pos_dx;
+  assign \$1237  = \$1235  | \$1236 ;
+  assign pe_46__pool_max = \$1234  & \$1237 ;
+  assign \$1238  = state == 3'h5;
+  assign pe_47__src_bank = \$1238  ? n_layers[0] : layer[0];
+  assign pe_47__init = state == 2'h2;
+  assign \$1239  = state == 3'h4;
+  assign \$1240  = row != desc[56:47];
+  assign pe_47__finish = \$1239  & \$1240 ;
+  assign \$1241  = row * desc[187:178];
+  assign \$1242  = pos_py * desc[177:168];
+  assign \$1243  = \$1241  + \$1242 ;
+  assign \$1244  = \$1243  + pos_px;
+  assign \$1245  = desc[81] ? \$1244  : { 12'h000, row };
+  assign \$1246  = desc[157:154] > 1'h1;
+  assign \$1247  = desc[81] & \$1246 ;
+  assign \$1248  = | pos_dy;
+  assign \$1249  = | pos_dx;
+  assign \$1250  = \$1248  | \$1249 ;
+  assign pe_47__pool_max = \$1247  & \$1250 ;
+  assign \$1251  = state == 3'h5;
+  assign pe_48__src_bank = \$1251  ? n_layers[0] : layer[0];
+  assign pe_48__init = state == 2'h2;
+  assign \$1252  = state == 3'h4;
+  assign \$1253  = row != desc[56:47];
+  assign pe_48__finish = \$1252  & \$1253 ;
+  assign \$1254  = row * desc[187:178];
+  assign \$1255  = pos_py * desc[177:168];
+  assign \$1256  = \$1254  + \$1255 ;
+  assign \$1257  = \$1256  + pos_px;
+  assign \$1258  = desc[81] ? \$1257  : { 12'h000, row };
+  assign \$1259  = desc[157:154] > 1'h1;
+  assign \$1260  = desc[81] & \$1259 ;
+  assign \$1261  = | pos_dy;
+  assign \$1262  = | pos_dx;
+  assign \$1263  = \$1261  | \$1262 ;
+  assign pe_48__pool_max = \$1260  & \$1263 ;
+  assign \$1264  = state == 3'h5;
+  assign pe_49__src_bank = \$1264  ? n_layers[0] : layer[0];
+  assign pe_49__init = state == 2'h2;
+  assign \$1265  = state == 3'h4;
+  assign \$1266  = row != desc[56:47];
+  assign pe_49__finish = \$1265  & \$1266 ;
+  assign \$1267  = row * desc[187:178];
+  assign \$1268  = pos_py * desc[177:168];
+  assign \$1269  = \$1267  + \$1268 ;
+  assign \$1270  = \$1269  + pos_px;
+  assign \$1271  = desc[81] ? \$1270  : { 12'h000, row };
+  assign \$1272  = desc[157:154] > 1'h1;
+  assign \$1273  = desc[81] & \$1272 ;
+  assign \$1274  = | pos_dy;
+  assign \$1275  = | pos_dx;
+  assign \$1276  = \$1274  | \$1275 ;
+  assign pe_49__pool_max = \$1273  & \$1276 ;
+  assign \$1277  = state == 3'h5;
+  assign pe_50__src_bank = \$1277  ? n_layers[0] : layer[0];
+  assign pe_50__init = state == 2'h2;
+  assign \$1278  = state == 3'h4;
+  assign \$1279  = row != desc[56:47];
+  assign pe_50__finish = \$1278  & \$1279 ;
+  assign \$1280  = row * desc[187:178];
+  assign \$1281  = pos_py * desc[177:168];
+  assign \$1282  = \$1280  + \$1281 ;
+  assign \$1283  = \$1282  + pos_px;
+  assign \$1284  = desc[81] ? \$1283  : { 12'h000, row };
+  assign \$1285  = desc[157:154] > 1'h1;
+  assign \$1286  = desc[81] & \$1285 ;
+  assign \$1287  = | pos_dy;
+  assign \$1288  = | pos_dx;
+  assign \$1289  = \$1287  | \$1288 ;
+  assign pe_50__pool_max = \$1286  & \$1289 ;
+  assign \$1290  = state == 3'h5;
+  assign pe_51__src_bank = \$1290  ? n_layers[0] : layer[0];
+  assign pe_51__init = state == 2'h2;
+  assign \$1291  = state == 3'h4;
+  assign \$1292  = row != desc[56:47];
+  assign pe_51__finish = \$1291  & \$1292 ;
+  assign \$1293  = row * desc[187:178];
+  assign \$1294  = pos_py * desc[177:168];
+  assign \$1295  = \$1293  + \$1294 ;
+  assign \$1296  = \$1295  + pos_px;
+  assign \$1297  = desc[81] ? \$1296  : { 12'h000, row };
+  assign \$1298  = desc[157:154] > 1'h1;
+  assign \$1299  = desc[81] & \$1298 ;
+  assign \$1300  = | pos_dy;
+  assign \$1301  = | pos_dx;
+  assign \$1302  = \$1300  | \$1301 ;
+  assign pe_51__pool_max = \$1299  & \$1302 ;
+  assign \$1303  = state == 3'h5;
+  assign pe_52__src_bank = \$1303  ? n_layers[0] : layer[0];
+  assign pe_52__init = state == 2'h2;
+  assign \$1304  = state == 3'h4;
+  assign \$1305  = row != desc[56:47];
+  assign pe_52__finish = \$1304  & \$1305 ;
+  assign \$1306  = row * desc[187:178];
+  assign \$1307  = pos_py * desc[177:168];
+  assign \$1308  = \$1306  + \$1307 ;
+  assign \$1309  = \$1308  + pos_px;
+  assign \$1310  = desc[81] ? \$1309  : { 12'h000, row };
+  assign \$1311  = desc[157:154] > 1'h1;
+  assign \$1312  = desc[81] & \$1311 ;
+  assign \$1313  = | pos_dy;
+  assign \$1314  = | pos_dx;
+  assign \$1315  = \$1313  | \$1314 ;
+  assign pe_52__pool_max = \$1312  & \$1315 ;
+  assign \$1316  = state == 3'h5;
+  assign pe_53__src_bank = \$1316  ? n_layers[0] : layer[0];
+  assign pe_53__init = state == 2'h2;
+  assign \$1317  = state == 3'h4;
+  assign \$1318  = row != desc[56:47];
+  assign pe_53__finish = \$1317  & \$1318 ;
+  assign \$1319  = row * desc[187:178];
+  assign \$1320  = pos_py * desc[177:168];
+  assign \$1321  = \$1319  + \$1320 ;
+  assign \$1322  = \$1321  + pos_px;
+  assign \$1323  = desc[81] ? \$1322  : { 12'h000, row };
+  assign \$1324  = desc[157:154] > 1'h1;
+  assign \$1325  = desc[81] & \$1324 ;
+  assign \$1326  = | pos_dy;
+  assign \$1327  = | pos_dx;
+  assign \$1328  = \$1326  | \$1327 ;
+  assign pe_53__pool_max = \$1325  & \$1328 ;
+  assign \$1329  = state == 3'h5;
+  assign pe_54__src_bank = \$1329  ? n_layers[0] : layer[0];
+  assign pe_54__init = state == 2'h2;
+  assign \$1330  = state == 3'h4;
+  assign \$1331  = row != desc[56:47];
+  assign pe_54__finish = \$1330  & \$1331 ;
+  assign \$1332  = row * desc[187:178];
+  assign \$1333  = pos_py * desc[177:168];
+  assign \$1334  = \$1332  + \$1333 ;
+  assign \$1335  = \$1334  + pos_px;
+  assign \$1336  = desc[81] ? \$1335  : { 12'h000, row };
+  assign \$1337  = desc[157:154] > 1'h1;
+  assign \$1338  = desc[81] & \$1337 ;
+  assign \$1339  = | pos_dy;
+  assign \$1340  = | pos_dx;
+  assign \$1341  = \$1339  | \$1340 ;
+  assign pe_54__pool_max = \$1338  & \$1341 ;
+  assign \$1342  = state == 3'h5;
+  assign pe_55__src_bank = \$1342  ? n_layers[0] : layer[0];
+  assign pe_55__init = state == 2'h2;
+  assign \$1343  = state == 3'h4;
+  assign \$1344  = row != desc[56:47];
+  assign pe_55__finish = \$1343  & \$1344 ;
+  assign \$1345  = row * desc[187:178];
+  assign \$1346  = pos_py * desc[177:168];
+  assign \$1347  = \$1345  + \$1346 ;
+  assign \$1348  = \$1347  + pos_px;
+  assign \$1349  = desc[81] ? \$1348  : { 12'h000, row };
+  assign \$1350  = desc[157:154] > 1'h1;
+  assign \$1351  = desc[81] & \$1350 ;
+  assign \$1352  = | pos_dy;
+  assign \$1353  = | pos_dx;
+  assign \$1354  = \$1352  | \$1353 ;
+  assign pe_55__pool_max = \$1351  & \$1354 ;
+  assign \$1355  = state == 3'h5;
+  assign pe_56__src_bank = \$1355  ? n_layers[0] : layer[0];
   assign pe_56__init = state == 2'h2;
-  assign \$774  = state == 3'h4;
-  assign \$775  = row != desc[51:42];
-  assign pe_56__finish = \$774  & \$775 ;
-  assign \$776  = state == 3'h5;
-  assign pe_57__src_bank = \$776  ? n_layers[0] : layer[0];
+  assign \$1356  = state == 3'h4;
+  assign \$1357  = row != desc[56:47];
+  assign pe_56__finish = \$1356  & \$1357 ;
+  assign \$1358  = row * desc[187:178];
+  assign \$1359  = pos_py * desc[177:168];
+  assign \$1360  = \$1358  + \$1359 ;
+  assign \$1361  = \$1360  + pos_px;
+  assign \$1362  = desc[81] ? \$1361  : { 12'h000, row };
+  assign \$1363  = desc[157:154] > 1'h1;
+  assign \$1364  = desc[81] & \$1363 ;
+  assign \$1365  = | pos_dy;
+  assign \$1366  = | pos_dx;
+  assign \$1367  = \$1365  | \$1366 ;
+  assign pe_56__pool_max = \$1364  & \$1367 ;
+  assign \$1368  = state == 3'h5;
+  assign pe_57__src_bank = \$1368  ? n_layers[0] : layer[0];
   assign pe_57__init = state == 2'h2;
-  assign \$777  = state == 3'h4;
-  assign \$778  = row != desc[51:42];
-  assign pe_57__finish = \$777  & \$778 ;
-  assign \$779  = state == 3'h5;
-  assign pe_58__src_bank = \$779  ? n_layers[0] : layer[0];
+  assign \$1369  = state == 3'h4;
+  assign \$1370  = row != desc[56:47];
+  assign pe_57__finish = \$1369  & \$1370 ;
+  assign \$1371  = row * desc[187:178];
+  assign \$1372  = pos_py * desc[177:168];
+  assign \$1373  = \$1371  + \$1372 ;
+  assign \$1374  = \$1373  + pos_px;
+  assign \$1375  = desc[81] ? \$1374  : { 12'h000, row };
+  assign \$1376  = desc[157:154] > 1'h1;
+  assign \$1377  = desc[81] & \$1376 ;
+  assign \$1378  = | pos_dy;
+  assign \$1379  = | pos_dx;
+  assign \$1380  = \$1378  | \$1379 ;
+  assign pe_57__pool_max = \$1377  & \$1380 ;
+  assign \$1381  = state == 3'h5;
+  assign pe_58__src_bank = \$1381  ? n_layers[0] : layer[0];
   assign pe_58__init = state == 2'h2;
-  assign \$780  = state == 3'h4;
-  assign \$781  = row != desc[51:42];
-  assign pe_58__finish = \$780  & \$781 ;
-  assign \$782  = state == 3'h5;
-  assign pe_59__src_bank = \$782  ? n_layers[0] : layer[0];
+  assign \$1382  = state == 3'h4;
+  assign \$1383  = row != desc[56:47];
+  assign pe_58__finish = \$1382  & \$1383 ;
+  assign \$1384  = row * desc[187:178];
+  assign \$1385  = pos_py * desc[177:168];
+  assign \$1386  = \$1384  + \$1385 ;
+  assign \$1387  = \$1386  + pos_px;
+  assign \$1388  = desc[81] ? \$1387  : { 12'h000, row };
+  assign \$1389  = desc[157:154] > 1'h1;
+  assign \$1390  = desc[81] & \$1389 ;
+  assign \$1391  = | pos_dy;
+  assign \$1392  = | pos_dx;
+  assign \$1393  = \$1391  | \$1392 ;
+  assign pe_58__pool_max = \$1390  & \$1393 ;
+  assign \$1394  = state == 3'h5;
+  assign pe_59__src_bank = \$1394  ? n_layers[0] : layer[0];
   assign pe_59__init = state == 2'h2;
-  assign \$783  = state == 3'h4;
-  assign \$784  = row != desc[51:42];
-  assign pe_59__finish = \$783  & \$784 ;
-  assign \$785  = state == 3'h5;
-  assign pe_60__src_bank = \$785  ? n_layers[0] : layer[0];
+  assign \$1395  = state == 3'h4;
+  assign \$1396  = row != desc[56:47];
+  assign pe_59__finish = \$1395  & \$1396 ;
+  assign \$1397  = row * desc[187:178];
+  assign \$1398  = pos_py * desc[177:168];
+  assign \$1399  = \$1397  + \$1398 ;
+  assign \$1400  = \$1399  + pos_px;
+  assign \$1401  = desc[81] ? \$1400  : { 12'h000, row };
+  assign \$1402  = desc[157:154] > 1'h1;
+  assign \$1403  = desc[81] & \$1402 ;
+  assign \$1404  = | pos_dy;
+  assign \$1405  = | pos_dx;
+  assign \$1406  = \$1404  | \$1405 ;
+  assign pe_59__pool_max = \$1403  & \$1406 ;
+  assign \$1407  = state == 3'h5;
+  assign pe_60__src_bank = \$1407  ? n_layers[0] : layer[0];
   assign pe_60__init = state == 2'h2;
-  assign \$786  = state == 3'h4;
-  assign \$787  = row != desc[51:42];
-  assign pe_60__finish = \$786  & \$787 ;
-  assign \$788  = state == 3'h5;
-  assign pe_61__src_bank = \$788  ? n_layers[0] : layer[0];
+  assign \$1408  = state == 3'h4;
+  assign \$1409  = row != desc[56:47];
+  assign pe_60__finish = \$1408  & \$1409 ;
+  assign \$1410  = row * desc[187:178];
+  assign \$1411  = pos_py * desc[177:168];
+  assign \$1412  = \$1410  + \$1411 ;
+  assign \$1413  = \$1412  + pos_px;
+  assign \$1414  = desc[81] ? \$1413  : { 12'h000, row };
+  assign \$1415  = desc[157:154] > 1'h1;
+  assign \$1416  = desc[81] & \$1415 ;
+  assign \$1417  = | pos_dy;
+  assign \$1418  = | pos_dx;
+  assign \$1419  = \$1417  | \$1418 ;
+  assign pe_60__pool_max = \$1416  & \$1419 ;
+  assign \$1420  = state == 3'h5;
+  assign pe_61__src_bank = \$1420  ? n_layers[0] : layer[0];
   assign pe_61__init = state == 2'h2;
-  assign \$789  = state == 3'h4;
-  assign \$790  = row != desc[51:42];
-  assign pe_61__finish = \$789  & \$790 ;
-  assign \$791  = state == 3'h5;
-  assign pe_62__src_bank = \$791  ? n_layers[0] : layer[0];
+  assign \$1421  = state == 3'h4;
+  assign \$1422  = row != desc[56:47];
+  assign pe_61__finish = \$1421  & \$1422 ;
+  assign \$1423  = row * desc[187:178];
+  assign \$1424  = pos_py * desc[177:168];
+  assign \$1425  = \$1423  + \$1424 ;
+  assign \$1426  = \$1425  + pos_px;
+  assign \$1427  = desc[81] ? \$1426  : { 12'h000, row };
+  assign \$1428  = desc[157:154] > 1'h1;
+  assign \$1429  = desc[81] & \$1428 ;
+  assign \$1430  = | pos_dy;
+  assign \$1431  = | pos_dx;
+  assign \$1432  = \$1430  | \$1431 ;
+  assign pe_61__pool_max = \$1429  & \$1432 ;
+  assign \$1433  = state == 3'h5;
+  assign pe_62__src_bank = \$1433  ? n_layers[0] : layer[0];
   assign pe_62__init = state == 2'h2;
-  assign \$792  = state == 3'h4;
-  assign \$793  = row != desc[51:42];
-  assign pe_62__finish = \$792  & \$793 ;
-  assign \$794  = state == 3'h5;
-  assign pe_63__src_bank = \$794  ? n_layers[0] : layer[0];
+  assign \$1434  = state == 3'h4;
+  assign \$1435  = row != desc[56:47];
+  assign pe_62__finish = \$1434  & \$1435 ;
+  assign \$1436  = row * desc[187:178];
+  assign \$1437  = pos_py * desc[177:168];
+  assign \$1438  = \$1436  + \$1437 ;
+  assign \$1439  = \$1438  + pos_px;
+  assign \$1440  = desc[81] ? \$1439  : { 12'h000, row };
+  assign \$1441  = desc[157:154] > 1'h1;
+  assign \$1442  = desc[81] & \$1441 ;
+  assign \$1443  = | pos_dy;
+  assign \$1444  = | pos_dx;
+  assign \$1445  = \$1443  | \$1444 ;
+  assign pe_62__pool_max = \$1442  & \$1445 ;
+  assign \$1446  = state == 3'h5;
+  assign pe_63__src_bank = \$1446  ? n_layers[0] : layer[0];
   assign pe_63__init = state == 2'h2;
-  assign \$795  = state == 3'h4;
-  assign \$796  = row != desc[51:42];
-  assign pe_63__finish = \$795  & \$796 ;
-  assign \$797  = row == desc[51:42];
-  assign \$798  = cyc + 1'h1;
-  assign \$799  = load__payload[23:10] < 5'h10;
-  assign \$800  = desc_wr__en & \$799 ;
-  assign \$801  = load__payload[23:10] + 1'h1;
-  assign \$802  = ! start__payload;
-  assign \$803  = start__payload > n_desc;
-  assign \$804  = \$802  | \$803 ;
-  assign \$805  = cyc + 1'h1;
-  assign \$806  = row + 1'h1;
-  assign \$807  = row + 1'h1;
-  assign \$808  = \$807  == desc[51:42];
-  assign \$809  = cyc + 1'h1;
-  assign \$810  = ~ have;
-  assign \$811  = ~ scan_done;
-  assign \$812  = \$810  & \$811 ;
-  assign \$813  = k + 1'h1;
-  assign \$814  = jbase + 7'h40;
-  assign \$815  = k + 1'h1;
-  assign \$816  = \$815  == desc[25:16];
-  assign \$817  = taken | onehot;
-  assign \$818  = & { pe_63__idle, pe_62__idle, pe_61__idle, pe_60__idle, pe_59__idle, pe_58__idle, pe_57__idle, pe_56__idle, pe_55__idle, pe_54__idle, pe_53__idle, pe_52__idle, pe_51__idle, pe_50__idle, pe_49__idle, pe_48__idle, pe_47__idle, pe_46__idle, pe_45__idle, pe_44__idle, pe_43__idle, pe_42__idle, pe_41__idle, pe_40__idle, pe_39__idle, pe_38__idle, pe_37__idle, pe_36__idle, pe_35__idle, pe_34__idle, pe_33__idle, pe_32__idle, pe_31__idle, pe_30__idle, pe_29__idle, pe_28__idle, pe_27__idle, pe_26__idle, pe_25__idle, pe_24__idle, pe_23__idle, pe_22__idle, pe_21__idle, pe_20__idle, pe_19__idle, pe_18__idle, pe_17__idle, pe_16__idle, pe_15__idle, pe_14__idle, pe_13__idle, pe_12__idle, pe_11__idle, pe_10__idle, pe_9__idle, pe_8__idle, pe_7__idle, pe_6__idle, pe_5__idle, pe_4__idle, pe_3__idle, pe_2__idle, pe_1__idle, pe_0__idle };
-  assign \$819  = scan_done & \$818 ;
-  assign \$820  = cyc + 1'h1;
-  assign \$821  = row + 1'h1;
-  assign \$822  = row == desc[51:42];
-  assign \$823  = layer + 1'h1;
-  assign \$824  = layer + 1'h1;
-  assign \$825  = \$824  == n_layers;
-  assign \$826  = ~ ohave;
-  assign \$827  = oj + 1'h1;
-  assign \$828  = ope == 6'h3f;
-  assign \$829  = oloc + 1'h1;
-  assign \$830  = ope + 1'h1;
-  assign \$831  = oj + 1'h1;
-  assign \$832  = \$831  == desc[41:26];
+  assign \$1447  = state == 3'h4;
+  assign \$1448  = row != desc[56:47];
+  assign pe_63__finish = \$1447  & \$1448 ;
+  assign \$1449  = row * desc[187:178];
+  assign \$1450  = pos_py * desc[177:168];
+  assign \$1451  = \$1449  + \$1450 ;
+  assign \$1452  = \$1451  + pos_px;
+  assign \$1453  = desc[81] ? \$1452  : { 12'h000, row };
+  assign \$1454  = desc[157:154] > 1'h1;
+  assign \$1455  = desc[81] & \$1454 ;
+  assign \$1456  = | pos_dy;
+  assign \$1457  = | pos_dx;
+  assign \$1458  = \$1456  | \$1457 ;
+  assign pe_63__pool_max = \$1455  & \$1458 ;
+  assign \$1459  = row == desc[56:47];
+  assign \$1460  = \$1459  & desc[81];
+  assign \$1461  = ~ last_pos;
+  assign \$1462  = \$1460  & \$1461 ;
+  assign \$1463  = row == desc[56:47];
+  assign \$1464  = cyc + 1'h1;
+  assign \$1465  = load__payload[23:10] < 5'h10;
+  assign \$1466  = desc_wr__en & \$1465 ;
+  assign \$1467  = load__payload[23:10] + 1'h1;
+  assign \$1468  = state == 2'h3;
+  assign \$1469  = src_en & \$1468 ;
+  assign \$1470  = ! start__payload;
+  assign \$1471  = start__payload > n_desc;
+  assign \$1472  = \$1470  | \$1471 ;
+  assign \$1473  = cyc + 1'h1;
+  assign \$1474  = row + 1'h1;
+  assign \$1475  = row + 1'h1;
+  assign \$1476  = \$1475  == desc[56:47];
+  assign \$1477  = cyc + 1'h1;
+  assign \$1478  = ~ have;
+  assign \$1479  = ~ scan_done;
+  assign \$1480  = \$1478  & \$1479 ;
+  assign \$1481  = k + 1'h1;
+  assign \$1482  = jbase + 7'h40;
+  assign \$1483  = k + 1'h1;
+  assign \$1484  = \$1483  == desc[30:16];
+  assign \$1485  = taken | onehot;
+  assign \$1486  = & { pe_63__idle, pe_62__idle, pe_61__idle, pe_60__idle, pe_59__idle, pe_58__idle, pe_57__idle, pe_56__idle, pe_55__idle, pe_54__idle, pe_53__idle, pe_52__idle, pe_51__idle, pe_50__idle, pe_49__idle, pe_48__idle, pe_47__idle, pe_46__idle, pe_45__idle, pe_44__idle, pe_43__idle, pe_42__idle, pe_41__idle, pe_40__idle, pe_39__idle, pe_38__idle, pe_37__idle, pe_36__idle, pe_35__idle, pe_34__idle, pe_33__idle, pe_32__idle, pe_31__idle, pe_30__idle, pe_29__idle, pe_28__idle, pe_27__idle, pe_26__idle, pe_25__idle, pe_24__idle, pe_23__idle, pe_22__idle, pe_21__idle, pe_20__idle, pe_19__idle, pe_18__idle, pe_17__idle, pe_16__idle, pe_15__idle, pe_14__idle, pe_13__idle, pe_12__idle, pe_11__idle, pe_10__idle, pe_9__idle, pe_8__idle, pe_7__idle, pe_6__idle, pe_5__idle, pe_4__idle, pe_3__idle, pe_2__idle, pe_1__idle, pe_0__idle };
+  assign \$1487  = scan_done & \$1486 ;
+  assign \$1488  = cyc + 1'h1;
+  assign \$1489  = row + 1'h1;
+  assign \$1490  = row == desc[56:47];
+  assign \$1491  = \$1490  & desc[81];
+  assign \$1492  = ~ last_pos;
+  assign \$1493  = \$1491  & \$1492 ;
+  assign \$1494  = row == desc[56:47];
+  assign \$1495  = conv_pos + 1'h1;
+  assign \$1496  = pos_dx + 1'h1;
+  assign \$1497  = \$1496  != desc[157:154];
+  assign \$1498  = pos_dy + 1'h1;
+  assign \$1499  = \$1498  != desc[157:154];
+  assign \$1500  = pos_px + 1'h1;
+  assign \$1501  = \$1500  != desc[177:168];
+  assign \$1502  = pos_dx + 1'h1;
+  assign \$1503  = pos_dy + 1'h1;
+  assign \$1504  = pos_px + 1'h1;
+  assign \$1505  = pos_py + 1'h1;
+  assign \$1506  = layer + 1'h1;
+  assign \$1507  = layer + 1'h1;
+  assign \$1508  = \$1507  == n_layers;
+  assign \$1509  = ~ ohave;
+  assign \$1510  = oj + 1'h1;
+  assign \$1511  = ope == 6'h3f;
+  assign \$1512  = oloc + 1'h1;
+  assign \$1513  = ope + 1'h1;
+  assign \$1514  = oj + 1'h1;
+  assign \$1515  = \$1514  == desc[46:31];
   always @(posedge clk)
-    n_desc <= \$1217 ;
+    n_desc <= \$1900 ;
   always @(posedge clk)
-    done <= \$1218 ;
+    vmask <= \$1901 ;
   always @(posedge clk)
-    error <= \$1219 ;
+    done <= \$1902 ;
   always @(posedge clk)
-    n_layers <= \$1220 ;
+    error <= \$1903 ;
   always @(posedge clk)
-    layer <= \$1221 ;
+    n_layers <= \$1904 ;
   always @(posedge clk)
-    state <= \$1222 ;
+    layer <= \$1905 ;
   always @(posedge clk)
-    desc <= \$1223 ;
+    state <= \$1906 ;
   always @(posedge clk)
-    row <= \$1224 ;
+    desc <= \$1907 ;
   always @(posedge clk)
-    cyc <= \$1225 ;
+    row <= \$1908 ;
   always @(posedge clk)
-    k <= \$1226 ;
+    cyc <= \$1909 ;
   always @(posedge clk)
-    jbase <= \$1227 ;
+    k <= \$1910 ;
   always @(posedge clk)
-    have <= \$1228 ;
+    jbase <= \$1911 ;
   always @(posedge clk)
-    taken <= \$1229 ;
+    have <= \$1912 ;
   always @(posedge clk)
-    scan_done <= \$1230 ;
+    taken <= \$1913 ;
   always @(posedge clk)
-    oloc <= \$1231 ;
+    scan_done <= \$1914 ;
   always @(posedge clk)
-    ope <= \$1232 ;
+    pos_py <= \$1915 ;
   always @(posedge clk)
-    oj <= \$1233 ;
+    pos_px <= \$1916 ;
   always @(posedge clk)
-    ohave <= \$1234 ;
+    pos_dy <= \$1917 ;
+  always @(posedge clk)
+    pos_dx <= \$1918 ;
+  always @(posedge clk)
+    \$signal$544  <= \$1919 ;
+  always @(posedge clk)
+    kx <= \$1920 ;
+  always @(posedge clk)
+    q <= \$1921 ;
+  always @(posedge clk)
+    conv_pos <= \$1922 ;
+  always @(posedge clk)
+    oloc <= \$1923 ;
+  always @(posedge clk)
+    ope <= \$1924 ;
+  always @(posedge clk)
+    oj <= \$1925 ;
+  always @(posedge clk)
+    ohave <= \$1926 ;
   \eie64_engine.lnzd  lnzd (
     .any(any),
     .index(index),
@@ -3950,28 +5608,41 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .value(value),
     .values(values)
   );
+  \eie64_engine.patch  patch (
+    .addr(addr),
+    .kx(\kx$838 ),
+    .ky(ky),
+    .mask(\mask$1359 ),
+    .ox(\$626 [9:0]),
+    .oy(\$624 [9:0]),
+    .\port$2539$146 (desc[153:146]),
+    .\port$2539$82 (desc[127:82]),
+    .q(\q$839 )
+  );
   eie64_pe pe_0 (
     .act__payload(pe_0__act__payload),
     .act__ready(pe_0__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$835 ),
-    .dbg_fetch(\$837 ),
-    .dbg_pop(\$838 ),
-    .dbg_row(\$834 ),
-    .dbg_sum(\$836 ),
-    .dbg_wr(\$833 ),
+    .dbg_col(\$1518 ),
+    .dbg_fetch(\$1520 ),
+    .dbg_pop(\$1521 ),
+    .dbg_row(\$1517 ),
+    .dbg_sum(\$1519 ),
+    .dbg_wr(\$1516 ),
+    .dst_addr(\$634 [8:0]),
     .finish(pe_0__finish),
     .idle(pe_0__idle),
     .init(pe_0__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_0__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_0__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -3983,24 +5654,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_1__act__payload),
     .act__ready(pe_1__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$841 ),
-    .dbg_fetch(\$843 ),
-    .dbg_pop(\$844 ),
-    .dbg_row(\$840 ),
-    .dbg_sum(\$842 ),
-    .dbg_wr(\$839 ),
+    .dbg_col(\$1524 ),
+    .dbg_fetch(\$1526 ),
+    .dbg_pop(\$1527 ),
+    .dbg_row(\$1523 ),
+    .dbg_sum(\$1525 ),
+    .dbg_wr(\$1522 ),
+    .dst_addr(\$647 [8:0]),
     .finish(pe_1__finish),
     .idle(pe_1__idle),
     .init(pe_1__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_1__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_1__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4012,24 +5685,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_10__act__payload),
     .act__ready(pe_10__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$895 ),
-    .dbg_fetch(\$897 ),
-    .dbg_pop(\$898 ),
-    .dbg_row(\$894 ),
-    .dbg_sum(\$896 ),
-    .dbg_wr(\$893 ),
+    .dbg_col(\$1578 ),
+    .dbg_fetch(\$1580 ),
+    .dbg_pop(\$1581 ),
+    .dbg_row(\$1577 ),
+    .dbg_sum(\$1579 ),
+    .dbg_wr(\$1576 ),
+    .dst_addr(\$764 [8:0]),
     .finish(pe_10__finish),
     .idle(pe_10__idle),
     .init(pe_10__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_10__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_10__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4041,24 +5716,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_11__act__payload),
     .act__ready(pe_11__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$901 ),
-    .dbg_fetch(\$903 ),
-    .dbg_pop(\$904 ),
-    .dbg_row(\$900 ),
-    .dbg_sum(\$902 ),
-    .dbg_wr(\$899 ),
+    .dbg_col(\$1584 ),
+    .dbg_fetch(\$1586 ),
+    .dbg_pop(\$1587 ),
+    .dbg_row(\$1583 ),
+    .dbg_sum(\$1585 ),
+    .dbg_wr(\$1582 ),
+    .dst_addr(\$777 [8:0]),
     .finish(pe_11__finish),
     .idle(pe_11__idle),
     .init(pe_11__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_11__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_11__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4070,24 +5747,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_12__act__payload),
     .act__ready(pe_12__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$907 ),
-    .dbg_fetch(\$909 ),
-    .dbg_pop(\$910 ),
-    .dbg_row(\$906 ),
-    .dbg_sum(\$908 ),
-    .dbg_wr(\$905 ),
+    .dbg_col(\$1590 ),
+    .dbg_fetch(\$1592 ),
+    .dbg_pop(\$1593 ),
+    .dbg_row(\$1589 ),
+    .dbg_sum(\$1591 ),
+    .dbg_wr(\$1588 ),
+    .dst_addr(\$790 [8:0]),
     .finish(pe_12__finish),
     .idle(pe_12__idle),
     .init(pe_12__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_12__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_12__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4099,24 +5778,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_13__act__payload),
     .act__ready(pe_13__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$913 ),
-    .dbg_fetch(\$915 ),
-    .dbg_pop(\$916 ),
-    .dbg_row(\$912 ),
-    .dbg_sum(\$914 ),
-    .dbg_wr(\$911 ),
+    .dbg_col(\$1596 ),
+    .dbg_fetch(\$1598 ),
+    .dbg_pop(\$1599 ),
+    .dbg_row(\$1595 ),
+    .dbg_sum(\$1597 ),
+    .dbg_wr(\$1594 ),
+    .dst_addr(\$803 [8:0]),
     .finish(pe_13__finish),
     .idle(pe_13__idle),
     .init(pe_13__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_13__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_13__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4128,24 +5809,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_14__act__payload),
     .act__ready(pe_14__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$919 ),
-    .dbg_fetch(\$921 ),
-    .dbg_pop(\$922 ),
-    .dbg_row(\$918 ),
-    .dbg_sum(\$920 ),
-    .dbg_wr(\$917 ),
+    .dbg_col(\$1602 ),
+    .dbg_fetch(\$1604 ),
+    .dbg_pop(\$1605 ),
+    .dbg_row(\$1601 ),
+    .dbg_sum(\$1603 ),
+    .dbg_wr(\$1600 ),
+    .dst_addr(\$816 [8:0]),
     .finish(pe_14__finish),
     .idle(pe_14__idle),
     .init(pe_14__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_14__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_14__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4157,24 +5840,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_15__act__payload),
     .act__ready(pe_15__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$925 ),
-    .dbg_fetch(\$927 ),
-    .dbg_pop(\$928 ),
-    .dbg_row(\$924 ),
-    .dbg_sum(\$926 ),
-    .dbg_wr(\$923 ),
+    .dbg_col(\$1608 ),
+    .dbg_fetch(\$1610 ),
+    .dbg_pop(\$1611 ),
+    .dbg_row(\$1607 ),
+    .dbg_sum(\$1609 ),
+    .dbg_wr(\$1606 ),
+    .dst_addr(\$829 [8:0]),
     .finish(pe_15__finish),
     .idle(pe_15__idle),
     .init(pe_15__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_15__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_15__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4186,24 +5871,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_16__act__payload),
     .act__ready(pe_16__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$931 ),
-    .dbg_fetch(\$933 ),
-    .dbg_pop(\$934 ),
-    .dbg_row(\$930 ),
-    .dbg_sum(\$932 ),
-    .dbg_wr(\$929 ),
+    .dbg_col(\$1614 ),
+    .dbg_fetch(\$1616 ),
+    .dbg_pop(\$1617 ),
+    .dbg_row(\$1613 ),
+    .dbg_sum(\$1615 ),
+    .dbg_wr(\$1612 ),
+    .dst_addr(\$842 [8:0]),
     .finish(pe_16__finish),
     .idle(pe_16__idle),
     .init(pe_16__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_16__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_16__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4215,24 +5902,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_17__act__payload),
     .act__ready(pe_17__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$937 ),
-    .dbg_fetch(\$939 ),
-    .dbg_pop(\$940 ),
-    .dbg_row(\$936 ),
-    .dbg_sum(\$938 ),
-    .dbg_wr(\$935 ),
+    .dbg_col(\$1620 ),
+    .dbg_fetch(\$1622 ),
+    .dbg_pop(\$1623 ),
+    .dbg_row(\$1619 ),
+    .dbg_sum(\$1621 ),
+    .dbg_wr(\$1618 ),
+    .dst_addr(\$855 [8:0]),
     .finish(pe_17__finish),
     .idle(pe_17__idle),
     .init(pe_17__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_17__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_17__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4244,24 +5933,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_18__act__payload),
     .act__ready(pe_18__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$943 ),
-    .dbg_fetch(\$945 ),
-    .dbg_pop(\$946 ),
-    .dbg_row(\$942 ),
-    .dbg_sum(\$944 ),
-    .dbg_wr(\$941 ),
+    .dbg_col(\$1626 ),
+    .dbg_fetch(\$1628 ),
+    .dbg_pop(\$1629 ),
+    .dbg_row(\$1625 ),
+    .dbg_sum(\$1627 ),
+    .dbg_wr(\$1624 ),
+    .dst_addr(\$868 [8:0]),
     .finish(pe_18__finish),
     .idle(pe_18__idle),
     .init(pe_18__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_18__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_18__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4273,24 +5964,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_19__act__payload),
     .act__ready(pe_19__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$949 ),
-    .dbg_fetch(\$951 ),
-    .dbg_pop(\$952 ),
-    .dbg_row(\$948 ),
-    .dbg_sum(\$950 ),
-    .dbg_wr(\$947 ),
+    .dbg_col(\$1632 ),
+    .dbg_fetch(\$1634 ),
+    .dbg_pop(\$1635 ),
+    .dbg_row(\$1631 ),
+    .dbg_sum(\$1633 ),
+    .dbg_wr(\$1630 ),
+    .dst_addr(\$881 [8:0]),
     .finish(pe_19__finish),
     .idle(pe_19__idle),
     .init(pe_19__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_19__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_19__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4302,24 +5995,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_2__act__payload),
     .act__ready(pe_2__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$847 ),
-    .dbg_fetch(\$849 ),
-    .dbg_pop(\$850 ),
-    .dbg_row(\$846 ),
-    .dbg_sum(\$848 ),
-    .dbg_wr(\$845 ),
+    .dbg_col(\$1530 ),
+    .dbg_fetch(\$1532 ),
+    .dbg_pop(\$1533 ),
+    .dbg_row(\$1529 ),
+    .dbg_sum(\$1531 ),
+    .dbg_wr(\$1528 ),
+    .dst_addr(\$660 [8:0]),
     .finish(pe_2__finish),
     .idle(pe_2__idle),
     .init(pe_2__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_2__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_2__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4331,24 +6026,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_20__act__payload),
     .act__ready(pe_20__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$955 ),
-    .dbg_fetch(\$957 ),
-    .dbg_pop(\$958 ),
-    .dbg_row(\$954 ),
-    .dbg_sum(\$956 ),
-    .dbg_wr(\$953 ),
+    .dbg_col(\$1638 ),
+    .dbg_fetch(\$1640 ),
+    .dbg_pop(\$1641 ),
+    .dbg_row(\$1637 ),
+    .dbg_sum(\$1639 ),
+    .dbg_wr(\$1636 ),
+    .dst_addr(\$894 [8:0]),
     .finish(pe_20__finish),
     .idle(pe_20__idle),
     .init(pe_20__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_20__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_20__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4360,24 +6057,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_21__act__payload),
     .act__ready(pe_21__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$961 ),
-    .dbg_fetch(\$963 ),
-    .dbg_pop(\$964 ),
-    .dbg_row(\$960 ),
-    .dbg_sum(\$962 ),
-    .dbg_wr(\$959 ),
+    .dbg_col(\$1644 ),
+    .dbg_fetch(\$1646 ),
+    .dbg_pop(\$1647 ),
+    .dbg_row(\$1643 ),
+    .dbg_sum(\$1645 ),
+    .dbg_wr(\$1642 ),
+    .dst_addr(\$907 [8:0]),
     .finish(pe_21__finish),
     .idle(pe_21__idle),
     .init(pe_21__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_21__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_21__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4389,24 +6088,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_22__act__payload),
     .act__ready(pe_22__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$967 ),
-    .dbg_fetch(\$969 ),
-    .dbg_pop(\$970 ),
-    .dbg_row(\$966 ),
-    .dbg_sum(\$968 ),
-    .dbg_wr(\$965 ),
+    .dbg_col(\$1650 ),
+    .dbg_fetch(\$1652 ),
+    .dbg_pop(\$1653 ),
+    .dbg_row(\$1649 ),
+    .dbg_sum(\$1651 ),
+    .dbg_wr(\$1648 ),
+    .dst_addr(\$920 [8:0]),
     .finish(pe_22__finish),
     .idle(pe_22__idle),
     .init(pe_22__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_22__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_22__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4418,24 +6119,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_23__act__payload),
     .act__ready(pe_23__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$973 ),
-    .dbg_fetch(\$975 ),
-    .dbg_pop(\$976 ),
-    .dbg_row(\$972 ),
-    .dbg_sum(\$974 ),
-    .dbg_wr(\$971 ),
+    .dbg_col(\$1656 ),
+    .dbg_fetch(\$1658 ),
+    .dbg_pop(\$1659 ),
+    .dbg_row(\$1655 ),
+    .dbg_sum(\$1657 ),
+    .dbg_wr(\$1654 ),
+    .dst_addr(\$933 [8:0]),
     .finish(pe_23__finish),
     .idle(pe_23__idle),
     .init(pe_23__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_23__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_23__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4447,24 +6150,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_24__act__payload),
     .act__ready(pe_24__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$979 ),
-    .dbg_fetch(\$981 ),
-    .dbg_pop(\$982 ),
-    .dbg_row(\$978 ),
-    .dbg_sum(\$980 ),
-    .dbg_wr(\$977 ),
+    .dbg_col(\$1662 ),
+    .dbg_fetch(\$1664 ),
+    .dbg_pop(\$1665 ),
+    .dbg_row(\$1661 ),
+    .dbg_sum(\$1663 ),
+    .dbg_wr(\$1660 ),
+    .dst_addr(\$946 [8:0]),
     .finish(pe_24__finish),
     .idle(pe_24__idle),
     .init(pe_24__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_24__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_24__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4476,24 +6181,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_25__act__payload),
     .act__ready(pe_25__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$985 ),
-    .dbg_fetch(\$987 ),
-    .dbg_pop(\$988 ),
-    .dbg_row(\$984 ),
-    .dbg_sum(\$986 ),
-    .dbg_wr(\$983 ),
+    .dbg_col(\$1668 ),
+    .dbg_fetch(\$1670 ),
+    .dbg_pop(\$1671 ),
+    .dbg_row(\$1667 ),
+    .dbg_sum(\$1669 ),
+    .dbg_wr(\$1666 ),
+    .dst_addr(\$959 [8:0]),
     .finish(pe_25__finish),
     .idle(pe_25__idle),
     .init(pe_25__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_25__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_25__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4505,24 +6212,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_26__act__payload),
     .act__ready(pe_26__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$991 ),
-    .dbg_fetch(\$993 ),
-    .dbg_pop(\$994 ),
-    .dbg_row(\$990 ),
-    .dbg_sum(\$992 ),
-    .dbg_wr(\$989 ),
+    .dbg_col(\$1674 ),
+    .dbg_fetch(\$1676 ),
+    .dbg_pop(\$1677 ),
+    .dbg_row(\$1673 ),
+    .dbg_sum(\$1675 ),
+    .dbg_wr(\$1672 ),
+    .dst_addr(\$972 [8:0]),
     .finish(pe_26__finish),
     .idle(pe_26__idle),
     .init(pe_26__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_26__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_26__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4534,24 +6243,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_27__act__payload),
     .act__ready(pe_27__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$997 ),
-    .dbg_fetch(\$999 ),
-    .dbg_pop(\$1000 ),
-    .dbg_row(\$996 ),
-    .dbg_sum(\$998 ),
-    .dbg_wr(\$995 ),
+    .dbg_col(\$1680 ),
+    .dbg_fetch(\$1682 ),
+    .dbg_pop(\$1683 ),
+    .dbg_row(\$1679 ),
+    .dbg_sum(\$1681 ),
+    .dbg_wr(\$1678 ),
+    .dst_addr(\$985 [8:0]),
     .finish(pe_27__finish),
     .idle(pe_27__idle),
     .init(pe_27__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_27__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_27__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4563,24 +6274,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_28__act__payload),
     .act__ready(pe_28__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1003 ),
-    .dbg_fetch(\$1005 ),
-    .dbg_pop(\$1006 ),
-    .dbg_row(\$1002 ),
-    .dbg_sum(\$1004 ),
-    .dbg_wr(\$1001 ),
+    .dbg_col(\$1686 ),
+    .dbg_fetch(\$1688 ),
+    .dbg_pop(\$1689 ),
+    .dbg_row(\$1685 ),
+    .dbg_sum(\$1687 ),
+    .dbg_wr(\$1684 ),
+    .dst_addr(\$998 [8:0]),
     .finish(pe_28__finish),
     .idle(pe_28__idle),
     .init(pe_28__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_28__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_28__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4592,24 +6305,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_29__act__payload),
     .act__ready(pe_29__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1009 ),
-    .dbg_fetch(\$1011 ),
-    .dbg_pop(\$1012 ),
-    .dbg_row(\$1008 ),
-    .dbg_sum(\$1010 ),
-    .dbg_wr(\$1007 ),
+    .dbg_col(\$1692 ),
+    .dbg_fetch(\$1694 ),
+    .dbg_pop(\$1695 ),
+    .dbg_row(\$1691 ),
+    .dbg_sum(\$1693 ),
+    .dbg_wr(\$1690 ),
+    .dst_addr(\$1011 [8:0]),
     .finish(pe_29__finish),
     .idle(pe_29__idle),
     .init(pe_29__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_29__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_29__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4621,24 +6336,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_3__act__payload),
     .act__ready(pe_3__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$853 ),
-    .dbg_fetch(\$855 ),
-    .dbg_pop(\$856 ),
-    .dbg_row(\$852 ),
-    .dbg_sum(\$854 ),
-    .dbg_wr(\$851 ),
+    .dbg_col(\$1536 ),
+    .dbg_fetch(\$1538 ),
+    .dbg_pop(\$1539 ),
+    .dbg_row(\$1535 ),
+    .dbg_sum(\$1537 ),
+    .dbg_wr(\$1534 ),
+    .dst_addr(\$673 [8:0]),
     .finish(pe_3__finish),
     .idle(pe_3__idle),
     .init(pe_3__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_3__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_3__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4650,24 +6367,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_30__act__payload),
     .act__ready(pe_30__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1015 ),
-    .dbg_fetch(\$1017 ),
-    .dbg_pop(\$1018 ),
-    .dbg_row(\$1014 ),
-    .dbg_sum(\$1016 ),
-    .dbg_wr(\$1013 ),
+    .dbg_col(\$1698 ),
+    .dbg_fetch(\$1700 ),
+    .dbg_pop(\$1701 ),
+    .dbg_row(\$1697 ),
+    .dbg_sum(\$1699 ),
+    .dbg_wr(\$1696 ),
+    .dst_addr(\$1024 [8:0]),
     .finish(pe_30__finish),
     .idle(pe_30__idle),
     .init(pe_30__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_30__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_30__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4679,24 +6398,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_31__act__payload),
     .act__ready(pe_31__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1021 ),
-    .dbg_fetch(\$1023 ),
-    .dbg_pop(\$1024 ),
-    .dbg_row(\$1020 ),
-    .dbg_sum(\$1022 ),
-    .dbg_wr(\$1019 ),
+    .dbg_col(\$1704 ),
+    .dbg_fetch(\$1706 ),
+    .dbg_pop(\$1707 ),
+    .dbg_row(\$1703 ),
+    .dbg_sum(\$1705 ),
+    .dbg_wr(\$1702 ),
+    .dst_addr(\$1037 [8:0]),
     .finish(pe_31__finish),
     .idle(pe_31__idle),
     .init(pe_31__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_31__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_31__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4708,24 +6429,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_32__act__payload),
     .act__ready(pe_32__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1027 ),
-    .dbg_fetch(\$1029 ),
-    .dbg_pop(\$1030 ),
-    .dbg_row(\$1026 ),
-    .dbg_sum(\$1028 ),
-    .dbg_wr(\$1025 ),
+    .dbg_col(\$1710 ),
+    .dbg_fetch(\$1712 ),
+    .dbg_pop(\$1713 ),
+    .dbg_row(\$1709 ),
+    .dbg_sum(\$1711 ),
+    .dbg_wr(\$1708 ),
+    .dst_addr(\$1050 [8:0]),
     .finish(pe_32__finish),
     .idle(pe_32__idle),
     .init(pe_32__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_32__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_32__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4737,24 +6460,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_33__act__payload),
     .act__ready(pe_33__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1033 ),
-    .dbg_fetch(\$1035 ),
-    .dbg_pop(\$1036 ),
-    .dbg_row(\$1032 ),
-    .dbg_sum(\$1034 ),
-    .dbg_wr(\$1031 ),
+    .dbg_col(\$1716 ),
+    .dbg_fetch(\$1718 ),
+    .dbg_pop(\$1719 ),
+    .dbg_row(\$1715 ),
+    .dbg_sum(\$1717 ),
+    .dbg_wr(\$1714 ),
+    .dst_addr(\$1063 [8:0]),
     .finish(pe_33__finish),
     .idle(pe_33__idle),
     .init(pe_33__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_33__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_33__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4766,24 +6491,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_34__act__payload),
     .act__ready(pe_34__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1039 ),
-    .dbg_fetch(\$1041 ),
-    .dbg_pop(\$1042 ),
-    .dbg_row(\$1038 ),
-    .dbg_sum(\$1040 ),
-    .dbg_wr(\$1037 ),
+    .dbg_col(\$1722 ),
+    .dbg_fetch(\$1724 ),
+    .dbg_pop(\$1725 ),
+    .dbg_row(\$1721 ),
+    .dbg_sum(\$1723 ),
+    .dbg_wr(\$1720 ),
+    .dst_addr(\$1076 [8:0]),
     .finish(pe_34__finish),
     .idle(pe_34__idle),
     .init(pe_34__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_34__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_34__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4795,24 +6522,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_35__act__payload),
     .act__ready(pe_35__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1045 ),
-    .dbg_fetch(\$1047 ),
-    .dbg_pop(\$1048 ),
-    .dbg_row(\$1044 ),
-    .dbg_sum(\$1046 ),
-    .dbg_wr(\$1043 ),
+    .dbg_col(\$1728 ),
+    .dbg_fetch(\$1730 ),
+    .dbg_pop(\$1731 ),
+    .dbg_row(\$1727 ),
+    .dbg_sum(\$1729 ),
+    .dbg_wr(\$1726 ),
+    .dst_addr(\$1089 [8:0]),
     .finish(pe_35__finish),
     .idle(pe_35__idle),
     .init(pe_35__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_35__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_35__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4824,24 +6553,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_36__act__payload),
     .act__ready(pe_36__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1051 ),
-    .dbg_fetch(\$1053 ),
-    .dbg_pop(\$1054 ),
-    .dbg_row(\$1050 ),
-    .dbg_sum(\$1052 ),
-    .dbg_wr(\$1049 ),
+    .dbg_col(\$1734 ),
+    .dbg_fetch(\$1736 ),
+    .dbg_pop(\$1737 ),
+    .dbg_row(\$1733 ),
+    .dbg_sum(\$1735 ),
+    .dbg_wr(\$1732 ),
+    .dst_addr(\$1102 [8:0]),
     .finish(pe_36__finish),
     .idle(pe_36__idle),
     .init(pe_36__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_36__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_36__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4853,24 +6584,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_37__act__payload),
     .act__ready(pe_37__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1057 ),
-    .dbg_fetch(\$1059 ),
-    .dbg_pop(\$1060 ),
-    .dbg_row(\$1056 ),
-    .dbg_sum(\$1058 ),
-    .dbg_wr(\$1055 ),
+    .dbg_col(\$1740 ),
+    .dbg_fetch(\$1742 ),
+    .dbg_pop(\$1743 ),
+    .dbg_row(\$1739 ),
+    .dbg_sum(\$1741 ),
+    .dbg_wr(\$1738 ),
+    .dst_addr(\$1115 [8:0]),
     .finish(pe_37__finish),
     .idle(pe_37__idle),
     .init(pe_37__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_37__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_37__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4882,24 +6615,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_38__act__payload),
     .act__ready(pe_38__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1063 ),
-    .dbg_fetch(\$1065 ),
-    .dbg_pop(\$1066 ),
-    .dbg_row(\$1062 ),
-    .dbg_sum(\$1064 ),
-    .dbg_wr(\$1061 ),
+    .dbg_col(\$1746 ),
+    .dbg_fetch(\$1748 ),
+    .dbg_pop(\$1749 ),
+    .dbg_row(\$1745 ),
+    .dbg_sum(\$1747 ),
+    .dbg_wr(\$1744 ),
+    .dst_addr(\$1128 [8:0]),
     .finish(pe_38__finish),
     .idle(pe_38__idle),
     .init(pe_38__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_38__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_38__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4911,24 +6646,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_39__act__payload),
     .act__ready(pe_39__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1069 ),
-    .dbg_fetch(\$1071 ),
-    .dbg_pop(\$1072 ),
-    .dbg_row(\$1068 ),
-    .dbg_sum(\$1070 ),
-    .dbg_wr(\$1067 ),
+    .dbg_col(\$1752 ),
+    .dbg_fetch(\$1754 ),
+    .dbg_pop(\$1755 ),
+    .dbg_row(\$1751 ),
+    .dbg_sum(\$1753 ),
+    .dbg_wr(\$1750 ),
+    .dst_addr(\$1141 [8:0]),
     .finish(pe_39__finish),
     .idle(pe_39__idle),
     .init(pe_39__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_39__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_39__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4940,24 +6677,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_4__act__payload),
     .act__ready(pe_4__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$859 ),
-    .dbg_fetch(\$861 ),
-    .dbg_pop(\$862 ),
-    .dbg_row(\$858 ),
-    .dbg_sum(\$860 ),
-    .dbg_wr(\$857 ),
+    .dbg_col(\$1542 ),
+    .dbg_fetch(\$1544 ),
+    .dbg_pop(\$1545 ),
+    .dbg_row(\$1541 ),
+    .dbg_sum(\$1543 ),
+    .dbg_wr(\$1540 ),
+    .dst_addr(\$686 [8:0]),
     .finish(pe_4__finish),
     .idle(pe_4__idle),
     .init(pe_4__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_4__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_4__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4969,24 +6708,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_40__act__payload),
     .act__ready(pe_40__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1075 ),
-    .dbg_fetch(\$1077 ),
-    .dbg_pop(\$1078 ),
-    .dbg_row(\$1074 ),
-    .dbg_sum(\$1076 ),
-    .dbg_wr(\$1073 ),
+    .dbg_col(\$1758 ),
+    .dbg_fetch(\$1760 ),
+    .dbg_pop(\$1761 ),
+    .dbg_row(\$1757 ),
+    .dbg_sum(\$1759 ),
+    .dbg_wr(\$1756 ),
+    .dst_addr(\$1154 [8:0]),
     .finish(pe_40__finish),
     .idle(pe_40__idle),
     .init(pe_40__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_40__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_40__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -4998,24 +6739,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_41__act__payload),
     .act__ready(pe_41__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1081 ),
-    .dbg_fetch(\$1083 ),
-    .dbg_pop(\$1084 ),
-    .dbg_row(\$1080 ),
-    .dbg_sum(\$1082 ),
-    .dbg_wr(\$1079 ),
+    .dbg_col(\$1764 ),
+    .dbg_fetch(\$1766 ),
+    .dbg_pop(\$1767 ),
+    .dbg_row(\$1763 ),
+    .dbg_sum(\$1765 ),
+    .dbg_wr(\$1762 ),
+    .dst_addr(\$1167 [8:0]),
     .finish(pe_41__finish),
     .idle(pe_41__idle),
     .init(pe_41__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_41__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_41__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5027,24 +6770,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_42__act__payload),
     .act__ready(pe_42__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1087 ),
-    .dbg_fetch(\$1089 ),
-    .dbg_pop(\$1090 ),
-    .dbg_row(\$1086 ),
-    .dbg_sum(\$1088 ),
-    .dbg_wr(\$1085 ),
+    .dbg_col(\$1770 ),
+    .dbg_fetch(\$1772 ),
+    .dbg_pop(\$1773 ),
+    .dbg_row(\$1769 ),
+    .dbg_sum(\$1771 ),
+    .dbg_wr(\$1768 ),
+    .dst_addr(\$1180 [8:0]),
     .finish(pe_42__finish),
     .idle(pe_42__idle),
     .init(pe_42__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_42__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_42__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5056,24 +6801,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_43__act__payload),
     .act__ready(pe_43__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1093 ),
-    .dbg_fetch(\$1095 ),
-    .dbg_pop(\$1096 ),
-    .dbg_row(\$1092 ),
-    .dbg_sum(\$1094 ),
-    .dbg_wr(\$1091 ),
+    .dbg_col(\$1776 ),
+    .dbg_fetch(\$1778 ),
+    .dbg_pop(\$1779 ),
+    .dbg_row(\$1775 ),
+    .dbg_sum(\$1777 ),
+    .dbg_wr(\$1774 ),
+    .dst_addr(\$1193 [8:0]),
     .finish(pe_43__finish),
     .idle(pe_43__idle),
     .init(pe_43__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_43__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_43__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5085,24 +6832,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_44__act__payload),
     .act__ready(pe_44__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1099 ),
-    .dbg_fetch(\$1101 ),
-    .dbg_pop(\$1102 ),
-    .dbg_row(\$1098 ),
-    .dbg_sum(\$1100 ),
-    .dbg_wr(\$1097 ),
+    .dbg_col(\$1782 ),
+    .dbg_fetch(\$1784 ),
+    .dbg_pop(\$1785 ),
+    .dbg_row(\$1781 ),
+    .dbg_sum(\$1783 ),
+    .dbg_wr(\$1780 ),
+    .dst_addr(\$1206 [8:0]),
     .finish(pe_44__finish),
     .idle(pe_44__idle),
     .init(pe_44__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_44__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_44__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5114,24 +6863,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_45__act__payload),
     .act__ready(pe_45__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1105 ),
-    .dbg_fetch(\$1107 ),
-    .dbg_pop(\$1108 ),
-    .dbg_row(\$1104 ),
-    .dbg_sum(\$1106 ),
-    .dbg_wr(\$1103 ),
+    .dbg_col(\$1788 ),
+    .dbg_fetch(\$1790 ),
+    .dbg_pop(\$1791 ),
+    .dbg_row(\$1787 ),
+    .dbg_sum(\$1789 ),
+    .dbg_wr(\$1786 ),
+    .dst_addr(\$1219 [8:0]),
     .finish(pe_45__finish),
     .idle(pe_45__idle),
     .init(pe_45__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_45__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_45__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5143,24 +6894,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_46__act__payload),
     .act__ready(pe_46__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1111 ),
-    .dbg_fetch(\$1113 ),
-    .dbg_pop(\$1114 ),
-    .dbg_row(\$1110 ),
-    .dbg_sum(\$1112 ),
-    .dbg_wr(\$1109 ),
+    .dbg_col(\$1794 ),
+    .dbg_fetch(\$1796 ),
+    .dbg_pop(\$1797 ),
+    .dbg_row(\$1793 ),
+    .dbg_sum(\$1795 ),
+    .dbg_wr(\$1792 ),
+    .dst_addr(\$1232 [8:0]),
     .finish(pe_46__finish),
     .idle(pe_46__idle),
     .init(pe_46__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_46__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_46__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5172,24 +6925,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_47__act__payload),
     .act__ready(pe_47__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1117 ),
-    .dbg_fetch(\$1119 ),
-    .dbg_pop(\$1120 ),
-    .dbg_row(\$1116 ),
-    .dbg_sum(\$1118 ),
-    .dbg_wr(\$1115 ),
+    .dbg_col(\$1800 ),
+    .dbg_fetch(\$1802 ),
+    .dbg_pop(\$1803 ),
+    .dbg_row(\$1799 ),
+    .dbg_sum(\$1801 ),
+    .dbg_wr(\$1798 ),
+    .dst_addr(\$1245 [8:0]),
     .finish(pe_47__finish),
     .idle(pe_47__idle),
     .init(pe_47__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_47__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_47__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5201,24 +6956,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_48__act__payload),
     .act__ready(pe_48__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1123 ),
-    .dbg_fetch(\$1125 ),
-    .dbg_pop(\$1126 ),
-    .dbg_row(\$1122 ),
-    .dbg_sum(\$1124 ),
-    .dbg_wr(\$1121 ),
+    .dbg_col(\$1806 ),
+    .dbg_fetch(\$1808 ),
+    .dbg_pop(\$1809 ),
+    .dbg_row(\$1805 ),
+    .dbg_sum(\$1807 ),
+    .dbg_wr(\$1804 ),
+    .dst_addr(\$1258 [8:0]),
     .finish(pe_48__finish),
     .idle(pe_48__idle),
     .init(pe_48__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_48__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_48__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5230,24 +6987,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_49__act__payload),
     .act__ready(pe_49__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1129 ),
-    .dbg_fetch(\$1131 ),
-    .dbg_pop(\$1132 ),
-    .dbg_row(\$1128 ),
-    .dbg_sum(\$1130 ),
-    .dbg_wr(\$1127 ),
+    .dbg_col(\$1812 ),
+    .dbg_fetch(\$1814 ),
+    .dbg_pop(\$1815 ),
+    .dbg_row(\$1811 ),
+    .dbg_sum(\$1813 ),
+    .dbg_wr(\$1810 ),
+    .dst_addr(\$1271 [8:0]),
     .finish(pe_49__finish),
     .idle(pe_49__idle),
     .init(pe_49__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_49__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_49__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5259,24 +7018,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_5__act__payload),
     .act__ready(pe_5__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$865 ),
-    .dbg_fetch(\$867 ),
-    .dbg_pop(\$868 ),
-    .dbg_row(\$864 ),
-    .dbg_sum(\$866 ),
-    .dbg_wr(\$863 ),
+    .dbg_col(\$1548 ),
+    .dbg_fetch(\$1550 ),
+    .dbg_pop(\$1551 ),
+    .dbg_row(\$1547 ),
+    .dbg_sum(\$1549 ),
+    .dbg_wr(\$1546 ),
+    .dst_addr(\$699 [8:0]),
     .finish(pe_5__finish),
     .idle(pe_5__idle),
     .init(pe_5__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_5__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_5__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5288,24 +7049,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_50__act__payload),
     .act__ready(pe_50__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1135 ),
-    .dbg_fetch(\$1137 ),
-    .dbg_pop(\$1138 ),
-    .dbg_row(\$1134 ),
-    .dbg_sum(\$1136 ),
-    .dbg_wr(\$1133 ),
+    .dbg_col(\$1818 ),
+    .dbg_fetch(\$1820 ),
+    .dbg_pop(\$1821 ),
+    .dbg_row(\$1817 ),
+    .dbg_sum(\$1819 ),
+    .dbg_wr(\$1816 ),
+    .dst_addr(\$1284 [8:0]),
     .finish(pe_50__finish),
     .idle(pe_50__idle),
     .init(pe_50__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_50__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_50__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5317,24 +7080,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_51__act__payload),
     .act__ready(pe_51__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1141 ),
-    .dbg_fetch(\$1143 ),
-    .dbg_pop(\$1144 ),
-    .dbg_row(\$1140 ),
-    .dbg_sum(\$1142 ),
-    .dbg_wr(\$1139 ),
+    .dbg_col(\$1824 ),
+    .dbg_fetch(\$1826 ),
+    .dbg_pop(\$1827 ),
+    .dbg_row(\$1823 ),
+    .dbg_sum(\$1825 ),
+    .dbg_wr(\$1822 ),
+    .dst_addr(\$1297 [8:0]),
     .finish(pe_51__finish),
     .idle(pe_51__idle),
     .init(pe_51__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_51__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_51__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5346,24 +7111,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_52__act__payload),
     .act__ready(pe_52__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1147 ),
-    .dbg_fetch(\$1149 ),
-    .dbg_pop(\$1150 ),
-    .dbg_row(\$1146 ),
-    .dbg_sum(\$1148 ),
-    .dbg_wr(\$1145 ),
+    .dbg_col(\$1830 ),
+    .dbg_fetch(\$1832 ),
+    .dbg_pop(\$1833 ),
+    .dbg_row(\$1829 ),
+    .dbg_sum(\$1831 ),
+    .dbg_wr(\$1828 ),
+    .dst_addr(\$1310 [8:0]),
     .finish(pe_52__finish),
     .idle(pe_52__idle),
     .init(pe_52__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_52__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_52__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5375,24 +7142,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_53__act__payload),
     .act__ready(pe_53__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1153 ),
-    .dbg_fetch(\$1155 ),
-    .dbg_pop(\$1156 ),
-    .dbg_row(\$1152 ),
-    .dbg_sum(\$1154 ),
-    .dbg_wr(\$1151 ),
+    .dbg_col(\$1836 ),
+    .dbg_fetch(\$1838 ),
+    .dbg_pop(\$1839 ),
+    .dbg_row(\$1835 ),
+    .dbg_sum(\$1837 ),
+    .dbg_wr(\$1834 ),
+    .dst_addr(\$1323 [8:0]),
     .finish(pe_53__finish),
     .idle(pe_53__idle),
     .init(pe_53__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_53__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_53__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5404,24 +7173,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_54__act__payload),
     .act__ready(pe_54__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1159 ),
-    .dbg_fetch(\$1161 ),
-    .dbg_pop(\$1162 ),
-    .dbg_row(\$1158 ),
-    .dbg_sum(\$1160 ),
-    .dbg_wr(\$1157 ),
+    .dbg_col(\$1842 ),
+    .dbg_fetch(\$1844 ),
+    .dbg_pop(\$1845 ),
+    .dbg_row(\$1841 ),
+    .dbg_sum(\$1843 ),
+    .dbg_wr(\$1840 ),
+    .dst_addr(\$1336 [8:0]),
     .finish(pe_54__finish),
     .idle(pe_54__idle),
     .init(pe_54__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_54__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_54__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5433,24 +7204,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_55__act__payload),
     .act__ready(pe_55__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1165 ),
-    .dbg_fetch(\$1167 ),
-    .dbg_pop(\$1168 ),
-    .dbg_row(\$1164 ),
-    .dbg_sum(\$1166 ),
-    .dbg_wr(\$1163 ),
+    .dbg_col(\$1848 ),
+    .dbg_fetch(\$1850 ),
+    .dbg_pop(\$1851 ),
+    .dbg_row(\$1847 ),
+    .dbg_sum(\$1849 ),
+    .dbg_wr(\$1846 ),
+    .dst_addr(\$1349 [8:0]),
     .finish(pe_55__finish),
     .idle(pe_55__idle),
     .init(pe_55__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_55__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_55__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5462,24 +7235,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_56__act__payload),
     .act__ready(pe_56__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1171 ),
-    .dbg_fetch(\$1173 ),
-    .dbg_pop(\$1174 ),
-    .dbg_row(\$1170 ),
-    .dbg_sum(\$1172 ),
-    .dbg_wr(\$1169 ),
+    .dbg_col(\$1854 ),
+    .dbg_fetch(\$1856 ),
+    .dbg_pop(\$1857 ),
+    .dbg_row(\$1853 ),
+    .dbg_sum(\$1855 ),
+    .dbg_wr(\$1852 ),
+    .dst_addr(\$1362 [8:0]),
     .finish(pe_56__finish),
     .idle(pe_56__idle),
     .init(pe_56__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_56__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_56__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5491,24 +7266,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_57__act__payload),
     .act__ready(pe_57__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1177 ),
-    .dbg_fetch(\$1179 ),
-    .dbg_pop(\$1180 ),
-    .dbg_row(\$1176 ),
-    .dbg_sum(\$1178 ),
-    .dbg_wr(\$1175 ),
+    .dbg_col(\$1860 ),
+    .dbg_fetch(\$1862 ),
+    .dbg_pop(\$1863 ),
+    .dbg_row(\$1859 ),
+    .dbg_sum(\$1861 ),
+    .dbg_wr(\$1858 ),
+    .dst_addr(\$1375 [8:0]),
     .finish(pe_57__finish),
     .idle(pe_57__idle),
     .init(pe_57__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_57__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_57__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5520,24 +7297,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_58__act__payload),
     .act__ready(pe_58__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1183 ),
-    .dbg_fetch(\$1185 ),
-    .dbg_pop(\$1186 ),
-    .dbg_row(\$1182 ),
-    .dbg_sum(\$1184 ),
-    .dbg_wr(\$1181 ),
+    .dbg_col(\$1866 ),
+    .dbg_fetch(\$1868 ),
+    .dbg_pop(\$1869 ),
+    .dbg_row(\$1865 ),
+    .dbg_sum(\$1867 ),
+    .dbg_wr(\$1864 ),
+    .dst_addr(\$1388 [8:0]),
     .finish(pe_58__finish),
     .idle(pe_58__idle),
     .init(pe_58__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_58__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_58__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5549,24 +7328,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_59__act__payload),
     .act__ready(pe_59__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1189 ),
-    .dbg_fetch(\$1191 ),
-    .dbg_pop(\$1192 ),
-    .dbg_row(\$1188 ),
-    .dbg_sum(\$1190 ),
-    .dbg_wr(\$1187 ),
+    .dbg_col(\$1872 ),
+    .dbg_fetch(\$1874 ),
+    .dbg_pop(\$1875 ),
+    .dbg_row(\$1871 ),
+    .dbg_sum(\$1873 ),
+    .dbg_wr(\$1870 ),
+    .dst_addr(\$1401 [8:0]),
     .finish(pe_59__finish),
     .idle(pe_59__idle),
     .init(pe_59__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_59__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_59__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5578,24 +7359,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_6__act__payload),
     .act__ready(pe_6__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$871 ),
-    .dbg_fetch(\$873 ),
-    .dbg_pop(\$874 ),
-    .dbg_row(\$870 ),
-    .dbg_sum(\$872 ),
-    .dbg_wr(\$869 ),
+    .dbg_col(\$1554 ),
+    .dbg_fetch(\$1556 ),
+    .dbg_pop(\$1557 ),
+    .dbg_row(\$1553 ),
+    .dbg_sum(\$1555 ),
+    .dbg_wr(\$1552 ),
+    .dst_addr(\$712 [8:0]),
     .finish(pe_6__finish),
     .idle(pe_6__idle),
     .init(pe_6__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_6__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_6__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5607,24 +7390,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_60__act__payload),
     .act__ready(pe_60__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1195 ),
-    .dbg_fetch(\$1197 ),
-    .dbg_pop(\$1198 ),
-    .dbg_row(\$1194 ),
-    .dbg_sum(\$1196 ),
-    .dbg_wr(\$1193 ),
+    .dbg_col(\$1878 ),
+    .dbg_fetch(\$1880 ),
+    .dbg_pop(\$1881 ),
+    .dbg_row(\$1877 ),
+    .dbg_sum(\$1879 ),
+    .dbg_wr(\$1876 ),
+    .dst_addr(\$1414 [8:0]),
     .finish(pe_60__finish),
     .idle(pe_60__idle),
     .init(pe_60__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_60__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_60__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5636,24 +7421,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_61__act__payload),
     .act__ready(pe_61__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1201 ),
-    .dbg_fetch(\$1203 ),
-    .dbg_pop(\$1204 ),
-    .dbg_row(\$1200 ),
-    .dbg_sum(\$1202 ),
-    .dbg_wr(\$1199 ),
+    .dbg_col(\$1884 ),
+    .dbg_fetch(\$1886 ),
+    .dbg_pop(\$1887 ),
+    .dbg_row(\$1883 ),
+    .dbg_sum(\$1885 ),
+    .dbg_wr(\$1882 ),
+    .dst_addr(\$1427 [8:0]),
     .finish(pe_61__finish),
     .idle(pe_61__idle),
     .init(pe_61__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_61__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_61__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5665,24 +7452,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_62__act__payload),
     .act__ready(pe_62__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1207 ),
-    .dbg_fetch(\$1209 ),
-    .dbg_pop(\$1210 ),
-    .dbg_row(\$1206 ),
-    .dbg_sum(\$1208 ),
-    .dbg_wr(\$1205 ),
+    .dbg_col(\$1890 ),
+    .dbg_fetch(\$1892 ),
+    .dbg_pop(\$1893 ),
+    .dbg_row(\$1889 ),
+    .dbg_sum(\$1891 ),
+    .dbg_wr(\$1888 ),
+    .dst_addr(\$1440 [8:0]),
     .finish(pe_62__finish),
     .idle(pe_62__idle),
     .init(pe_62__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_62__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_62__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5694,24 +7483,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_63__act__payload),
     .act__ready(pe_63__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$1213 ),
-    .dbg_fetch(\$1215 ),
-    .dbg_pop(\$1216 ),
-    .dbg_row(\$1212 ),
-    .dbg_sum(\$1214 ),
-    .dbg_wr(\$1211 ),
+    .dbg_col(\$1896 ),
+    .dbg_fetch(\$1898 ),
+    .dbg_pop(\$1899 ),
+    .dbg_row(\$1895 ),
+    .dbg_sum(\$1897 ),
+    .dbg_wr(\$1894 ),
+    .dst_addr(\$1453 [8:0]),
     .finish(pe_63__finish),
     .idle(pe_63__idle),
     .init(pe_63__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_63__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_63__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5723,24 +7514,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_7__act__payload),
     .act__ready(pe_7__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$877 ),
-    .dbg_fetch(\$879 ),
-    .dbg_pop(\$880 ),
-    .dbg_row(\$876 ),
-    .dbg_sum(\$878 ),
-    .dbg_wr(\$875 ),
+    .dbg_col(\$1560 ),
+    .dbg_fetch(\$1562 ),
+    .dbg_pop(\$1563 ),
+    .dbg_row(\$1559 ),
+    .dbg_sum(\$1561 ),
+    .dbg_wr(\$1558 ),
+    .dst_addr(\$725 [8:0]),
     .finish(pe_7__finish),
     .idle(pe_7__idle),
     .init(pe_7__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_7__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_7__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5752,24 +7545,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_8__act__payload),
     .act__ready(pe_8__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$883 ),
-    .dbg_fetch(\$885 ),
-    .dbg_pop(\$886 ),
-    .dbg_row(\$882 ),
-    .dbg_sum(\$884 ),
-    .dbg_wr(\$881 ),
+    .dbg_col(\$1566 ),
+    .dbg_fetch(\$1568 ),
+    .dbg_pop(\$1569 ),
+    .dbg_row(\$1565 ),
+    .dbg_sum(\$1567 ),
+    .dbg_wr(\$1564 ),
+    .dst_addr(\$738 [8:0]),
     .finish(pe_8__finish),
     .idle(pe_8__idle),
     .init(pe_8__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_8__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_8__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5781,24 +7576,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
     .act__payload(pe_9__act__payload),
     .act__ready(pe_9__act__ready),
     .act__valid(go),
-    .bias_base(desc[74:66]),
+    .bias_base(desc[79:71]),
     .clk(clk),
-    .dbg_col(\$889 ),
-    .dbg_fetch(\$891 ),
-    .dbg_pop(\$892 ),
-    .dbg_row(\$888 ),
-    .dbg_sum(\$890 ),
-    .dbg_wr(\$887 ),
+    .dbg_col(\$1572 ),
+    .dbg_fetch(\$1574 ),
+    .dbg_pop(\$1575 ),
+    .dbg_row(\$1571 ),
+    .dbg_sum(\$1573 ),
+    .dbg_wr(\$1570 ),
+    .dst_addr(\$751 [8:0]),
     .finish(pe_9__finish),
     .idle(pe_9__idle),
     .init(pe_9__init),
     .layer(layer[3:0]),
     .load_addr(load__payload[23:10]),
-    .load_data(load__payload[99:24]),
+    .load_data(load__payload[211:24]),
     .load_en(pe_9__load_en),
     .load_target(load__payload[2:0]),
-    .ptr_base(desc[65:52]),
-    .relu(desc[75]),
+    .pool_max(pe_9__pool_max),
+    .ptr_base(desc[70:57]),
+    .relu(desc[80]),
     .row(row[8:0]),
     .rst(rst),
     .src_addr(src_addr),
@@ -5809,24 +7606,66 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (\$591 ) begin
-      src_en = \$593 ;
+    if (\$390 ) begin
+      (* full_case = 32'd1 *)
+      if (\$392 ) begin
+        nq = 10'h000;
+      end else begin
+        nq = 10'h000;
+      end
     end else begin
-      src_en = \$602 ;
+      nq = \$395 [9:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
-    if (\$591 ) begin
+    if (\$390 ) begin
       (* full_case = 32'd1 *)
-      if (\$595 ) begin
-        src_addr = \$596 [8:0];
+      if (\$392 ) begin
+        nkx = 4'h0;
+      end else begin
+        nkx = \$394 [3:0];
+      end
+    end else begin
+      nkx = kx;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$390 ) begin
+      (* full_case = 32'd1 *)
+      if (\$392 ) begin
+        \$signal  = \$393 [3:0];
+      end else begin
+        \$signal  = \$signal$544 ;
+      end
+    end else begin
+      \$signal  = \$signal$544 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$608 ) begin
+      src_en = \$610 ;
+    end else begin
+      src_en = \$619 ;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    (* full_case = 32'd1 *)
+    if (\$608 ) begin
+      (* full_case = 32'd1 *)
+      if (\$612 ) begin
+        src_addr = \$613 [8:0];
       end else begin
         src_addr = oloc;
       end
     end else begin
-      src_addr = \$604 [8:0];
+      src_addr = \$622 [8:0];
     end
   end
   always @* begin
@@ -5842,7 +7681,8 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
       3'h3:
           /* empty */;
       3'h4:
-          if (\$797 ) begin
+          if (\$1462 ) begin
+          end else if (\$1463 ) begin
             cyc_wr__addr = layer[3:0];
           end
     endcase
@@ -5860,8 +7700,9 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
       3'h3:
           /* empty */;
       3'h4:
-          if (\$797 ) begin
-            cyc_wr__data = \$798 [31:0];
+          if (\$1462 ) begin
+          end else if (\$1463 ) begin
+            cyc_wr__data = \$1464 [31:0];
           end
     endcase
   end
@@ -5878,29 +7719,40 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
       3'h3:
           /* empty */;
       3'h4:
-          if (\$797 ) begin
+          if (\$1462 ) begin
+          end else if (\$1463 ) begin
             cyc_wr__en = 1'h1;
           end
     endcase
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1217  = n_desc;
-    if (\$800 ) begin
-      \$1217  = \$801 [4:0];
+    \$1900  = n_desc;
+    if (\$1466 ) begin
+      \$1900  = \$1467 [4:0];
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1218  = done;
+    \$1901  = vmask;
+    if (\$1469 ) begin
+      \$1901  = \mask$1359 ;
+    end
+    if (rst) begin
+      \$1901  = 64'h0000000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1902  = done;
     casez (state)
       3'h0:
           if (start__valid) begin
             (* full_case = 32'd1 *)
-            if (\$804 ) begin
-              \$1218  = 1'h1;
+            if (\$1472 ) begin
+              \$1902  = 1'h1;
             end else begin
-              \$1218  = 1'h0;
+              \$1902  = 1'h0;
             end
           end
       3'h1:
@@ -5913,60 +7765,60 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
           /* empty */;
       3'h5:
           if (take) begin
-            if (\$832 ) begin
-              \$1218  = 1'h1;
+            if (\$1515 ) begin
+              \$1902  = 1'h1;
             end
           end
     endcase
     if (rst) begin
-      \$1218  = 1'h0;
+      \$1902  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1219  = error;
+    \$1903  = error;
     casez (state)
       3'h0:
           if (start__valid) begin
             (* full_case = 32'd1 *)
-            if (\$804 ) begin
-              \$1219  = 1'h1;
+            if (\$1472 ) begin
+              \$1903  = 1'h1;
             end else begin
-              \$1219  = 1'h0;
+              \$1903  = 1'h0;
             end
           end
     endcase
     if (rst) begin
-      \$1219  = 1'h0;
+      \$1903  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1220  = n_layers;
+    \$1904  = n_layers;
     casez (state)
       3'h0:
           if (start__valid) begin
             (* full_case = 32'd1 *)
-            if (\$804 ) begin
+            if (\$1472 ) begin
             end else begin
-              \$1220  = start__payload;
+              \$1904  = start__payload;
             end
           end
     endcase
     if (rst) begin
-      \$1220  = 5'h00;
+      \$1904  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1221  = layer;
+    \$1905  = layer;
     casez (state)
       3'h0:
           if (start__valid) begin
             (* full_case = 32'd1 *)
-            if (\$804 ) begin
+            if (\$1472 ) begin
             end else begin
-              \$1221  = 5'h00;
+              \$1905  = 5'h00;
             end
           end
       3'h1:
@@ -5976,223 +7828,455 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
       3'h3:
           /* empty */;
       3'h4:
-          if (\$822 ) begin
-            \$1221  = \$823 [4:0];
+          if (\$1493 ) begin
+          end else if (\$1494 ) begin
+            \$1905  = \$1506 [4:0];
           end
     endcase
     if (rst) begin
-      \$1221  = 5'h00;
+      \$1905  = 5'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1222  = state;
+    \$1906  = state;
     casez (state)
       3'h0:
           if (start__valid) begin
             (* full_case = 32'd1 *)
-            if (\$804 ) begin
+            if (\$1472 ) begin
             end else begin
-              \$1222  = 3'h1;
+              \$1906  = 3'h1;
             end
           end
       3'h1:
-          \$1222  = 3'h2;
+          \$1906  = 3'h2;
       3'h2:
-          if (\$808 ) begin
-            \$1222  = 3'h3;
+          if (\$1476 ) begin
+            \$1906  = 3'h3;
           end
       3'h3:
-          if (\$819 ) begin
-            \$1222  = 3'h4;
+          if (\$1487 ) begin
+            \$1906  = 3'h4;
           end
       3'h4:
-          if (\$822 ) begin
+          if (\$1493 ) begin
+            \$1906  = 3'h2;
+          end else if (\$1494 ) begin
             (* full_case = 32'd1 *)
-            if (\$825 ) begin
-              \$1222  = 3'h5;
+            if (\$1508 ) begin
+              \$1906  = 3'h5;
             end else begin
-              \$1222  = 3'h1;
+              \$1906  = 3'h1;
             end
           end
       3'h5:
           if (take) begin
-            if (\$832 ) begin
-              \$1222  = 3'h0;
+            if (\$1515 ) begin
+              \$1906  = 3'h0;
             end
           end
     endcase
     if (rst) begin
-      \$1222  = 3'h0;
+      \$1906  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1223  = desc;
+    \$1907  = desc;
     casez (state)
       3'h0:
           /* empty */;
       3'h1:
-          \$1223  = \$signature__data$1207 ;
+          \$1907  = \$signature__data$1360 ;
     endcase
     if (rst) begin
-      \$1223  = 76'h0000000000000000000;
+      \$1907  = 188'h00000000000000000000000000000000000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1224  = row;
+    \$1908  = row;
     casez (state)
       3'h0:
           /* empty */;
       3'h1:
-          \$1224  = 10'h000;
+          \$1908  = 10'h000;
       3'h2:
         begin
-          \$1224  = \$806 [9:0];
-          if (\$808 ) begin
-            \$1224  = 10'h000;
+          \$1908  = \$1474 [9:0];
+          if (\$1476 ) begin
+            \$1908  = 10'h000;
           end
         end
       3'h3:
-          if (\$819 ) begin
-            \$1224  = 10'h000;
+          if (\$1487 ) begin
+            \$1908  = 10'h000;
           end
       3'h4:
-          \$1224  = \$821 [9:0];
+        begin
+          \$1908  = \$1489 [9:0];
+          if (\$1493 ) begin
+            \$1908  = 10'h000;
+          end
+        end
     endcase
     if (rst) begin
-      \$1224  = 10'h000;
+      \$1908  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1225  = cyc;
+    \$1909  = cyc;
     casez (state)
       3'h0:
           /* empty */;
       3'h1:
-          \$1225  = 32'd1;
+          \$1909  = 32'd1;
       3'h2:
-          \$1225  = \$805 [31:0];
+          \$1909  = \$1473 [31:0];
       3'h3:
-          \$1225  = \$809 [31:0];
+          \$1909  = \$1477 [31:0];
       3'h4:
-          \$1225  = \$820 [31:0];
+          \$1909  = \$1488 [31:0];
     endcase
     if (rst) begin
-      \$1225  = 32'd0;
+      \$1909  = 32'd0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1226  = k;
+    \$1910  = k;
     casez (state)
       3'h0:
           /* empty */;
       3'h1:
-          \$1226  = 10'h000;
+          \$1910  = 10'h000;
       3'h2:
           /* empty */;
       3'h3:
           if (advance) begin
-            \$1226  = \$813 [9:0];
+            \$1910  = \$1481 [9:0];
+          end
+      3'h4:
+          if (\$1493 ) begin
+            \$1910  = 10'h000;
           end
     endcase
     if (rst) begin
-      \$1226  = 10'h000;
+      \$1910  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1227  = jbase;
+    \$1911  = jbase;
     casez (state)
       3'h0:
           /* empty */;
       3'h1:
-          \$1227  = 17'h00000;
+          \$1911  = 17'h00000;
       3'h2:
           /* empty */;
       3'h3:
           if (advance) begin
-            \$1227  = \$814 [16:0];
+            \$1911  = \$1482 [16:0];
+          end
+      3'h4:
+          if (\$1493 ) begin
+            \$1911  = 17'h00000;
           end
     endcase
     if (rst) begin
-      \$1227  = 17'h00000;
+      \$1911  = 17'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1228  = have;
+    \$1912  = have;
     casez (state)
       3'h0:
           /* empty */;
       3'h1:
-          \$1228  = 1'h0;
+          \$1912  = 1'h0;
       3'h2:
           /* empty */;
       3'h3:
         begin
-          if (\$812 ) begin
-            \$1228  = 1'h1;
+          if (\$1480 ) begin
+            \$1912  = 1'h1;
           end
           if (advance) begin
-            if (\$816 ) begin
-              \$1228  = 1'h0;
+            if (\$1484 ) begin
+              \$1912  = 1'h0;
             end
           end
         end
+      3'h4:
+          if (\$1493 ) begin
+            \$1912  = 1'h0;
+          end
     endcase
     if (rst) begin
-      \$1228  = 1'h0;
+      \$1912  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1229  = taken;
+    \$1913  = taken;
     casez (state)
       3'h0:
           /* empty */;
       3'h1:
-          \$1229  = 64'h0000000000000000;
+          \$1913  = 64'h0000000000000000;
       3'h2:
           /* empty */;
       3'h3:
           if (advance) begin
-            \$1229  = 64'h0000000000000000;
+            \$1913  = 64'h0000000000000000;
           end else if (go) begin
-            \$1229  = \$817 ;
+            \$1913  = \$1485 ;
+          end
+      3'h4:
+          if (\$1493 ) begin
+            \$1913  = 64'h0000000000000000;
           end
     endcase
     if (rst) begin
-      \$1229  = 64'h0000000000000000;
+      \$1913  = 64'h0000000000000000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1230  = scan_done;
+    \$1914  = scan_done;
     casez (state)
       3'h0:
           /* empty */;
       3'h1:
-          \$1230  = 1'h0;
+          \$1914  = 1'h0;
       3'h2:
           /* empty */;
       3'h3:
           if (advance) begin
-            if (\$816 ) begin
-              \$1230  = 1'h1;
+            if (\$1484 ) begin
+              \$1914  = 1'h1;
             end
+          end
+      3'h4:
+          if (\$1493 ) begin
+            \$1914  = 1'h0;
           end
     endcase
     if (rst) begin
-      \$1230  = 1'h0;
+      \$1914  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1231  = oloc;
+    \$1915  = pos_py;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$1915  = 10'h000;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          if (\$1493 ) begin
+            (* full_case = 32'd1 *)
+            if (\$1497 ) begin
+            end else if (\$1499 ) begin
+            end else if (\$1501 ) begin
+            end else begin
+              \$1915  = \$1505 [9:0];
+            end
+          end
+    endcase
+    if (rst) begin
+      \$1915  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1916  = pos_px;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$1916  = 10'h000;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          if (\$1493 ) begin
+            (* full_case = 32'd1 *)
+            if (\$1497 ) begin
+            end else if (\$1499 ) begin
+            end else if (\$1501 ) begin
+              \$1916  = \$1504 [9:0];
+            end else begin
+              \$1916  = 10'h000;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$1916  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1917  = pos_dy;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$1917  = 10'h000;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          if (\$1493 ) begin
+            (* full_case = 32'd1 *)
+            if (\$1497 ) begin
+            end else if (\$1499 ) begin
+              \$1917  = \$1503 [9:0];
+            end else if (\$1501 ) begin
+              \$1917  = 10'h000;
+            end else begin
+              \$1917  = 10'h000;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$1917  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1918  = pos_dx;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$1918  = 10'h000;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          if (\$1493 ) begin
+            (* full_case = 32'd1 *)
+            if (\$1497 ) begin
+              \$1918  = \$1502 [9:0];
+            end else if (\$1499 ) begin
+              \$1918  = 10'h000;
+            end else if (\$1501 ) begin
+              \$1918  = 10'h000;
+            end else begin
+              \$1918  = 10'h000;
+            end
+          end
+    endcase
+    if (rst) begin
+      \$1918  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1919  = \$signal$544 ;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$1919  = 4'h0;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (advance) begin
+            \$1919  = \$signal ;
+          end
+      3'h4:
+          if (\$1493 ) begin
+            \$1919  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$1919  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1920  = kx;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$1920  = 4'h0;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (advance) begin
+            \$1920  = nkx;
+          end
+      3'h4:
+          if (\$1493 ) begin
+            \$1920  = 4'h0;
+          end
+    endcase
+    if (rst) begin
+      \$1920  = 4'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1921  = q;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$1921  = 10'h000;
+      3'h2:
+          /* empty */;
+      3'h3:
+          if (advance) begin
+            \$1921  = nq;
+          end
+      3'h4:
+          if (\$1493 ) begin
+            \$1921  = 10'h000;
+          end
+    endcase
+    if (rst) begin
+      \$1921  = 10'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1922  = conv_pos;
+    casez (state)
+      3'h0:
+          /* empty */;
+      3'h1:
+          \$1922  = 32'd0;
+      3'h2:
+          /* empty */;
+      3'h3:
+          /* empty */;
+      3'h4:
+          if (\$1493 ) begin
+            \$1922  = \$1495 [31:0];
+          end
+    endcase
+    if (rst) begin
+      \$1922  = 32'd0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$1923  = oloc;
     casez (state)
       3'h0:
           /* empty */;
@@ -6203,25 +8287,26 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
       3'h3:
           /* empty */;
       3'h4:
-          if (\$822 ) begin
-            if (\$825 ) begin
-              \$1231  = 9'h000;
+          if (\$1493 ) begin
+          end else if (\$1494 ) begin
+            if (\$1508 ) begin
+              \$1923  = 9'h000;
             end
           end
       3'h5:
           if (take) begin
-            if (\$828 ) begin
-              \$1231  = \$829 [8:0];
+            if (\$1511 ) begin
+              \$1923  = \$1512 [8:0];
             end
           end
     endcase
     if (rst) begin
-      \$1231  = 9'h000;
+      \$1923  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1232  = ope;
+    \$1924  = ope;
     casez (state)
       3'h0:
           /* empty */;
@@ -6232,28 +8317,29 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
       3'h3:
           /* empty */;
       3'h4:
-          if (\$822 ) begin
-            if (\$825 ) begin
-              \$1232  = 6'h00;
+          if (\$1493 ) begin
+          end else if (\$1494 ) begin
+            if (\$1508 ) begin
+              \$1924  = 6'h00;
             end
           end
       3'h5:
           if (take) begin
             (* full_case = 32'd1 *)
-            if (\$828 ) begin
-              \$1232  = 6'h00;
+            if (\$1511 ) begin
+              \$1924  = 6'h00;
             end else begin
-              \$1232  = \$830 [5:0];
+              \$1924  = \$1513 [5:0];
             end
           end
     endcase
     if (rst) begin
-      \$1232  = 6'h00;
+      \$1924  = 6'h00;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1233  = oj;
+    \$1925  = oj;
     casez (state)
       3'h0:
           /* empty */;
@@ -6264,23 +8350,24 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
       3'h3:
           /* empty */;
       3'h4:
-          if (\$822 ) begin
-            if (\$825 ) begin
-              \$1233  = 16'h0000;
+          if (\$1493 ) begin
+          end else if (\$1494 ) begin
+            if (\$1508 ) begin
+              \$1925  = 16'h0000;
             end
           end
       3'h5:
           if (take) begin
-            \$1233  = \$827 [15:0];
+            \$1925  = \$1510 [15:0];
           end
     endcase
     if (rst) begin
-      \$1233  = 16'h0000;
+      \$1925  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$1234  = ohave;
+    \$1926  = ohave;
     casez (state)
       3'h0:
           /* empty */;
@@ -6291,476 +8378,476 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
       3'h3:
           /* empty */;
       3'h4:
-          if (\$822 ) begin
-            if (\$825 ) begin
-              \$1234  = 1'h0;
+          if (\$1493 ) begin
+          end else if (\$1494 ) begin
+            if (\$1508 ) begin
+              \$1926  = 1'h0;
             end
           end
       3'h5:
-          if (\$826 ) begin
-            \$1234  = 1'h1;
+          if (\$1509 ) begin
+            \$1926  = 1'h1;
           end
     endcase
     if (rst) begin
-      \$1234  = 1'h0;
+      \$1926  = 1'h0;
     end
   end
   assign \done$17  = done;
   assign \error$18  = error;
   assign desc_wr__addr = load__payload[13:10];
-  assign desc_wr__data = load__payload[99:24];
+  assign desc_wr__data = load__payload[211:24];
   assign \$signature__addr  = layer[3:0];
   assign \$signature__addr$24  = cycle_addr;
   assign \$signature__data  = cycle_data;
   assign pe_0__load_target = load__payload[2:0];
   assign pe_0__load_addr = load__payload[23:10];
-  assign pe_0__load_data = load__payload[99:24];
+  assign pe_0__load_data = load__payload[211:24];
   assign pe_0__layer = layer[3:0];
-  assign pe_0__ptr_base = desc[65:52];
-  assign pe_0__bias_base = desc[74:66];
-  assign pe_0__relu = desc[75];
+  assign pe_0__ptr_base = desc[70:57];
+  assign pe_0__bias_base = desc[79:71];
+  assign pe_0__relu = desc[80];
   assign pe_1__load_target = load__payload[2:0];
   assign pe_1__load_addr = load__payload[23:10];
-  assign pe_1__load_data = load__payload[99:24];
+  assign pe_1__load_data = load__payload[211:24];
   assign pe_1__layer = layer[3:0];
-  assign pe_1__ptr_base = desc[65:52];
-  assign pe_1__bias_base = desc[74:66];
-  assign pe_1__relu = desc[75];
+  assign pe_1__ptr_base = desc[70:57];
+  assign pe_1__bias_base = desc[79:71];
+  assign pe_1__relu = desc[80];
   assign pe_2__load_target = load__payload[2:0];
   assign pe_2__load_addr = load__payload[23:10];
-  assign pe_2__load_data = load__payload[99:24];
+  assign pe_2__load_data = load__payload[211:24];
   assign pe_2__layer = layer[3:0];
-  assign pe_2__ptr_base = desc[65:52];
-  assign pe_2__bias_base = desc[74:66];
-  assign pe_2__relu = desc[75];
+  assign pe_2__ptr_base = desc[70:57];
+  assign pe_2__bias_base = desc[79:71];
+  assign pe_2__relu = desc[80];
   assign pe_3__load_target = load__payload[2:0];
   assign pe_3__load_addr = load__payload[23:10];
-  assign pe_3__load_data = load__payload[99:24];
+  assign pe_3__load_data = load__payload[211:24];
   assign pe_3__layer = layer[3:0];
-  assign pe_3__ptr_base = desc[65:52];
-  assign pe_3__bias_base = desc[74:66];
-  assign pe_3__relu = desc[75];
+  assign pe_3__ptr_base = desc[70:57];
+  assign pe_3__bias_base = desc[79:71];
+  assign pe_3__relu = desc[80];
   assign pe_4__load_target = load__payload[2:0];
   assign pe_4__load_addr = load__payload[23:10];
-  assign pe_4__load_data = load__payload[99:24];
+  assign pe_4__load_data = load__payload[211:24];
   assign pe_4__layer = layer[3:0];
-  assign pe_4__ptr_base = desc[65:52];
-  assign pe_4__bias_base = desc[74:66];
-  assign pe_4__relu = desc[75];
+  assign pe_4__ptr_base = desc[70:57];
+  assign pe_4__bias_base = desc[79:71];
+  assign pe_4__relu = desc[80];
   assign pe_5__load_target = load__payload[2:0];
   assign pe_5__load_addr = load__payload[23:10];
-  assign pe_5__load_data = load__payload[99:24];
+  assign pe_5__load_data = load__payload[211:24];
   assign pe_5__layer = layer[3:0];
-  assign pe_5__ptr_base = desc[65:52];
-  assign pe_5__bias_base = desc[74:66];
-  assign pe_5__relu = desc[75];
+  assign pe_5__ptr_base = desc[70:57];
+  assign pe_5__bias_base = desc[79:71];
+  assign pe_5__relu = desc[80];
   assign pe_6__load_target = load__payload[2:0];
   assign pe_6__load_addr = load__payload[23:10];
-  assign pe_6__load_data = load__payload[99:24];
+  assign pe_6__load_data = load__payload[211:24];
   assign pe_6__layer = layer[3:0];
-  assign pe_6__ptr_base = desc[65:52];
-  assign pe_6__bias_base = desc[74:66];
-  assign pe_6__relu = desc[75];
+  assign pe_6__ptr_base = desc[70:57];
+  assign pe_6__bias_base = desc[79:71];
+  assign pe_6__relu = desc[80];
   assign pe_7__load_target = load__payload[2:0];
   assign pe_7__load_addr = load__payload[23:10];
-  assign pe_7__load_data = load__payload[99:24];
+  assign pe_7__load_data = load__payload[211:24];
   assign pe_7__layer = layer[3:0];
-  assign pe_7__ptr_base = desc[65:52];
-  assign pe_7__bias_base = desc[74:66];
-  assign pe_7__relu = desc[75];
+  assign pe_7__ptr_base = desc[70:57];
+  assign pe_7__bias_base = desc[79:71];
+  assign pe_7__relu = desc[80];
   assign pe_8__load_target = load__payload[2:0];
   assign pe_8__load_addr = load__payload[23:10];
-  assign pe_8__load_data = load__payload[99:24];
+  assign pe_8__load_data = load__payload[211:24];
   assign pe_8__layer = layer[3:0];
-  assign pe_8__ptr_base = desc[65:52];
-  assign pe_8__bias_base = desc[74:66];
-  assign pe_8__relu = desc[75];
+  assign pe_8__ptr_base = desc[70:57];
+  assign pe_8__bias_base = desc[79:71];
+  assign pe_8__relu = desc[80];
   assign pe_9__load_target = load__payload[2:0];
   assign pe_9__load_addr = load__payload[23:10];
-  assign pe_9__load_data = load__payload[99:24];
+  assign pe_9__load_data = load__payload[211:24];
   assign pe_9__layer = layer[3:0];
-  assign pe_9__ptr_base = desc[65:52];
-  assign pe_9__bias_base = desc[74:66];
-  assign pe_9__relu = desc[75];
+  assign pe_9__ptr_base = desc[70:57];
+  assign pe_9__bias_base = desc[79:71];
+  assign pe_9__relu = desc[80];
   assign pe_10__load_target = load__payload[2:0];
   assign pe_10__load_addr = load__payload[23:10];
-  assign pe_10__load_data = load__payload[99:24];
+  assign pe_10__load_data = load__payload[211:24];
   assign pe_10__layer = layer[3:0];
-  assign pe_10__ptr_base = desc[65:52];
-  assign pe_10__bias_base = desc[74:66];
-  assign pe_10__relu = desc[75];
+  assign pe_10__ptr_base = desc[70:57];
+  assign pe_10__bias_base = desc[79:71];
+  assign pe_10__relu = desc[80];
   assign pe_11__load_target = load__payload[2:0];
   assign pe_11__load_addr = load__payload[23:10];
-  assign pe_11__load_data = load__payload[99:24];
+  assign pe_11__load_data = load__payload[211:24];
   assign pe_11__layer = layer[3:0];
-  assign pe_11__ptr_base = desc[65:52];
-  assign pe_11__bias_base = desc[74:66];
-  assign pe_11__relu = desc[75];
+  assign pe_11__ptr_base = desc[70:57];
+  assign pe_11__bias_base = desc[79:71];
+  assign pe_11__relu = desc[80];
   assign pe_12__load_target = load__payload[2:0];
   assign pe_12__load_addr = load__payload[23:10];
-  assign pe_12__load_data = load__payload[99:24];
+  assign pe_12__load_data = load__payload[211:24];
   assign pe_12__layer = layer[3:0];
-  assign pe_12__ptr_base = desc[65:52];
-  assign pe_12__bias_base = desc[74:66];
-  assign pe_12__relu = desc[75];
+  assign pe_12__ptr_base = desc[70:57];
+  assign pe_12__bias_base = desc[79:71];
+  assign pe_12__relu = desc[80];
   assign pe_13__load_target = load__payload[2:0];
   assign pe_13__load_addr = load__payload[23:10];
-  assign pe_13__load_data = load__payload[99:24];
+  assign pe_13__load_data = load__payload[211:24];
   assign pe_13__layer = layer[3:0];
-  assign pe_13__ptr_base = desc[65:52];
-  assign pe_13__bias_base = desc[74:66];
-  assign pe_13__relu = desc[75];
+  assign pe_13__ptr_base = desc[70:57];
+  assign pe_13__bias_base = desc[79:71];
+  assign pe_13__relu = desc[80];
   assign pe_14__load_target = load__payload[2:0];
   assign pe_14__load_addr = load__payload[23:10];
-  assign pe_14__load_data = load__payload[99:24];
+  assign pe_14__load_data = load__payload[211:24];
   assign pe_14__layer = layer[3:0];
-  assign pe_14__ptr_base = desc[65:52];
-  assign pe_14__bias_base = desc[74:66];
-  assign pe_14__relu = desc[75];
+  assign pe_14__ptr_base = desc[70:57];
+  assign pe_14__bias_base = desc[79:71];
+  assign pe_14__relu = desc[80];
   assign pe_15__load_target = load__payload[2:0];
   assign pe_15__load_addr = load__payload[23:10];
-  assign pe_15__load_data = load__payload[99:24];
+  assign pe_15__load_data = load__payload[211:24];
   assign pe_15__layer = layer[3:0];
-  assign pe_15__ptr_base = desc[65:52];
-  assign pe_15__bias_base = desc[74:66];
-  assign pe_15__relu = desc[75];
+  assign pe_15__ptr_base = desc[70:57];
+  assign pe_15__bias_base = desc[79:71];
+  assign pe_15__relu = desc[80];
   assign pe_16__load_target = load__payload[2:0];
   assign pe_16__load_addr = load__payload[23:10];
-  assign pe_16__load_data = load__payload[99:24];
+  assign pe_16__load_data = load__payload[211:24];
   assign pe_16__layer = layer[3:0];
-  assign pe_16__ptr_base = desc[65:52];
-  assign pe_16__bias_base = desc[74:66];
-  assign pe_16__relu = desc[75];
+  assign pe_16__ptr_base = desc[70:57];
+  assign pe_16__bias_base = desc[79:71];
+  assign pe_16__relu = desc[80];
   assign pe_17__load_target = load__payload[2:0];
   assign pe_17__load_addr = load__payload[23:10];
-  assign pe_17__load_data = load__payload[99:24];
+  assign pe_17__load_data = load__payload[211:24];
   assign pe_17__layer = layer[3:0];
-  assign pe_17__ptr_base = desc[65:52];
-  assign pe_17__bias_base = desc[74:66];
-  assign pe_17__relu = desc[75];
+  assign pe_17__ptr_base = desc[70:57];
+  assign pe_17__bias_base = desc[79:71];
+  assign pe_17__relu = desc[80];
   assign pe_18__load_target = load__payload[2:0];
   assign pe_18__load_addr = load__payload[23:10];
-  assign pe_18__load_data = load__payload[99:24];
+  assign pe_18__load_data = load__payload[211:24];
   assign pe_18__layer = layer[3:0];
-  assign pe_18__ptr_base = desc[65:52];
-  assign pe_18__bias_base = desc[74:66];
-  assign pe_18__relu = desc[75];
+  assign pe_18__ptr_base = desc[70:57];
+  assign pe_18__bias_base = desc[79:71];
+  assign pe_18__relu = desc[80];
   assign pe_19__load_target = load__payload[2:0];
   assign pe_19__load_addr = load__payload[23:10];
-  assign pe_19__load_data = load__payload[99:24];
+  assign pe_19__load_data = load__payload[211:24];
   assign pe_19__layer = layer[3:0];
-  assign pe_19__ptr_base = desc[65:52];
-  assign pe_19__bias_base = desc[74:66];
-  assign pe_19__relu = desc[75];
+  assign pe_19__ptr_base = desc[70:57];
+  assign pe_19__bias_base = desc[79:71];
+  assign pe_19__relu = desc[80];
   assign pe_20__load_target = load__payload[2:0];
   assign pe_20__load_addr = load__payload[23:10];
-  assign pe_20__load_data = load__payload[99:24];
+  assign pe_20__load_data = load__payload[211:24];
   assign pe_20__layer = layer[3:0];
-  assign pe_20__ptr_base = desc[65:52];
-  assign pe_20__bias_base = desc[74:66];
-  assign pe_20__relu = desc[75];
+  assign pe_20__ptr_base = desc[70:57];
+  assign pe_20__bias_base = desc[79:71];
+  assign pe_20__relu = desc[80];
   assign pe_21__load_target = load__payload[2:0];
   assign pe_21__load_addr = load__payload[23:10];
-  assign pe_21__load_data = load__payload[99:24];
+  assign pe_21__load_data = load__payload[211:24];
   assign pe_21__layer = layer[3:0];
-  assign pe_21__ptr_base = desc[65:52];
-  assign pe_21__bias_base = desc[74:66];
-  assign pe_21__relu = desc[75];
+  assign pe_21__ptr_base = desc[70:57];
+  assign pe_21__bias_base = desc[79:71];
+  assign pe_21__relu = desc[80];
   assign pe_22__load_target = load__payload[2:0];
   assign pe_22__load_addr = load__payload[23:10];
-  assign pe_22__load_data = load__payload[99:24];
+  assign pe_22__load_data = load__payload[211:24];
   assign pe_22__layer = layer[3:0];
-  assign pe_22__ptr_base = desc[65:52];
-  assign pe_22__bias_base = desc[74:66];
-  assign pe_22__relu = desc[75];
+  assign pe_22__ptr_base = desc[70:57];
+  assign pe_22__bias_base = desc[79:71];
+  assign pe_22__relu = desc[80];
   assign pe_23__load_target = load__payload[2:0];
   assign pe_23__load_addr = load__payload[23:10];
-  assign pe_23__load_data = load__payload[99:24];
+  assign pe_23__load_data = load__payload[211:24];
   assign pe_23__layer = layer[3:0];
-  assign pe_23__ptr_base = desc[65:52];
-  assign pe_23__bias_base = desc[74:66];
-  assign pe_23__relu = desc[75];
+  assign pe_23__ptr_base = desc[70:57];
+  assign pe_23__bias_base = desc[79:71];
+  assign pe_23__relu = desc[80];
   assign pe_24__load_target = load__payload[2:0];
   assign pe_24__load_addr = load__payload[23:10];
-  assign pe_24__load_data = load__payload[99:24];
+  assign pe_24__load_data = load__payload[211:24];
   assign pe_24__layer = layer[3:0];
-  assign pe_24__ptr_base = desc[65:52];
-  assign pe_24__bias_base = desc[74:66];
-  assign pe_24__relu = desc[75];
+  assign pe_24__ptr_base = desc[70:57];
+  assign pe_24__bias_base = desc[79:71];
+  assign pe_24__relu = desc[80];
   assign pe_25__load_target = load__payload[2:0];
   assign pe_25__load_addr = load__payload[23:10];
-  assign pe_25__load_data = load__payload[99:24];
+  assign pe_25__load_data = load__payload[211:24];
   assign pe_25__layer = layer[3:0];
-  assign pe_25__ptr_base = desc[65:52];
-  assign pe_25__bias_base = desc[74:66];
-  assign pe_25__relu = desc[75];
+  assign pe_25__ptr_base = desc[70:57];
+  assign pe_25__bias_base = desc[79:71];
+  assign pe_25__relu = desc[80];
   assign pe_26__load_target = load__payload[2:0];
   assign pe_26__load_addr = load__payload[23:10];
-  assign pe_26__load_data = load__payload[99:24];
+  assign pe_26__load_data = load__payload[211:24];
   assign pe_26__layer = layer[3:0];
-  assign pe_26__ptr_base = desc[65:52];
-  assign pe_26__bias_base = desc[74:66];
-  assign pe_26__relu = desc[75];
+  assign pe_26__ptr_base = desc[70:57];
+  assign pe_26__bias_base = desc[79:71];
+  assign pe_26__relu = desc[80];
   assign pe_27__load_target = load__payload[2:0];
   assign pe_27__load_addr = load__payload[23:10];
-  assign pe_27__load_data = load__payload[99:24];
+  assign pe_27__load_data = load__payload[211:24];
   assign pe_27__layer = layer[3:0];
-  assign pe_27__ptr_base = desc[65:52];
-  assign pe_27__bias_base = desc[74:66];
-  assign pe_27__relu = desc[75];
+  assign pe_27__ptr_base = desc[70:57];
+  assign pe_27__bias_base = desc[79:71];
+  assign pe_27__relu = desc[80];
   assign pe_28__load_target = load__payload[2:0];
   assign pe_28__load_addr = load__payload[23:10];
-  assign pe_28__load_data = load__payload[99:24];
+  assign pe_28__load_data = load__payload[211:24];
   assign pe_28__layer = layer[3:0];
-  assign pe_28__ptr_base = desc[65:52];
-  assign pe_28__bias_base = desc[74:66];
-  assign pe_28__relu = desc[75];
+  assign pe_28__ptr_base = desc[70:57];
+  assign pe_28__bias_base = desc[79:71];
+  assign pe_28__relu = desc[80];
   assign pe_29__load_target = load__payload[2:0];
   assign pe_29__load_addr = load__payload[23:10];
-  assign pe_29__load_data = load__payload[99:24];
+  assign pe_29__load_data = load__payload[211:24];
   assign pe_29__layer = layer[3:0];
-  assign pe_29__ptr_base = desc[65:52];
-  assign pe_29__bias_base = desc[74:66];
-  assign pe_29__relu = desc[75];
+  assign pe_29__ptr_base = desc[70:57];
+  assign pe_29__bias_base = desc[79:71];
+  assign pe_29__relu = desc[80];
   assign pe_30__load_target = load__payload[2:0];
   assign pe_30__load_addr = load__payload[23:10];
-  assign pe_30__load_data = load__payload[99:24];
+  assign pe_30__load_data = load__payload[211:24];
   assign pe_30__layer = layer[3:0];
-  assign pe_30__ptr_base = desc[65:52];
-  assign pe_30__bias_base = desc[74:66];
-  assign pe_30__relu = desc[75];
+  assign pe_30__ptr_base = desc[70:57];
+  assign pe_30__bias_base = desc[79:71];
+  assign pe_30__relu = desc[80];
   assign pe_31__load_target = load__payload[2:0];
   assign pe_31__load_addr = load__payload[23:10];
-  assign pe_31__load_data = load__payload[99:24];
+  assign pe_31__load_data = load__payload[211:24];
   assign pe_31__layer = layer[3:0];
-  assign pe_31__ptr_base = desc[65:52];
-  assign pe_31__bias_base = desc[74:66];
-  assign pe_31__relu = desc[75];
+  assign pe_31__ptr_base = desc[70:57];
+  assign pe_31__bias_base = desc[79:71];
+  assign pe_31__relu = desc[80];
   assign pe_32__load_target = load__payload[2:0];
   assign pe_32__load_addr = load__payload[23:10];
-  assign pe_32__load_data = load__payload[99:24];
+  assign pe_32__load_data = load__payload[211:24];
   assign pe_32__layer = layer[3:0];
-  assign pe_32__ptr_base = desc[65:52];
-  assign pe_32__bias_base = desc[74:66];
-  assign pe_32__relu = desc[75];
+  assign pe_32__ptr_base = desc[70:57];
+  assign pe_32__bias_base = desc[79:71];
+  assign pe_32__relu = desc[80];
   assign pe_33__load_target = load__payload[2:0];
   assign pe_33__load_addr = load__payload[23:10];
-  assign pe_33__load_data = load__payload[99:24];
+  assign pe_33__load_data = load__payload[211:24];
   assign pe_33__layer = layer[3:0];
-  assign pe_33__ptr_base = desc[65:52];
-  assign pe_33__bias_base = desc[74:66];
-  assign pe_33__relu = desc[75];
+  assign pe_33__ptr_base = desc[70:57];
+  assign pe_33__bias_base = desc[79:71];
+  assign pe_33__relu = desc[80];
   assign pe_34__load_target = load__payload[2:0];
   assign pe_34__load_addr = load__payload[23:10];
-  assign pe_34__load_data = load__payload[99:24];
+  assign pe_34__load_data = load__payload[211:24];
   assign pe_34__layer = layer[3:0];
-  assign pe_34__ptr_base = desc[65:52];
-  assign pe_34__bias_base = desc[74:66];
-  assign pe_34__relu = desc[75];
+  assign pe_34__ptr_base = desc[70:57];
+  assign pe_34__bias_base = desc[79:71];
+  assign pe_34__relu = desc[80];
   assign pe_35__load_target = load__payload[2:0];
   assign pe_35__load_addr = load__payload[23:10];
-  assign pe_35__load_data = load__payload[99:24];
+  assign pe_35__load_data = load__payload[211:24];
   assign pe_35__layer = layer[3:0];
-  assign pe_35__ptr_base = desc[65:52];
-  assign pe_35__bias_base = desc[74:66];
-  assign pe_35__relu = desc[75];
+  assign pe_35__ptr_base = desc[70:57];
+  assign pe_35__bias_base = desc[79:71];
+  assign pe_35__relu = desc[80];
   assign pe_36__load_target = load__payload[2:0];
   assign pe_36__load_addr = load__payload[23:10];
-  assign pe_36__load_data = load__payload[99:24];
+  assign pe_36__load_data = load__payload[211:24];
   assign pe_36__layer = layer[3:0];
-  assign pe_36__ptr_base = desc[65:52];
-  assign pe_36__bias_base = desc[74:66];
-  assign pe_36__relu = desc[75];
+  assign pe_36__ptr_base = desc[70:57];
+  assign pe_36__bias_base = desc[79:71];
+  assign pe_36__relu = desc[80];
   assign pe_37__load_target = load__payload[2:0];
   assign pe_37__load_addr = load__payload[23:10];
-  assign pe_37__load_data = load__payload[99:24];
+  assign pe_37__load_data = load__payload[211:24];
   assign pe_37__layer = layer[3:0];
-  assign pe_37__ptr_base = desc[65:52];
-  assign pe_37__bias_base = desc[74:66];
-  assign pe_37__relu = desc[75];
+  assign pe_37__ptr_base = desc[70:57];
+  assign pe_37__bias_base = desc[79:71];
+  assign pe_37__relu = desc[80];
   assign pe_38__load_target = load__payload[2:0];
   assign pe_38__load_addr = load__payload[23:10];
-  assign pe_38__load_data = load__payload[99:24];
+  assign pe_38__load_data = load__payload[211:24];
   assign pe_38__layer = layer[3:0];
-  assign pe_38__ptr_base = desc[65:52];
-  assign pe_38__bias_base = desc[74:66];
-  assign pe_38__relu = desc[75];
+  assign pe_38__ptr_base = desc[70:57];
+  assign pe_38__bias_base = desc[79:71];
+  assign pe_38__relu = desc[80];
   assign pe_39__load_target = load__payload[2:0];
   assign pe_39__load_addr = load__payload[23:10];
-  assign pe_39__load_data = load__payload[99:24];
+  assign pe_39__load_data = load__payload[211:24];
   assign pe_39__layer = layer[3:0];
-  assign pe_39__ptr_base = desc[65:52];
-  assign pe_39__bias_base = desc[74:66];
-  assign pe_39__relu = desc[75];
+  assign pe_39__ptr_base = desc[70:57];
+  assign pe_39__bias_base = desc[79:71];
+  assign pe_39__relu = desc[80];
   assign pe_40__load_target = load__payload[2:0];
   assign pe_40__load_addr = load__payload[23:10];
-  assign pe_40__load_data = load__payload[99:24];
+  assign pe_40__load_data = load__payload[211:24];
   assign pe_40__layer = layer[3:0];
-  assign pe_40__ptr_base = desc[65:52];
-  assign pe_40__bias_base = desc[74:66];
-  assign pe_40__relu = desc[75];
+  assign pe_40__ptr_base = desc[70:57];
+  assign pe_40__bias_base = desc[79:71];
+  assign pe_40__relu = desc[80];
   assign pe_41__load_target = load__payload[2:0];
   assign pe_41__load_addr = load__payload[23:10];
-  assign pe_41__load_data = load__payload[99:24];
+  assign pe_41__load_data = load__payload[211:24];
   assign pe_41__layer = layer[3:0];
-  assign pe_41__ptr_base = desc[65:52];
-  assign pe_41__bias_base = desc[74:66];
-  assign pe_41__relu = desc[75];
+  assign pe_41__ptr_base = desc[70:57];
+  assign pe_41__bias_base = desc[79:71];
+  assign pe_41__relu = desc[80];
   assign pe_42__load_target = load__payload[2:0];
   assign pe_42__load_addr = load__payload[23:10];
-  assign pe_42__load_data = load__payload[99:24];
+  assign pe_42__load_data = load__payload[211:24];
   assign pe_42__layer = layer[3:0];
-  assign pe_42__ptr_base = desc[65:52];
-  assign pe_42__bias_base = desc[74:66];
-  assign pe_42__relu = desc[75];
+  assign pe_42__ptr_base = desc[70:57];
+  assign pe_42__bias_base = desc[79:71];
+  assign pe_42__relu = desc[80];
   assign pe_43__load_target = load__payload[2:0];
   assign pe_43__load_addr = load__payload[23:10];
-  assign pe_43__load_data = load__payload[99:24];
+  assign pe_43__load_data = load__payload[211:24];
   assign pe_43__layer = layer[3:0];
-  assign pe_43__ptr_base = desc[65:52];
-  assign pe_43__bias_base = desc[74:66];
-  assign pe_43__relu = desc[75];
+  assign pe_43__ptr_base = desc[70:57];
+  assign pe_43__bias_base = desc[79:71];
+  assign pe_43__relu = desc[80];
   assign pe_44__load_target = load__payload[2:0];
   assign pe_44__load_addr = load__payload[23:10];
-  assign pe_44__load_data = load__payload[99:24];
+  assign pe_44__load_data = load__payload[211:24];
   assign pe_44__layer = layer[3:0];
-  assign pe_44__ptr_base = desc[65:52];
-  assign pe_44__bias_base = desc[74:66];
-  assign pe_44__relu = desc[75];
+  assign pe_44__ptr_base = desc[70:57];
+  assign pe_44__bias_base = desc[79:71];
+  assign pe_44__relu = desc[80];
   assign pe_45__load_target = load__payload[2:0];
   assign pe_45__load_addr = load__payload[23:10];
-  assign pe_45__load_data = load__payload[99:24];
+  assign pe_45__load_data = load__payload[211:24];
   assign pe_45__layer = layer[3:0];
-  assign pe_45__ptr_base = desc[65:52];
-  assign pe_45__bias_base = desc[74:66];
-  assign pe_45__relu = desc[75];
+  assign pe_45__ptr_base = desc[70:57];
+  assign pe_45__bias_base = desc[79:71];
+  assign pe_45__relu = desc[80];
   assign pe_46__load_target = load__payload[2:0];
   assign pe_46__load_addr = load__payload[23:10];
-  assign pe_46__load_data = load__payload[99:24];
+  assign pe_46__load_data = load__payload[211:24];
   assign pe_46__layer = layer[3:0];
-  assign pe_46__ptr_base = desc[65:52];
-  assign pe_46__bias_base = desc[74:66];
-  assign pe_46__relu = desc[75];
+  assign pe_46__ptr_base = desc[70:57];
+  assign pe_46__bias_base = desc[79:71];
+  assign pe_46__relu = desc[80];
   assign pe_47__load_target = load__payload[2:0];
   assign pe_47__load_addr = load__payload[23:10];
-  assign pe_47__load_data = load__payload[99:24];
+  assign pe_47__load_data = load__payload[211:24];
   assign pe_47__layer = layer[3:0];
-  assign pe_47__ptr_base = desc[65:52];
-  assign pe_47__bias_base = desc[74:66];
-  assign pe_47__relu = desc[75];
+  assign pe_47__ptr_base = desc[70:57];
+  assign pe_47__bias_base = desc[79:71];
+  assign pe_47__relu = desc[80];
   assign pe_48__load_target = load__payload[2:0];
   assign pe_48__load_addr = load__payload[23:10];
-  assign pe_48__load_data = load__payload[99:24];
+  assign pe_48__load_data = load__payload[211:24];
   assign pe_48__layer = layer[3:0];
-  assign pe_48__ptr_base = desc[65:52];
-  assign pe_48__bias_base = desc[74:66];
-  assign pe_48__relu = desc[75];
+  assign pe_48__ptr_base = desc[70:57];
+  assign pe_48__bias_base = desc[79:71];
+  assign pe_48__relu = desc[80];
   assign pe_49__load_target = load__payload[2:0];
   assign pe_49__load_addr = load__payload[23:10];
-  assign pe_49__load_data = load__payload[99:24];
+  assign pe_49__load_data = load__payload[211:24];
   assign pe_49__layer = layer[3:0];
-  assign pe_49__ptr_base = desc[65:52];
-  assign pe_49__bias_base = desc[74:66];
-  assign pe_49__relu = desc[75];
+  assign pe_49__ptr_base = desc[70:57];
+  assign pe_49__bias_base = desc[79:71];
+  assign pe_49__relu = desc[80];
   assign pe_50__load_target = load__payload[2:0];
   assign pe_50__load_addr = load__payload[23:10];
-  assign pe_50__load_data = load__payload[99:24];
+  assign pe_50__load_data = load__payload[211:24];
   assign pe_50__layer = layer[3:0];
-  assign pe_50__ptr_base = desc[65:52];
-  assign pe_50__bias_base = desc[74:66];
-  assign pe_50__relu = desc[75];
+  assign pe_50__ptr_base = desc[70:57];
+  assign pe_50__bias_base = desc[79:71];
+  assign pe_50__relu = desc[80];
   assign pe_51__load_target = load__payload[2:0];
   assign pe_51__load_addr = load__payload[23:10];
-  assign pe_51__load_data = load__payload[99:24];
+  assign pe_51__load_data = load__payload[211:24];
   assign pe_51__layer = layer[3:0];
-  assign pe_51__ptr_base = desc[65:52];
-  assign pe_51__bias_base = desc[74:66];
-  assign pe_51__relu = desc[75];
+  assign pe_51__ptr_base = desc[70:57];
+  assign pe_51__bias_base = desc[79:71];
+  assign pe_51__relu = desc[80];
   assign pe_52__load_target = load__payload[2:0];
   assign pe_52__load_addr = load__payload[23:10];
-  assign pe_52__load_data = load__payload[99:24];
+  assign pe_52__load_data = load__payload[211:24];
   assign pe_52__layer = layer[3:0];
-  assign pe_52__ptr_base = desc[65:52];
-  assign pe_52__bias_base = desc[74:66];
-  assign pe_52__relu = desc[75];
+  assign pe_52__ptr_base = desc[70:57];
+  assign pe_52__bias_base = desc[79:71];
+  assign pe_52__relu = desc[80];
   assign pe_53__load_target = load__payload[2:0];
   assign pe_53__load_addr = load__payload[23:10];
-  assign pe_53__load_data = load__payload[99:24];
+  assign pe_53__load_data = load__payload[211:24];
   assign pe_53__layer = layer[3:0];
-  assign pe_53__ptr_base = desc[65:52];
-  assign pe_53__bias_base = desc[74:66];
-  assign pe_53__relu = desc[75];
+  assign pe_53__ptr_base = desc[70:57];
+  assign pe_53__bias_base = desc[79:71];
+  assign pe_53__relu = desc[80];
   assign pe_54__load_target = load__payload[2:0];
   assign pe_54__load_addr = load__payload[23:10];
-  assign pe_54__load_data = load__payload[99:24];
+  assign pe_54__load_data = load__payload[211:24];
   assign pe_54__layer = layer[3:0];
-  assign pe_54__ptr_base = desc[65:52];
-  assign pe_54__bias_base = desc[74:66];
-  assign pe_54__relu = desc[75];
+  assign pe_54__ptr_base = desc[70:57];
+  assign pe_54__bias_base = desc[79:71];
+  assign pe_54__relu = desc[80];
   assign pe_55__load_target = load__payload[2:0];
   assign pe_55__load_addr = load__payload[23:10];
-  assign pe_55__load_data = load__payload[99:24];
+  assign pe_55__load_data = load__payload[211:24];
   assign pe_55__layer = layer[3:0];
-  assign pe_55__ptr_base = desc[65:52];
-  assign pe_55__bias_base = desc[74:66];
-  assign pe_55__relu = desc[75];
+  assign pe_55__ptr_base = desc[70:57];
+  assign pe_55__bias_base = desc[79:71];
+  assign pe_55__relu = desc[80];
   assign pe_56__load_target = load__payload[2:0];
   assign pe_56__load_addr = load__payload[23:10];
-  assign pe_56__load_data = load__payload[99:24];
+  assign pe_56__load_data = load__payload[211:24];
   assign pe_56__layer = layer[3:0];
-  assign pe_56__ptr_base = desc[65:52];
-  assign pe_56__bias_base = desc[74:66];
-  assign pe_56__relu = desc[75];
+  assign pe_56__ptr_base = desc[70:57];
+  assign pe_56__bias_base = desc[79:71];
+  assign pe_56__relu = desc[80];
   assign pe_57__load_target = load__payload[2:0];
   assign pe_57__load_addr = load__payload[23:10];
-  assign pe_57__load_data = load__payload[99:24];
+  assign pe_57__load_data = load__payload[211:24];
   assign pe_57__layer = layer[3:0];
-  assign pe_57__ptr_base = desc[65:52];
-  assign pe_57__bias_base = desc[74:66];
-  assign pe_57__relu = desc[75];
+  assign pe_57__ptr_base = desc[70:57];
+  assign pe_57__bias_base = desc[79:71];
+  assign pe_57__relu = desc[80];
   assign pe_58__load_target = load__payload[2:0];
   assign pe_58__load_addr = load__payload[23:10];
-  assign pe_58__load_data = load__payload[99:24];
+  assign pe_58__load_data = load__payload[211:24];
   assign pe_58__layer = layer[3:0];
-  assign pe_58__ptr_base = desc[65:52];
-  assign pe_58__bias_base = desc[74:66];
-  assign pe_58__relu = desc[75];
+  assign pe_58__ptr_base = desc[70:57];
+  assign pe_58__bias_base = desc[79:71];
+  assign pe_58__relu = desc[80];
   assign pe_59__load_target = load__payload[2:0];
   assign pe_59__load_addr = load__payload[23:10];
-  assign pe_59__load_data = load__payload[99:24];
+  assign pe_59__load_data = load__payload[211:24];
   assign pe_59__layer = layer[3:0];
-  assign pe_59__ptr_base = desc[65:52];
-  assign pe_59__bias_base = desc[74:66];
-  assign pe_59__relu = desc[75];
+  assign pe_59__ptr_base = desc[70:57];
+  assign pe_59__bias_base = desc[79:71];
+  assign pe_59__relu = desc[80];
   assign pe_60__load_target = load__payload[2:0];
   assign pe_60__load_addr = load__payload[23:10];
-  assign pe_60__load_data = load__payload[99:24];
+  assign pe_60__load_data = load__payload[211:24];
   assign pe_60__layer = layer[3:0];
-  assign pe_60__ptr_base = desc[65:52];
-  assign pe_60__bias_base = desc[74:66];
-  assign pe_60__relu = desc[75];
+  assign pe_60__ptr_base = desc[70:57];
+  assign pe_60__bias_base = desc[79:71];
+  assign pe_60__relu = desc[80];
   assign pe_61__load_target = load__payload[2:0];
   assign pe_61__load_addr = load__payload[23:10];
-  assign pe_61__load_data = load__payload[99:24];
+  assign pe_61__load_data = load__payload[211:24];
   assign pe_61__layer = layer[3:0];
-  assign pe_61__ptr_base = desc[65:52];
-  assign pe_61__bias_base = desc[74:66];
-  assign pe_61__relu = desc[75];
+  assign pe_61__ptr_base = desc[70:57];
+  assign pe_61__bias_base = desc[79:71];
+  assign pe_61__relu = desc[80];
   assign pe_62__load_target = load__payload[2:0];
   assign pe_62__load_addr = load__payload[23:10];
-  assign pe_62__load_data = load__payload[99:24];
+  assign pe_62__load_data = load__payload[211:24];
   assign pe_62__layer = layer[3:0];
-  assign pe_62__ptr_base = desc[65:52];
-  assign pe_62__bias_base = desc[74:66];
-  assign pe_62__relu = desc[75];
+  assign pe_62__ptr_base = desc[70:57];
+  assign pe_62__bias_base = desc[79:71];
+  assign pe_62__relu = desc[80];
   assign pe_63__load_target = load__payload[2:0];
   assign pe_63__load_addr = load__payload[23:10];
-  assign pe_63__load_data = load__payload[99:24];
+  assign pe_63__load_data = load__payload[211:24];
   assign pe_63__layer = layer[3:0];
-  assign pe_63__ptr_base = desc[65:52];
-  assign pe_63__bias_base = desc[74:66];
-  assign pe_63__relu = desc[75];
-  assign in_layer = { \$516 , \$514 , \$512 , \$510 , \$508 , \$506 , \$504 , \$502 , \$500 , \$498 , \$496 , \$494 , \$492 , \$490 , \$488 , \$486 , \$484 , \$482 , \$480 , \$478 , \$476 , \$474 , \$472 , \$470 , \$468 , \$466 , \$464 , \$462 , \$460 , \$458 , \$456 , \$454 , \$452 , \$450 , \$448 , \$446 , \$444 , \$442 , \$440 , \$438 , \$436 , \$434 , \$432 , \$430 , \$428 , \$426 , \$424 , \$422 , \$420 , \$418 , \$416 , \$414 , \$412 , \$410 , \$408 , \$406 , \$404 , \$402 , \$400 , \$398 , \$396 , \$394 , \$392 , \$390  };
+  assign pe_63__ptr_base = desc[70:57];
+  assign pe_63__bias_base = desc[79:71];
+  assign pe_63__relu = desc[80];
   assign pe_0__act__valid = go;
   assign pe_1__act__valid = go;
   assign pe_2__act__valid = go;
@@ -6825,217 +8912,317 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   assign pe_61__act__valid = go;
   assign pe_62__act__valid = go;
   assign pe_63__act__valid = go;
+  assign in_ch = desc[97:82];
+  assign in_h = desc[107:98];
+  assign in_w = desc[117:108];
+  assign in_hw = desc[127:118];
+  assign stride = desc[149:146];
+  assign padding = desc[153:150];
+  assign oy = \$624 [9:0];
+  assign ox = \$626 [9:0];
   assign pe_0__src_en = src_en;
   assign pe_0__src_addr = src_addr;
   assign pe_0__row = row[8:0];
+  assign pe_0__dst_addr = \$634 [8:0];
   assign pe_1__src_en = src_en;
   assign pe_1__src_addr = src_addr;
   assign pe_1__row = row[8:0];
+  assign pe_1__dst_addr = \$647 [8:0];
   assign pe_2__src_en = src_en;
   assign pe_2__src_addr = src_addr;
   assign pe_2__row = row[8:0];
+  assign pe_2__dst_addr = \$660 [8:0];
   assign pe_3__src_en = src_en;
   assign pe_3__src_addr = src_addr;
   assign pe_3__row = row[8:0];
+  assign pe_3__dst_addr = \$673 [8:0];
   assign pe_4__src_en = src_en;
   assign pe_4__src_addr = src_addr;
   assign pe_4__row = row[8:0];
+  assign pe_4__dst_addr = \$686 [8:0];
   assign pe_5__src_en = src_en;
   assign pe_5__src_addr = src_addr;
   assign pe_5__row = row[8:0];
+  assign pe_5__dst_addr = \$699 [8:0];
   assign pe_6__src_en = src_en;
   assign pe_6__src_addr = src_addr;
   assign pe_6__row = row[8:0];
+  assign pe_6__dst_addr = \$712 [8:0];
   assign pe_7__src_en = src_en;
   assign pe_7__src_addr = src_addr;
   assign pe_7__row = row[8:0];
+  assign pe_7__dst_addr = \$725 [8:0];
   assign pe_8__src_en = src_en;
   assign pe_8__src_addr = src_addr;
   assign pe_8__row = row[8:0];
+  assign pe_8__dst_addr = \$738 [8:0];
   assign pe_9__src_en = src_en;
   assign pe_9__src_addr = src_addr;
   assign pe_9__row = row[8:0];
+  assign pe_9__dst_addr = \$751 [8:0];
   assign pe_10__src_en = src_en;
   assign pe_10__src_addr = src_addr;
   assign pe_10__row = row[8:0];
+  assign pe_10__dst_addr = \$764 [8:0];
   assign pe_11__src_en = src_en;
   assign pe_11__src_addr = src_addr;
   assign pe_11__row = row[8:0];
+  assign pe_11__dst_addr = \$777 [8:0];
   assign pe_12__src_en = src_en;
   assign pe_12__src_addr = src_addr;
   assign pe_12__row = row[8:0];
+  assign pe_12__dst_addr = \$790 [8:0];
   assign pe_13__src_en = src_en;
   assign pe_13__src_addr = src_addr;
   assign pe_13__row = row[8:0];
+  assign pe_13__dst_addr = \$803 [8:0];
   assign pe_14__src_en = src_en;
   assign pe_14__src_addr = src_addr;
   assign pe_14__row = row[8:0];
+  assign pe_14__dst_addr = \$816 [8:0];
   assign pe_15__src_en = src_en;
   assign pe_15__src_addr = src_addr;
   assign pe_15__row = row[8:0];
+  assign pe_15__dst_addr = \$829 [8:0];
   assign pe_16__src_en = src_en;
   assign pe_16__src_addr = src_addr;
   assign pe_16__row = row[8:0];
+  assign pe_16__dst_addr = \$842 [8:0];
   assign pe_17__src_en = src_en;
   assign pe_17__src_addr = src_addr;
   assign pe_17__row = row[8:0];
+  assign pe_17__dst_addr = \$855 [8:0];
   assign pe_18__src_en = src_en;
   assign pe_18__src_addr = src_addr;
   assign pe_18__row = row[8:0];
+  assign pe_18__dst_addr = \$868 [8:0];
   assign pe_19__src_en = src_en;
   assign pe_19__src_addr = src_addr;
   assign pe_19__row = row[8:0];
+  assign pe_19__dst_addr = \$881 [8:0];
   assign pe_20__src_en = src_en;
   assign pe_20__src_addr = src_addr;
   assign pe_20__row = row[8:0];
+  assign pe_20__dst_addr = \$894 [8:0];
   assign pe_21__src_en = src_en;
   assign pe_21__src_addr = src_addr;
   assign pe_21__row = row[8:0];
+  assign pe_21__dst_addr = \$907 [8:0];
   assign pe_22__src_en = src_en;
   assign pe_22__src_addr = src_addr;
   assign pe_22__row = row[8:0];
+  assign pe_22__dst_addr = \$920 [8:0];
   assign pe_23__src_en = src_en;
   assign pe_23__src_addr = src_addr;
   assign pe_23__row = row[8:0];
+  assign pe_23__dst_addr = \$933 [8:0];
   assign pe_24__src_en = src_en;
   assign pe_24__src_addr = src_addr;
   assign pe_24__row = row[8:0];
+  assign pe_24__dst_addr = \$946 [8:0];
   assign pe_25__src_en = src_en;
   assign pe_25__src_addr = src_addr;
   assign pe_25__row = row[8:0];
+  assign pe_25__dst_addr = \$959 [8:0];
   assign pe_26__src_en = src_en;
   assign pe_26__src_addr = src_addr;
   assign pe_26__row = row[8:0];
+  assign pe_26__dst_addr = \$972 [8:0];
   assign pe_27__src_en = src_en;
   assign pe_27__src_addr = src_addr;
   assign pe_27__row = row[8:0];
+  assign pe_27__dst_addr = \$985 [8:0];
   assign pe_28__src_en = src_en;
   assign pe_28__src_addr = src_addr;
   assign pe_28__row = row[8:0];
+  assign pe_28__dst_addr = \$998 [8:0];
   assign pe_29__src_en = src_en;
   assign pe_29__src_addr = src_addr;
   assign pe_29__row = row[8:0];
+  assign pe_29__dst_addr = \$1011 [8:0];
   assign pe_30__src_en = src_en;
   assign pe_30__src_addr = src_addr;
   assign pe_30__row = row[8:0];
+  assign pe_30__dst_addr = \$1024 [8:0];
   assign pe_31__src_en = src_en;
   assign pe_31__src_addr = src_addr;
   assign pe_31__row = row[8:0];
+  assign pe_31__dst_addr = \$1037 [8:0];
   assign pe_32__src_en = src_en;
   assign pe_32__src_addr = src_addr;
   assign pe_32__row = row[8:0];
+  assign pe_32__dst_addr = \$1050 [8:0];
   assign pe_33__src_en = src_en;
   assign pe_33__src_addr = src_addr;
   assign pe_33__row = row[8:0];
+  assign pe_33__dst_addr = \$1063 [8:0];
   assign pe_34__src_en = src_en;
   assign pe_34__src_addr = src_addr;
   assign pe_34__row = row[8:0];
+  assign pe_34__dst_addr = \$1076 [8:0];
   assign pe_35__src_en = src_en;
   assign pe_35__src_addr = src_addr;
   assign pe_35__row = row[8:0];
+  assign pe_35__dst_addr = \$1089 [8:0];
   assign pe_36__src_en = src_en;
   assign pe_36__src_addr = src_addr;
   assign pe_36__row = row[8:0];
+  assign pe_36__dst_addr = \$1102 [8:0];
   assign pe_37__src_en = src_en;
   assign pe_37__src_addr = src_addr;
   assign pe_37__row = row[8:0];
+  assign pe_37__dst_addr = \$1115 [8:0];
   assign pe_38__src_en = src_en;
   assign pe_38__src_addr = src_addr;
   assign pe_38__row = row[8:0];
+  assign pe_38__dst_addr = \$1128 [8:0];
   assign pe_39__src_en = src_en;
   assign pe_39__src_addr = src_addr;
   assign pe_39__row = row[8:0];
+  assign pe_39__dst_addr = \$1141 [8:0];
   assign pe_40__src_en = src_en;
   assign pe_40__src_addr = src_addr;
   assign pe_40__row = row[8:0];
+  assign pe_40__dst_addr = \$1154 [8:0];
   assign pe_41__src_en = src_en;
   assign pe_41__src_addr = src_addr;
   assign pe_41__row = row[8:0];
+  assign pe_41__dst_addr = \$1167 [8:0];
   assign pe_42__src_en = src_en;
   assign pe_42__src_addr = src_addr;
   assign pe_42__row = row[8:0];
+  assign pe_42__dst_addr = \$1180 [8:0];
   assign pe_43__src_en = src_en;
   assign pe_43__src_addr = src_addr;
   assign pe_43__row = row[8:0];
+  assign pe_43__dst_addr = \$1193 [8:0];
   assign pe_44__src_en = src_en;
   assign pe_44__src_addr = src_addr;
   assign pe_44__row = row[8:0];
+  assign pe_44__dst_addr = \$1206 [8:0];
   assign pe_45__src_en = src_en;
   assign pe_45__src_addr = src_addr;
   assign pe_45__row = row[8:0];
+  assign pe_45__dst_addr = \$1219 [8:0];
   assign pe_46__src_en = src_en;
   assign pe_46__src_addr = src_addr;
   assign pe_46__row = row[8:0];
+  assign pe_46__dst_addr = \$1232 [8:0];
   assign pe_47__src_en = src_en;
   assign pe_47__src_addr = src_addr;
   assign pe_47__row = row[8:0];
+  assign pe_47__dst_addr = \$1245 [8:0];
   assign pe_48__src_en = src_en;
   assign pe_48__src_addr = src_addr;
   assign pe_48__row = row[8:0];
+  assign pe_48__dst_addr = \$1258 [8:0];
   assign pe_49__src_en = src_en;
   assign pe_49__src_addr = src_addr;
   assign pe_49__row = row[8:0];
+  assign pe_49__dst_addr = \$1271 [8:0];
   assign pe_50__src_en = src_en;
   assign pe_50__src_addr = src_addr;
   assign pe_50__row = row[8:0];
+  assign pe_50__dst_addr = \$1284 [8:0];
   assign pe_51__src_en = src_en;
   assign pe_51__src_addr = src_addr;
   assign pe_51__row = row[8:0];
+  assign pe_51__dst_addr = \$1297 [8:0];
   assign pe_52__src_en = src_en;
   assign pe_52__src_addr = src_addr;
   assign pe_52__row = row[8:0];
+  assign pe_52__dst_addr = \$1310 [8:0];
   assign pe_53__src_en = src_en;
   assign pe_53__src_addr = src_addr;
   assign pe_53__row = row[8:0];
+  assign pe_53__dst_addr = \$1323 [8:0];
   assign pe_54__src_en = src_en;
   assign pe_54__src_addr = src_addr;
   assign pe_54__row = row[8:0];
+  assign pe_54__dst_addr = \$1336 [8:0];
   assign pe_55__src_en = src_en;
   assign pe_55__src_addr = src_addr;
   assign pe_55__row = row[8:0];
+  assign pe_55__dst_addr = \$1349 [8:0];
   assign pe_56__src_en = src_en;
   assign pe_56__src_addr = src_addr;
   assign pe_56__row = row[8:0];
+  assign pe_56__dst_addr = \$1362 [8:0];
   assign pe_57__src_en = src_en;
   assign pe_57__src_addr = src_addr;
   assign pe_57__row = row[8:0];
+  assign pe_57__dst_addr = \$1375 [8:0];
   assign pe_58__src_en = src_en;
   assign pe_58__src_addr = src_addr;
   assign pe_58__row = row[8:0];
+  assign pe_58__dst_addr = \$1388 [8:0];
   assign pe_59__src_en = src_en;
   assign pe_59__src_addr = src_addr;
   assign pe_59__row = row[8:0];
+  assign pe_59__dst_addr = \$1401 [8:0];
   assign pe_60__src_en = src_en;
   assign pe_60__src_addr = src_addr;
   assign pe_60__row = row[8:0];
+  assign pe_60__dst_addr = \$1414 [8:0];
   assign pe_61__src_en = src_en;
   assign pe_61__src_addr = src_addr;
   assign pe_61__row = row[8:0];
+  assign pe_61__dst_addr = \$1427 [8:0];
   assign pe_62__src_en = src_en;
   assign pe_62__src_addr = src_addr;
   assign pe_62__row = row[8:0];
+  assign pe_62__dst_addr = \$1440 [8:0];
   assign pe_63__src_en = src_en;
   assign pe_63__src_addr = src_addr;
   assign pe_63__row = row[8:0];
+  assign pe_63__dst_addr = \$1453 [8:0];
   assign \load__payload.target  = load__payload[2:0];
   assign \load__payload.pe  = load__payload[8:3];
   assign \load__payload.bcast  = load__payload[9];
   assign \load__payload.addr  = load__payload[23:10];
-  assign \load__payload.data  = load__payload[99:24];
+  assign \load__payload.data  = load__payload[211:24];
   assign \desc_wr__data.cols  = load__payload[39:24];
-  assign \desc_wr__data.vectors  = load__payload[49:40];
-  assign \desc_wr__data.rows  = load__payload[65:50];
-  assign \desc_wr__data.rows_local  = load__payload[75:66];
-  assign \desc_wr__data.ptr_base  = load__payload[89:76];
-  assign \desc_wr__data.bias_base  = load__payload[98:90];
-  assign \desc_wr__data.relu  = load__payload[99];
+  assign \desc_wr__data.vectors  = load__payload[54:40];
+  assign \desc_wr__data.rows  = load__payload[70:55];
+  assign \desc_wr__data.rows_local  = load__payload[80:71];
+  assign \desc_wr__data.ptr_base  = load__payload[94:81];
+  assign \desc_wr__data.bias_base  = load__payload[103:95];
+  assign \desc_wr__data.relu  = load__payload[104];
+  assign \desc_wr__data.conv  = load__payload[105];
+  assign \desc_wr__data.in_ch  = load__payload[121:106];
+  assign \desc_wr__data.in_h  = load__payload[131:122];
+  assign \desc_wr__data.in_w  = load__payload[141:132];
+  assign \desc_wr__data.in_hw  = load__payload[151:142];
+  assign \desc_wr__data.groups  = load__payload[161:152];
+  assign \desc_wr__data.kh  = load__payload[165:162];
+  assign \desc_wr__data.kw  = load__payload[169:166];
+  assign \desc_wr__data.stride  = load__payload[173:170];
+  assign \desc_wr__data.padding  = load__payload[177:174];
+  assign \desc_wr__data.win  = load__payload[181:178];
+  assign \desc_wr__data.out_h  = load__payload[191:182];
+  assign \desc_wr__data.out_w  = load__payload[201:192];
+  assign \desc_wr__data.out_hw  = load__payload[211:202];
   assign \desc.cols  = desc[15:0];
-  assign \desc.vectors  = desc[25:16];
-  assign \desc.rows  = desc[41:26];
-  assign \desc.rows_local  = desc[51:42];
-  assign \desc.ptr_base  = desc[65:52];
-  assign \desc.bias_base  = desc[74:66];
-  assign \desc.relu  = desc[75];
+  assign \desc.vectors  = desc[30:16];
+  assign \desc.rows  = desc[46:31];
+  assign \desc.rows_local  = desc[56:47];
+  assign \desc.ptr_base  = desc[70:57];
+  assign \desc.bias_base  = desc[79:71];
+  assign \desc.relu  = desc[80];
+  assign \desc.conv  = desc[81];
+  assign \desc.in_ch  = desc[97:82];
+  assign \desc.in_h  = desc[107:98];
+  assign \desc.in_w  = desc[117:108];
+  assign \desc.in_hw  = desc[127:118];
+  assign \desc.groups  = desc[137:128];
+  assign \desc.kh  = desc[141:138];
+  assign \desc.kw  = desc[145:142];
+  assign \desc.stride  = desc[149:146];
+  assign \desc.padding  = desc[153:150];
+  assign \desc.win  = desc[157:154];
+  assign \desc.out_h  = desc[167:158];
+  assign \desc.out_w  = desc[177:168];
+  assign \desc.out_hw  = desc[187:178];
   assign \values[0]  = values[15:0];
   assign \values[1]  = values[31:16];
   assign \values[2]  = values[47:32];
@@ -7228,141 +9415,155 @@ module eie64_engine(load__valid, start__payload, start__valid, out__ready, cycle
   assign \pe_62__act__payload.a  = pe_62__act__payload[31:16];
   assign \pe_63__act__payload.j  = pe_63__act__payload[15:0];
   assign \pe_63__act__payload.a  = pe_63__act__payload[31:16];
-  assign \$signature__data$1207.cols  = \$signature__data$1207 [15:0];
-  assign \$signature__data$1207.vectors  = \$signature__data$1207 [25:16];
-  assign \$signature__data$1207.rows  = \$signature__data$1207 [41:26];
-  assign \$signature__data$1207.rows_local  = \$signature__data$1207 [51:42];
-  assign \$signature__data$1207.ptr_base  = \$signature__data$1207 [65:52];
-  assign \$signature__data$1207.bias_base  = \$signature__data$1207 [74:66];
-  assign \$signature__data$1207.relu  = \$signature__data$1207 [75];
+  assign \$signature__data$1360.cols  = \$signature__data$1360 [15:0];
+  assign \$signature__data$1360.vectors  = \$signature__data$1360 [30:16];
+  assign \$signature__data$1360.rows  = \$signature__data$1360 [46:31];
+  assign \$signature__data$1360.rows_local  = \$signature__data$1360 [56:47];
+  assign \$signature__data$1360.ptr_base  = \$signature__data$1360 [70:57];
+  assign \$signature__data$1360.bias_base  = \$signature__data$1360 [79:71];
+  assign \$signature__data$1360.relu  = \$signature__data$1360 [80];
+  assign \$signature__data$1360.conv  = \$signature__data$1360 [81];
+  assign \$signature__data$1360.in_ch  = \$signature__data$1360 [97:82];
+  assign \$signature__data$1360.in_h  = \$signature__data$1360 [107:98];
+  assign \$signature__data$1360.in_w  = \$signature__data$1360 [117:108];
+  assign \$signature__data$1360.in_hw  = \$signature__data$1360 [127:118];
+  assign \$signature__data$1360.groups  = \$signature__data$1360 [137:128];
+  assign \$signature__data$1360.kh  = \$signature__data$1360 [141:138];
+  assign \$signature__data$1360.kw  = \$signature__data$1360 [145:142];
+  assign \$signature__data$1360.stride  = \$signature__data$1360 [149:146];
+  assign \$signature__data$1360.padding  = \$signature__data$1360 [153:150];
+  assign \$signature__data$1360.win  = \$signature__data$1360 [157:154];
+  assign \$signature__data$1360.out_h  = \$signature__data$1360 [167:158];
+  assign \$signature__data$1360.out_w  = \$signature__data$1360 [177:168];
+  assign \$signature__data$1360.out_hw  = \$signature__data$1360 [187:178];
   assign pe_63__act__payload[31:16] = value;
-  assign pe_63__act__payload[15:0] = \$589 [15:0];
+  assign pe_63__act__payload[15:0] = \$606 [15:0];
   assign pe_62__act__payload[31:16] = value;
-  assign pe_62__act__payload[15:0] = \$588 [15:0];
+  assign pe_62__act__payload[15:0] = \$605 [15:0];
   assign pe_61__act__payload[31:16] = value;
-  assign pe_61__act__payload[15:0] = \$587 [15:0];
+  assign pe_61__act__payload[15:0] = \$604 [15:0];
   assign pe_60__act__payload[31:16] = value;
-  assign pe_60__act__payload[15:0] = \$586 [15:0];
+  assign pe_60__act__payload[15:0] = \$603 [15:0];
   assign pe_59__act__payload[31:16] = value;
-  assign pe_59__act__payload[15:0] = \$585 [15:0];
+  assign pe_59__act__payload[15:0] = \$602 [15:0];
   assign pe_58__act__payload[31:16] = value;
-  assign pe_58__act__payload[15:0] = \$584 [15:0];
+  assign pe_58__act__payload[15:0] = \$601 [15:0];
   assign pe_57__act__payload[31:16] = value;
-  assign pe_57__act__payload[15:0] = \$583 [15:0];
+  assign pe_57__act__payload[15:0] = \$600 [15:0];
   assign pe_56__act__payload[31:16] = value;
-  assign pe_56__act__payload[15:0] = \$582 [15:0];
+  assign pe_56__act__payload[15:0] = \$599 [15:0];
   assign pe_55__act__payload[31:16] = value;
-  assign pe_55__act__payload[15:0] = \$581 [15:0];
+  assign pe_55__act__payload[15:0] = \$598 [15:0];
   assign pe_54__act__payload[31:16] = value;
-  assign pe_54__act__payload[15:0] = \$580 [15:0];
+  assign pe_54__act__payload[15:0] = \$597 [15:0];
   assign pe_53__act__payload[31:16] = value;
-  assign pe_53__act__payload[15:0] = \$579 [15:0];
+  assign pe_53__act__payload[15:0] = \$596 [15:0];
   assign pe_52__act__payload[31:16] = value;
-  assign pe_52__act__payload[15:0] = \$578 [15:0];
+  assign pe_52__act__payload[15:0] = \$595 [15:0];
   assign pe_51__act__payload[31:16] = value;
-  assign pe_51__act__payload[15:0] = \$577 [15:0];
+  assign pe_51__act__payload[15:0] = \$594 [15:0];
   assign pe_50__act__payload[31:16] = value;
-  assign pe_50__act__payload[15:0] = \$576 [15:0];
+  assign pe_50__act__payload[15:0] = \$593 [15:0];
   assign pe_49__act__payload[31:16] = value;
-  assign pe_49__act__payload[15:0] = \$575 [15:0];
+  assign pe_49__act__payload[15:0] = \$592 [15:0];
   assign pe_48__act__payload[31:16] = value;
-  assign pe_48__act__payload[15:0] = \$574 [15:0];
+  assign pe_48__act__payload[15:0] = \$591 [15:0];
   assign pe_47__act__payload[31:16] = value;
-  assign pe_47__act__payload[15:0] = \$573 [15:0];
+  assign pe_47__act__payload[15:0] = \$590 [15:0];
   assign pe_46__act__payload[31:16] = value;
-  assign pe_46__act__payload[15:0] = \$572 [15:0];
+  assign pe_46__act__payload[15:0] = \$589 [15:0];
   assign pe_45__act__payload[31:16] = value;
-  assign pe_45__act__payload[15:0] = \$571 [15:0];
+  assign pe_45__act__payload[15:0] = \$588 [15:0];
   assign pe_44__act__payload[31:16] = value;
-  assign pe_44__act__payload[15:0] = \$570 [15:0];
+  assign pe_44__act__payload[15:0] = \$587 [15:0];
   assign pe_43__act__payload[31:16] = value;
-  assign pe_43__act__payload[15:0] = \$569 [15:0];
+  assign pe_43__act__payload[15:0] = \$586 [15:0];
   assign pe_42__act__payload[31:16] = value;
-  assign pe_42__act__payload[15:0] = \$568 [15:0];
+  assign pe_42__act__payload[15:0] = \$585 [15:0];
   assign pe_41__act__payload[31:16] = value;
-  assign pe_41__act__payload[15:0] = \$567 [15:0];
+  assign pe_41__act__payload[15:0] = \$584 [15:0];
   assign pe_40__act__payload[31:16] = value;
-  assign pe_40__act__payload[15:0] = \$566 [15:0];
+  assign pe_40__act__payload[15:0] = \$583 [15:0];
   assign pe_39__act__payload[31:16] = value;
-  assign pe_39__act__payload[15:0] = \$565 [15:0];
+  assign pe_39__act__payload[15:0] = \$582 [15:0];
   assign pe_38__act__payload[31:16] = value;
-  assign pe_38__act__payload[15:0] = \$564 [15:0];
+  assign pe_38__act__payload[15:0] = \$581 [15:0];
   assign pe_37__act__payload[31:16] = value;
-  assign pe_37__act__payload[15:0] = \$563 [15:0];
+  assign pe_37__act__payload[15:0] = \$580 [15:0];
   assign pe_36__act__payload[31:16] = value;
-  assign pe_36__act__payload[15:0] = \$562 [15:0];
+  assign pe_36__act__payload[15:0] = \$579 [15:0];
   assign pe_35__act__payload[31:16] = value;
-  assign pe_35__act__payload[15:0] = \$561 [15:0];
+  assign pe_35__act__payload[15:0] = \$578 [15:0];
   assign pe_34__act__payload[31:16] = value;
-  assign pe_34__act__payload[15:0] = \$560 [15:0];
+  assign pe_34__act__payload[15:0] = \$577 [15:0];
   assign pe_33__act__payload[31:16] = value;
-  assign pe_33__act__payload[15:0] = \$559 [15:0];
+  assign pe_33__act__payload[15:0] = \$576 [15:0];
   assign pe_32__act__payload[31:16] = value;
-  assign pe_32__act__payload[15:0] = \$558 [15:0];
+  assign pe_32__act__payload[15:0] = \$575 [15:0];
   assign pe_31__act__payload[31:16] = value;
-  assign pe_31__act__payload[15:0] = \$557 [15:0];
+  assign pe_31__act__payload[15:0] = \$574 [15:0];
   assign pe_30__act__payload[31:16] = value;
-  assign pe_30__act__payload[15:0] = \$556 [15:0];
+  assign pe_30__act__payload[15:0] = \$573 [15:0];
   assign pe_29__act__payload[31:16] = value;
-  assign pe_29__act__payload[15:0] = \$555 [15:0];
+  assign pe_29__act__payload[15:0] = \$572 [15:0];
   assign pe_28__act__payload[31:16] = value;
-  assign pe_28__act__payload[15:0] = \$554 [15:0];
+  assign pe_28__act__payload[15:0] = \$571 [15:0];
   assign pe_27__act__payload[31:16] = value;
-  assign pe_27__act__payload[15:0] = \$553 [15:0];
+  assign pe_27__act__payload[15:0] = \$570 [15:0];
   assign pe_26__act__payload[31:16] = value;
-  assign pe_26__act__payload[15:0] = \$552 [15:0];
+  assign pe_26__act__payload[15:0] = \$569 [15:0];
   assign pe_25__act__payload[31:16] = value;
-  assign pe_25__act__payload[15:0] = \$551 [15:0];
+  assign pe_25__act__payload[15:0] = \$568 [15:0];
   assign pe_24__act__payload[31:16] = value;
-  assign pe_24__act__payload[15:0] = \$550 [15:0];
+  assign pe_24__act__payload[15:0] = \$567 [15:0];
   assign pe_23__act__payload[31:16] = value;
-  assign pe_23__act__payload[15:0] = \$549 [15:0];
+  assign pe_23__act__payload[15:0] = \$566 [15:0];
   assign pe_22__act__payload[31:16] = value;
-  assign pe_22__act__payload[15:0] = \$548 [15:0];
+  assign pe_22__act__payload[15:0] = \$565 [15:0];
   assign pe_21__act__payload[31:16] = value;
-  assign pe_21__act__payload[15:0] = \$547 [15:0];
+  assign pe_21__act__payload[15:0] = \$564 [15:0];
   assign pe_20__act__payload[31:16] = value;
-  assign pe_20__act__payload[15:0] = \$546 [15:0];
+  assign pe_20__act__payload[15:0] = \$563 [15:0];
   assign pe_19__act__payload[31:16] = value;
-  assign pe_19__act__payload[15:0] = \$545 [15:0];
+  assign pe_19__act__payload[15:0] = \$562 [15:0];
   assign pe_18__act__payload[31:16] = value;
-  assign pe_18__act__payload[15:0] = \$544 [15:0];
+  assign pe_18__act__payload[15:0] = \$561 [15:0];
   assign pe_17__act__payload[31:16] = value;
-  assign pe_17__act__payload[15:0] = \$543 [15:0];
+  assign pe_17__act__payload[15:0] = \$560 [15:0];
   assign pe_16__act__payload[31:16] = value;
-  assign pe_16__act__payload[15:0] = \$542 [15:0];
+  assign pe_16__act__payload[15:0] = \$559 [15:0];
   assign pe_15__act__payload[31:16] = value;
-  assign pe_15__act__payload[15:0] = \$541 [15:0];
+  assign pe_15__act__payload[15:0] = \$558 [15:0];
   assign pe_14__act__payload[31:16] = value;
-  assign pe_14__act__payload[15:0] = \$540 [15:0];
+  assign pe_14__act__payload[15:0] = \$557 [15:0];
   assign pe_13__act__payload[31:16] = value;
-  assign pe_13__act__payload[15:0] = \$539 [15:0];
+  assign pe_13__act__payload[15:0] = \$556 [15:0];
   assign pe_12__act__payload[31:16] = value;
-  assign pe_12__act__payload[15:0] = \$538 [15:0];
+  assign pe_12__act__payload[15:0] = \$555 [15:0];
   assign pe_11__act__payload[31:16] = value;
-  assign pe_11__act__payload[15:0] = \$537 [15:0];
+  assign pe_11__act__payload[15:0] = \$554 [15:0];
   assign pe_10__act__payload[31:16] = value;
-  assign pe_10__act__payload[15:0] = \$536 [15:0];
+  assign pe_10__act__payload[15:0] = \$553 [15:0];
   assign pe_9__act__payload[31:16] = value;
-  assign pe_9__act__payload[15:0] = \$535 [15:0];
+  assign pe_9__act__payload[15:0] = \$552 [15:0];
   assign pe_8__act__payload[31:16] = value;
-  assign pe_8__act__payload[15:0] = \$534 [15:0];
+  assign pe_8__act__payload[15:0] = \$551 [15:0];
   assign pe_7__act__payload[31:16] = value;
-  assign pe_7__act__payload[15:0] = \$533 [15:0];
+  assign pe_7__act__payload[15:0] = \$550 [15:0];
   assign pe_6__act__payload[31:16] = value;
-  assign pe_6__act__payload[15:0] = \$532 [15:0];
+  assign pe_6__act__payload[15:0] = \$549 [15:0];
   assign pe_5__act__payload[31:16] = value;
-  assign pe_5__act__payload[15:0] = \$531 [15:0];
+  assign pe_5__act__payload[15:0] = \$548 [15:0];
   assign pe_4__act__payload[31:16] = value;
-  assign pe_4__act__payload[15:0] = \$530 [15:0];
+  assign pe_4__act__payload[15:0] = \$547 [15:0];
   assign pe_3__act__payload[31:16] = value;
-  assign pe_3__act__payload[15:0] = \$529 [15:0];
+  assign pe_3__act__payload[15:0] = \$546 [15:0];
   assign pe_2__act__payload[31:16] = value;
-  assign pe_2__act__payload[15:0] = \$528 [15:0];
+  assign pe_2__act__payload[15:0] = \$545 [15:0];
   assign pe_1__act__payload[31:16] = value;
-  assign pe_1__act__payload[15:0] = \$527 [15:0];
+  assign pe_1__act__payload[15:0] = \$544 [15:0];
   assign pe_0__act__payload[31:16] = value;
-  assign pe_0__act__payload[15:0] = \$526 [15:0];
+  assign pe_0__act__payload[15:0] = \$543 [15:0];
   assign values[1023:1008] = pe_63__src_data;
   assign values[1007:992] = pe_62__src_data;
   assign values[991:976] = pe_61__src_data;
@@ -8042,4 +10243,458 @@ module \eie64_engine.lnzd (lowest, any, last, value, values, index, mask);
   assign \values[61]  = values[991:976];
   assign \values[62]  = values[1007:992];
   assign \values[63]  = values[1023:1008];
+endmodule
+
+(* generator = "Amaranth" *)
+module \eie64_engine.patch (ox, ky, kx, q, addr, mask, \port$2539$82 , \port$2539$146 , oy);
+  wire [13:0] \$1 ;
+  wire \$10 ;
+  wire [17:0] \$100 ;
+  wire \$101 ;
+  wire [16:0] \$102 ;
+  wire [17:0] \$103 ;
+  wire \$104 ;
+  wire [16:0] \$105 ;
+  wire [17:0] \$106 ;
+  wire \$107 ;
+  wire [16:0] \$108 ;
+  wire [17:0] \$109 ;
+  wire [19:0] \$11 ;
+  wire \$110 ;
+  wire [16:0] \$111 ;
+  wire [17:0] \$112 ;
+  wire \$113 ;
+  wire [16:0] \$114 ;
+  wire [17:0] \$115 ;
+  wire \$116 ;
+  wire [16:0] \$117 ;
+  wire [17:0] \$118 ;
+  wire \$119 ;
+  wire [25:0] \$12 ;
+  wire [16:0] \$120 ;
+  wire [17:0] \$121 ;
+  wire \$122 ;
+  wire [16:0] \$123 ;
+  wire [17:0] \$124 ;
+  wire \$125 ;
+  wire [16:0] \$126 ;
+  wire [17:0] \$127 ;
+  wire \$128 ;
+  wire [16:0] \$129 ;
+  wire [26:0] \$13 ;
+  wire [17:0] \$130 ;
+  wire \$131 ;
+  wire [16:0] \$132 ;
+  wire [17:0] \$133 ;
+  wire \$134 ;
+  wire [16:0] \$135 ;
+  wire [17:0] \$136 ;
+  wire \$137 ;
+  wire [16:0] \$138 ;
+  wire [17:0] \$139 ;
+  wire [27:0] \$14 ;
+  wire \$140 ;
+  wire [16:0] \$141 ;
+  wire [17:0] \$142 ;
+  wire \$143 ;
+  wire [16:0] \$144 ;
+  wire [17:0] \$145 ;
+  wire \$146 ;
+  wire [16:0] \$147 ;
+  wire [17:0] \$148 ;
+  wire \$149 ;
+  wire [16:0] \$15 ;
+  wire [16:0] \$150 ;
+  wire [17:0] \$151 ;
+  wire \$152 ;
+  wire [16:0] \$153 ;
+  wire [17:0] \$154 ;
+  wire \$155 ;
+  wire [16:0] \$156 ;
+  wire [17:0] \$157 ;
+  wire \$158 ;
+  wire [16:0] \$159 ;
+  wire [17:0] \$16 ;
+  wire [17:0] \$160 ;
+  wire \$161 ;
+  wire [16:0] \$162 ;
+  wire [17:0] \$163 ;
+  wire \$164 ;
+  wire [16:0] \$165 ;
+  wire [17:0] \$166 ;
+  wire \$167 ;
+  wire [16:0] \$168 ;
+  wire [17:0] \$169 ;
+  wire \$17 ;
+  wire \$170 ;
+  wire [16:0] \$171 ;
+  wire [17:0] \$172 ;
+  wire \$173 ;
+  wire [16:0] \$174 ;
+  wire [17:0] \$175 ;
+  wire \$176 ;
+  wire [16:0] \$177 ;
+  wire [17:0] \$178 ;
+  wire \$179 ;
+  wire [16:0] \$18 ;
+  wire [16:0] \$180 ;
+  wire [17:0] \$181 ;
+  wire \$182 ;
+  wire [16:0] \$183 ;
+  wire [17:0] \$184 ;
+  wire \$185 ;
+  wire [16:0] \$186 ;
+  wire [17:0] \$187 ;
+  wire \$188 ;
+  wire [16:0] \$189 ;
+  wire [17:0] \$19 ;
+  wire [17:0] \$190 ;
+  wire \$191 ;
+  wire [16:0] \$192 ;
+  wire [17:0] \$193 ;
+  wire \$194 ;
+  wire [16:0] \$195 ;
+  wire [17:0] \$196 ;
+  wire \$197 ;
+  wire [16:0] \$198 ;
+  wire [17:0] \$199 ;
+  wire [14:0] \$2 ;
+  wire \$20 ;
+  wire \$200 ;
+  wire [16:0] \$201 ;
+  wire [17:0] \$202 ;
+  wire \$203 ;
+  wire [16:0] \$204 ;
+  wire [17:0] \$205 ;
+  wire \$206 ;
+  wire [16:0] \$21 ;
+  wire [17:0] \$22 ;
+  wire \$23 ;
+  wire [16:0] \$24 ;
+  wire [17:0] \$25 ;
+  wire \$26 ;
+  wire [16:0] \$27 ;
+  wire [17:0] \$28 ;
+  wire \$29 ;
+  wire [13:0] \$3 ;
+  wire [16:0] \$30 ;
+  wire [17:0] \$31 ;
+  wire \$32 ;
+  wire [16:0] \$33 ;
+  wire [17:0] \$34 ;
+  wire \$35 ;
+  wire [16:0] \$36 ;
+  wire [17:0] \$37 ;
+  wire \$38 ;
+  wire [16:0] \$39 ;
+  wire [14:0] \$4 ;
+  wire [17:0] \$40 ;
+  wire \$41 ;
+  wire [16:0] \$42 ;
+  wire [17:0] \$43 ;
+  wire \$44 ;
+  wire [16:0] \$45 ;
+  wire [17:0] \$46 ;
+  wire \$47 ;
+  wire [16:0] \$48 ;
+  wire [17:0] \$49 ;
+  wire \$5 ;
+  wire \$50 ;
+  wire [16:0] \$51 ;
+  wire [17:0] \$52 ;
+  wire \$53 ;
+  wire [16:0] \$54 ;
+  wire [17:0] \$55 ;
+  wire \$56 ;
+  wire [16:0] \$57 ;
+  wire [17:0] \$58 ;
+  wire \$59 ;
+  wire \$6 ;
+  wire [16:0] \$60 ;
+  wire [17:0] \$61 ;
+  wire \$62 ;
+  wire [16:0] \$63 ;
+  wire [17:0] \$64 ;
+  wire \$65 ;
+  wire [16:0] \$66 ;
+  wire [17:0] \$67 ;
+  wire \$68 ;
+  wire [16:0] \$69 ;
+  wire \$7 ;
+  wire [17:0] \$70 ;
+  wire \$71 ;
+  wire [16:0] \$72 ;
+  wire [17:0] \$73 ;
+  wire \$74 ;
+  wire [16:0] \$75 ;
+  wire [17:0] \$76 ;
+  wire \$77 ;
+  wire [16:0] \$78 ;
+  wire [17:0] \$79 ;
+  wire \$8 ;
+  wire \$80 ;
+  wire [16:0] \$81 ;
+  wire [17:0] \$82 ;
+  wire \$83 ;
+  wire [16:0] \$84 ;
+  wire [17:0] \$85 ;
+  wire \$86 ;
+  wire [16:0] \$87 ;
+  wire [17:0] \$88 ;
+  wire \$89 ;
+  wire \$9 ;
+  wire [16:0] \$90 ;
+  wire [17:0] \$91 ;
+  wire \$92 ;
+  wire [16:0] \$93 ;
+  wire [17:0] \$94 ;
+  wire \$95 ;
+  wire [16:0] \$96 ;
+  wire [17:0] \$97 ;
+  wire \$98 ;
+  wire [16:0] \$99 ;
+  output [8:0] addr;
+  wire [8:0] addr;
+  wire [15:0] in_ch;
+  wire [9:0] in_h;
+  wire [9:0] in_hw;
+  wire [9:0] in_w;
+  wire \inside ;
+  wire [15:0] ix;
+  wire [15:0] iy;
+  input [3:0] kx;
+  wire [3:0] kx;
+  input [3:0] ky;
+  wire [3:0] ky;
+  output [63:0] mask;
+  wire [63:0] mask;
+  input [9:0] ox;
+  wire [9:0] ox;
+  input [9:0] oy;
+  wire [9:0] oy;
+  wire [3:0] padding;
+  input [7:0] \port$2539$146 ;
+  wire [7:0] \port$2539$146 ;
+  input [45:0] \port$2539$82 ;
+  wire [45:0] \port$2539$82 ;
+  input [9:0] q;
+  wire [9:0] q;
+  wire [3:0] stride;
+  assign \$1  = oy * \port$2539$146 [3:0];
+  assign \$2  = \$1  + ky;
+  assign iy = \$2  - \port$2539$146 [7:4];
+  assign \$3  = ox * \port$2539$146 [3:0];
+  assign \$4  = \$3  + kx;
+  assign ix = \$4  - \port$2539$146 [7:4];
+  assign \$5  = $signed(iy) >= $signed(1'h0);
+  assign \$6  = $signed(iy) < $signed({ 1'h0, \port$2539$82 [25:16] });
+  assign \$7  = \$5  & \$6 ;
+  assign \$8  = $signed(ix) >= $signed(1'h0);
+  assign \$9  = \$7  & \$8 ;
+  assign \$10  = $signed(ix) < $signed({ 1'h0, \port$2539$82 [35:26] });
+  assign \inside  = \$9  & \$10 ;
+  assign \$11  = q * \port$2539$82 [45:36];
+  assign \$12  = $signed(iy) * $signed({ 1'h0, \port$2539$82 [35:26] });
+  assign \$13  = $signed({ 1'h0, \$11  }) + $signed(\$12 );
+  assign \$14  = $signed(\$13 ) + $signed(ix);
+  assign \$15  = q * 7'h40;
+  assign \$16  = \$15  + 1'h0;
+  assign \$17  = \$16  < \port$2539$82 [15:0];
+  assign \$18  = q * 7'h40;
+  assign \$19  = \$18  + 1'h1;
+  assign \$20  = \$19  < \port$2539$82 [15:0];
+  assign \$21  = q * 7'h40;
+  assign \$22  = \$21  + 2'h2;
+  assign \$23  = \$22  < \port$2539$82 [15:0];
+  assign \$24  = q * 7'h40;
+  assign \$25  = \$24  + 2'h3;
+  assign \$26  = \$25  < \port$2539$82 [15:0];
+  assign \$27  = q * 7'h40;
+  assign \$28  = \$27  + 3'h4;
+  assign \$29  = \$28  < \port$2539$82 [15:0];
+  assign \$30  = q * 7'h40;
+  assign \$31  = \$30  + 3'h5;
+  assign \$32  = \$31  < \port$2539$82 [15:0];
+  assign \$33  = q * 7'h40;
+  assign \$34  = \$33  + 3'h6;
+  assign \$35  = \$34  < \port$2539$82 [15:0];
+  assign \$36  = q * 7'h40;
+  assign \$37  = \$36  + 3'h7;
+  assign \$38  = \$37  < \port$2539$82 [15:0];
+  assign \$39  = q * 7'h40;
+  assign \$40  = \$39  + 4'h8;
+  assign \$41  = \$40  < \port$2539$82 [15:0];
+  assign \$42  = q * 7'h40;
+  assign \$43  = \$42  + 4'h9;
+  assign \$44  = \$43  < \port$2539$82 [15:0];
+  assign \$45  = q * 7'h40;
+  assign \$46  = \$45  + 4'ha;
+  assign \$47  = \$46  < \port$2539$82 [15:0];
+  assign \$48  = q * 7'h40;
+  assign \$49  = \$48  + 4'hb;
+  assign \$50  = \$49  < \port$2539$82 [15:0];
+  assign \$51  = q * 7'h40;
+  assign \$52  = \$51  + 4'hc;
+  assign \$53  = \$52  < \port$2539$82 [15:0];
+  assign \$54  = q * 7'h40;
+  assign \$55  = \$54  + 4'hd;
+  assign \$56  = \$55  < \port$2539$82 [15:0];
+  assign \$57  = q * 7'h40;
+  assign \$58  = \$57  + 4'he;
+  assign \$59  = \$58  < \port$2539$82 [15:0];
+  assign \$60  = q * 7'h40;
+  assign \$61  = \$60  + 4'hf;
+  assign \$62  = \$61  < \port$2539$82 [15:0];
+  assign \$63  = q * 7'h40;
+  assign \$64  = \$63  + 5'h10;
+  assign \$65  = \$64  < \port$2539$82 [15:0];
+  assign \$66  = q * 7'h40;
+  assign \$67  = \$66  + 5'h11;
+  assign \$68  = \$67  < \port$2539$82 [15:0];
+  assign \$69  = q * 7'h40;
+  assign \$70  = \$69  + 5'h12;
+  assign \$71  = \$70  < \port$2539$82 [15:0];
+  assign \$72  = q * 7'h40;
+  assign \$73  = \$72  + 5'h13;
+  assign \$74  = \$73  < \port$2539$82 [15:0];
+  assign \$75  = q * 7'h40;
+  assign \$76  = \$75  + 5'h14;
+  assign \$77  = \$76  < \port$2539$82 [15:0];
+  assign \$78  = q * 7'h40;
+  assign \$79  = \$78  + 5'h15;
+  assign \$80  = \$79  < \port$2539$82 [15:0];
+  assign \$81  = q * 7'h40;
+  assign \$82  = \$81  + 5'h16;
+  assign \$83  = \$82  < \port$2539$82 [15:0];
+  assign \$84  = q * 7'h40;
+  assign \$85  = \$84  + 5'h17;
+  assign \$86  = \$85  < \port$2539$82 [15:0];
+  assign \$87  = q * 7'h40;
+  assign \$88  = \$87  + 5'h18;
+  assign \$89  = \$88  < \port$2539$82 [15:0];
+  assign \$90  = q * 7'h40;
+  assign \$91  = \$90  + 5'h19;
+  assign \$92  = \$91  < \port$2539$82 [15:0];
+  assign \$93  = q * 7'h40;
+  assign \$94  = \$93  + 5'h1a;
+  assign \$95  = \$94  < \port$2539$82 [15:0];
+  assign \$96  = q * 7'h40;
+  assign \$97  = \$96  + 5'h1b;
+  assign \$98  = \$97  < \port$2539$82 [15:0];
+  assign \$99  = q * 7'h40;
+  assign \$100  = \$99  + 5'h1c;
+  assign \$101  = \$100  < \port$2539$82 [15:0];
+  assign \$102  = q * 7'h40;
+  assign \$103  = \$102  + 5'h1d;
+  assign \$104  = \$103  < \port$2539$82 [15:0];
+  assign \$105  = q * 7'h40;
+  assign \$106  = \$105  + 5'h1e;
+  assign \$107  = \$106  < \port$2539$82 [15:0];
+  assign \$108  = q * 7'h40;
+  assign \$109  = \$108  + 5'h1f;
+  assign \$110  = \$109  < \port$2539$82 [15:0];
+  assign \$111  = q * 7'h40;
+  assign \$112  = \$111  + 6'h20;
+  assign \$113  = \$112  < \port$2539$82 [15:0];
+  assign \$114  = q * 7'h40;
+  assign \$115  = \$114  + 6'h21;
+  assign \$116  = \$115  < \port$2539$82 [15:0];
+  assign \$117  = q * 7'h40;
+  assign \$118  = \$117  + 6'h22;
+  assign \$119  = \$118  < \port$2539$82 [15:0];
+  assign \$120  = q * 7'h40;
+  assign \$121  = \$120  + 6'h23;
+  assign \$122  = \$121  < \port$2539$82 [15:0];
+  assign \$123  = q * 7'h40;
+  assign \$124  = \$123  + 6'h24;
+  assign \$125  = \$124  < \port$2539$82 [15:0];
+  assign \$126  = q * 7'h40;
+  assign \$127  = \$126  + 6'h25;
+  assign \$128  = \$127  < \port$2539$82 [15:0];
+  assign \$129  = q * 7'h40;
+  assign \$130  = \$129  + 6'h26;
+  assign \$131  = \$130  < \port$2539$82 [15:0];
+  assign \$132  = q * 7'h40;
+  assign \$133  = \$132  + 6'h27;
+  assign \$134  = \$133  < \port$2539$82 [15:0];
+  assign \$135  = q * 7'h40;
+  assign \$136  = \$135  + 6'h28;
+  assign \$137  = \$136  < \port$2539$82 [15:0];
+  assign \$138  = q * 7'h40;
+  assign \$139  = \$138  + 6'h29;
+  assign \$140  = \$139  < \port$2539$82 [15:0];
+  assign \$141  = q * 7'h40;
+  assign \$142  = \$141  + 6'h2a;
+  assign \$143  = \$142  < \port$2539$82 [15:0];
+  assign \$144  = q * 7'h40;
+  assign \$145  = \$144  + 6'h2b;
+  assign \$146  = \$145  < \port$2539$82 [15:0];
+  assign \$147  = q * 7'h40;
+  assign \$148  = \$147  + 6'h2c;
+  assign \$149  = \$148  < \port$2539$82 [15:0];
+  assign \$150  = q * 7'h40;
+  assign \$151  = \$150  + 6'h2d;
+  assign \$152  = \$151  < \port$2539$82 [15:0];
+  assign \$153  = q * 7'h40;
+  assign \$154  = \$153  + 6'h2e;
+  assign \$155  = \$154  < \port$2539$82 [15:0];
+  assign \$156  = q * 7'h40;
+  assign \$157  = \$156  + 6'h2f;
+  assign \$158  = \$157  < \port$2539$82 [15:0];
+  assign \$159  = q * 7'h40;
+  assign \$160  = \$159  + 6'h30;
+  assign \$161  = \$160  < \port$2539$82 [15:0];
+  assign \$162  = q * 7'h40;
+  assign \$163  = \$162  + 6'h31;
+  assign \$164  = \$163  < \port$2539$82 [15:0];
+  assign \$165  = q * 7'h40;
+  assign \$166  = \$165  + 6'h32;
+  assign \$167  = \$166  < \port$2539$82 [15:0];
+  assign \$168  = q * 7'h40;
+  assign \$169  = \$168  + 6'h33;
+  assign \$170  = \$169  < \port$2539$82 [15:0];
+  assign \$171  = q * 7'h40;
+  assign \$172  = \$171  + 6'h34;
+  assign \$173  = \$172  < \port$2539$82 [15:0];
+  assign \$174  = q * 7'h40;
+  assign \$175  = \$174  + 6'h35;
+  assign \$176  = \$175  < \port$2539$82 [15:0];
+  assign \$177  = q * 7'h40;
+  assign \$178  = \$177  + 6'h36;
+  assign \$179  = \$178  < \port$2539$82 [15:0];
+  assign \$180  = q * 7'h40;
+  assign \$181  = \$180  + 6'h37;
+  assign \$182  = \$181  < \port$2539$82 [15:0];
+  assign \$183  = q * 7'h40;
+  assign \$184  = \$183  + 6'h38;
+  assign \$185  = \$184  < \port$2539$82 [15:0];
+  assign \$186  = q * 7'h40;
+  assign \$187  = \$186  + 6'h39;
+  assign \$188  = \$187  < \port$2539$82 [15:0];
+  assign \$189  = q * 7'h40;
+  assign \$190  = \$189  + 6'h3a;
+  assign \$191  = \$190  < \port$2539$82 [15:0];
+  assign \$192  = q * 7'h40;
+  assign \$193  = \$192  + 6'h3b;
+  assign \$194  = \$193  < \port$2539$82 [15:0];
+  assign \$195  = q * 7'h40;
+  assign \$196  = \$195  + 6'h3c;
+  assign \$197  = \$196  < \port$2539$82 [15:0];
+  assign \$198  = q * 7'h40;
+  assign \$199  = \$198  + 6'h3d;
+  assign \$200  = \$199  < \port$2539$82 [15:0];
+  assign \$201  = q * 7'h40;
+  assign \$202  = \$201  + 6'h3e;
+  assign \$203  = \$202  < \port$2539$82 [15:0];
+  assign \$204  = q * 7'h40;
+  assign \$205  = \$204  + 6'h3f;
+  assign \$206  = \$205  < \port$2539$82 [15:0];
+  assign mask = \inside  ? { \$206 , \$203 , \$200 , \$197 , \$194 , \$191 , \$188 , \$185 , \$182 , \$179 , \$176 , \$173 , \$170 , \$167 , \$164 , \$161 , \$158 , \$155 , \$152 , \$149 , \$146 , \$143 , \$140 , \$137 , \$134 , \$131 , \$128 , \$125 , \$122 , \$119 , \$116 , \$113 , \$110 , \$107 , \$104 , \$101 , \$98 , \$95 , \$92 , \$89 , \$86 , \$83 , \$80 , \$77 , \$74 , \$71 , \$68 , \$65 , \$62 , \$59 , \$56 , \$53 , \$50 , \$47 , \$44 , \$41 , \$38 , \$35 , \$32 , \$29 , \$26 , \$23 , \$20 , \$17  } : 64'h0000000000000000;
+  assign stride = \port$2539$146 [3:0];
+  assign padding = \port$2539$146 [7:4];
+  assign in_h = \port$2539$82 [25:16];
+  assign in_w = \port$2539$82 [35:26];
+  assign in_hw = \port$2539$82 [45:36];
+  assign in_ch = \port$2539$82 [15:0];
+  assign addr = \$14 [8:0];
 endmodule

@@ -3,17 +3,17 @@
 
 (* top =  1  *)
 (* generator = "Amaranth" *)
-module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, finish, row, src_en, src_addr, load_en, load_target, load_addr, load_data, clk, rst, act__ready, src_data, idle, dbg_wr
-, dbg_row, dbg_col, dbg_sum, dbg_fetch, dbg_pop, act__payload);
+module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, finish, row, dst_addr, pool_max, src_en, src_addr, load_en, load_target, load_addr, load_data, clk, rst, act__ready, src_data
+, idle, dbg_wr, dbg_row, dbg_col, dbg_sum, dbg_fetch, dbg_pop, act__payload);
   reg \$auto$verilog_backend.cc:2355:dump_module$1  = 0;
   wire \$1 ;
   wire \$10 ;
   wire [16:0] \$11 ;
-  wire [6:0] \$118 ;
   wire [15:0] \$12 ;
-  wire [6:0] \$121 ;
-  wire [6:0] \$127 ;
+  wire [6:0] \$123 ;
+  wire [6:0] \$126 ;
   wire [16:0] \$13 ;
+  wire [6:0] \$132 ;
   wire [15:0] \$14 ;
   wire \$15 ;
   wire [15:0] \$16 ;
@@ -56,57 +56,62 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   wire \$5 ;
   wire \$50 ;
   wire \$51 ;
-  wire [17:0] \$52 ;
-  wire [17:0] \$53 ;
-  reg \$54 ;
-  reg [15:0] \$55 ;
-  reg [15:0] \$56 ;
+  wire \$52 ;
+  wire \$53 ;
+  wire \$54 ;
+  wire [17:0] \$55 ;
+  wire [17:0] \$56 ;
   reg \$57 ;
-  reg \$58 ;
-  reg [17:0] \$59 ;
+  reg [15:0] \$58 ;
+  reg [15:0] \$59 ;
   wire \$6 ;
-  reg [17:0] \$60 ;
-  reg [15:0] \$61 ;
-  reg [15:0] \$62 ;
-  reg \$63 ;
-  reg \$64 ;
-  reg [2:0] \$65 ;
+  reg \$60 ;
+  reg \$61 ;
+  reg [17:0] \$62 ;
+  reg [17:0] \$63 ;
+  reg [15:0] \$64 ;
+  reg [15:0] \$65 ;
   reg \$66 ;
-  reg [15:0] \$67 ;
-  reg [15:0] \$68 ;
-  reg [9:0] \$69 ;
+  reg \$67 ;
+  reg [2:0] \$68 ;
+  reg \$69 ;
   wire \$7 ;
-  reg \$70 ;
-  reg [8:0] \$71 ;
-  reg [15:0] \$72 ;
-  reg [15:0] \$73 ;
-  reg [15:0] \$74 ;
-  reg \$75 ;
-  reg [8:0] \$76 ;
-  reg [47:0] \$77 ;
+  reg [15:0] \$70 ;
+  reg [15:0] \$71 ;
+  reg [9:0] \$72 ;
+  reg \$73 ;
+  reg [8:0] \$74 ;
+  reg [15:0] \$75 ;
+  reg [15:0] \$76 ;
+  reg [15:0] \$77 ;
   reg \$78 ;
-  reg \$79 ;
+  reg [8:0] \$79 ;
   wire \$8 ;
-  reg [8:0] \$80 ;
+  reg [47:0] \$80 ;
+  reg \$81 ;
+  reg \$82 ;
+  reg [8:0] \$83 ;
+  reg [8:0] \$84 ;
+  reg \$85 ;
   wire \$9 ;
   wire [12:0] \$signature__addr ;
-  wire [9:0] \$signature__addr$102 ;
-  wire [12:0] \$signature__addr$60 ;
-  wire [13:0] \$signature__addr$70 ;
-  wire [7:0] \$signature__addr$77 ;
-  wire [8:0] \$signature__addr$78 ;
-  wire [8:0] \$signature__addr$89 ;
+  wire [9:0] \$signature__addr$111 ;
+  wire [12:0] \$signature__addr$62 ;
+  wire [13:0] \$signature__addr$72 ;
+  wire [7:0] \$signature__addr$79 ;
+  wire [8:0] \$signature__addr$80 ;
+  wire [8:0] \$signature__addr$91 ;
   wire [17:0] \$signature__data ;
-  wire [15:0] \$signature__data$104 ;
-  wire [17:0] \$signature__data$110 ;
-  wire [15:0] \$signature__data$116 ;
-  wire [63:0] \$signature__data$75 ;
-  wire [47:0] \$signature__data$85 ;
-  wire [15:0] \$signature__data$94 ;
+  wire [15:0] \$signature__data$103 ;
+  wire [17:0] \$signature__data$118 ;
+  wire [15:0] \$signature__data$124 ;
+  wire [63:0] \$signature__data$77 ;
+  wire [47:0] \$signature__data$87 ;
+  wire [15:0] \$signature__data$96 ;
   wire \$signature__en ;
-  wire \$signature__en$103 ;
-  wire \$signature__en$62 ;
-  wire \$signature__en$71 ;
+  wire \$signature__en$112 ;
+  wire \$signature__en$64 ;
+  wire \$signature__en$73 ;
   wire [47:0] acc_sum;
   reg [8:0] acc_wr__addr;
   reg [47:0] acc_wr__data;
@@ -147,6 +152,9 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   wire [47:0] dbg_sum;
   output dbg_wr;
   reg dbg_wr = 1'h0;
+  input [8:0] dst_addr;
+  wire [8:0] dst_addr;
+  reg [8:0] dst_d = 9'h000;
   wire emit;
   wire fetch;
   input finish;
@@ -168,8 +176,8 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   wire [13:0] load_addr;
   wire load_bias;
   wire load_codebook;
-  input [75:0] load_data;
-  wire [75:0] load_data;
+  input [187:0] load_data;
+  wire [187:0] load_data;
   wire load_desc;
   input load_en;
   wire load_en;
@@ -177,6 +185,8 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   wire load_sparse;
   input [2:0] load_target;
   wire [2:0] load_target;
+  reg merge = 1'h0;
+  wire [15:0] \new ;
   reg [17:0] nxt;
   wire [12:0] odd_rd__addr;
   wire [17:0] odd_rd__data;
@@ -184,9 +194,15 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   wire [12:0] odd_wr__addr;
   wire [17:0] odd_wr__data;
   wire odd_wr__en;
+  wire [15:0] old;
+  wire [15:0] out;
   reg [15:0] pa = 16'h0000;
   reg [15:0] pj = 16'h0000;
   reg podd = 1'h0;
+  (* init = 1'h0 *)
+  wire pool_d;
+  input pool_max;
+  wire pool_max;
   wire pop;
   reg [9:0] pos = 10'h000;
   input [13:0] ptr_base;
@@ -765,7 +781,7 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   always @(posedge clk) begin
     _0_ <= acc[\$30 [8:0]];
   end
-  assign \$signature__data$85  = _0_;
+  assign \$signature__data$87  = _0_;
   reg [15:0] act [1023:0];
   initial begin
     act[0] = 16'h0000;
@@ -1799,8 +1815,8 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   end
   reg [15:0] _1_;
   always @(posedge clk) begin
-    if (src_en) begin
-      _1_ <= act[{ src_bank, src_addr }];
+    if (\$signature__en$112 ) begin
+      _1_ <= act[\$signature__addr$111 ];
     end
   end
   assign src_data = _1_;
@@ -2327,7 +2343,7 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   always @(posedge clk) begin
     _2_ <= bias[\$36 [8:0]];
   end
-  assign \$signature__data$94  = _2_;
+  assign \$signature__data$96  = _2_;
   reg [15:0] codebook [255:0];
   initial begin
     codebook[0] = 16'h0000;
@@ -2591,7 +2607,7 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
     if (load_codebook)
       codebook[load_addr[7:0]] <= load_data[15:0];
   end
-  assign \$signature__data$116  = codebook[{ layer, \$29 [7:4] }];
+  assign \$signature__data$124  = codebook[{ layer, \$29 [7:4] }];
   reg [17:0] ptr_even [8191:0];
   initial begin
     ptr_even[0] = 18'h00000;
@@ -10797,7 +10813,7 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
       _3_ <= ptr_even[\$13 [12:0]];
     end
   end
-  assign \$signature__data$110  = _3_;
+  assign \$signature__data$118  = _3_;
   reg [17:0] ptr_odd [8191:0];
   initial begin
     ptr_odd[0] = 18'h00000;
@@ -35401,7 +35417,12 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
       _5_ <= sparse[wcur[16:3]];
     end
   end
-  assign \$signature__data$75  = _5_;
+  assign \$signature__data$77  = _5_;
+  assign odd_wr__en = load_pointer & load_addr[0];
+  assign \$8  = ~ busy;
+  assign \$9  = \$8  | w_last;
+  assign consume = pv & \$9 ;
+  assign \$10  = ~ pv;
   assign r__ready = \$10  | consume;
   assign dbg_pop = r__valid & r__ready;
   assign \$11  = ptr_base + r__payload[15:0];
@@ -35418,94 +35439,103 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   assign \$22  = nxt == wend;
   assign \$23  = \$21  | \$22 ;
   assign w_last = busy & \$23 ;
-  assign \$118  = s1_slot * 4'h8;
-  assign \$24  = \$signature__data$75  >> \$118 ;
-  assign \$121  = s1_slot * 4'h8;
-  assign \$25  = \$signature__data$75  >> \$121 ;
+  assign \$123  = s1_slot * 4'h8;
+  assign \$24  = \$signature__data$77  >> \$123 ;
+  assign \$126  = s1_slot * 4'h8;
+  assign \$25  = \$signature__data$77  >> \$126 ;
   assign \$26  = pos + \$25 [3:0];
   assign \$27  = \$26  + 1'h1;
   assign \$28  = s1_first ? { 8'h00, \$24 [3:0] } : \$27 ;
-  assign \$127  = s1_slot * 4'h8;
-  assign \$29  = \$signature__data$75  >> \$127 ;
+  assign \$132  = s1_slot * 4'h8;
+  assign \$29  = \$signature__data$77  >> \$132 ;
   assign \$30  = finish ? { 1'h0, row } : \$28 [9:0];
   assign \$31  = dbg_wr & last_valid;
   assign \$32  = last_row == dbg_row;
   assign bypass = \$31  & \$32 ;
-  assign \$33  = bypass ? last_sum : \$signature__data$85 ;
+  assign \$33  = bypass ? last_sum : \$signature__data$87 ;
   assign \$34  = $signed(s2_a) * $signed(s2_w);
   assign \$35  = $signed(\$33 ) + $signed(\$34 );
   assign \$36  = bias_base + row;
-  assign \$38  = $signed(\$signature__data$85 ) + $signed(11'h200);
+  assign \$38  = $signed(\$signature__data$87 ) + $signed(11'h200);
   assign \$39  = $signed(rounded) < $signed(1'h0);
   assign \$40  = relu & \$39 ;
   assign \$41  = $signed(rounded) > $signed(16'h7fff);
   assign \$42  = $signed(rounded) < $signed(16'h8000);
   assign \$43  = ~ src_bank;
-  assign \$44  = ~ r__valid;
-  assign \$45  = ~ pv;
-  assign \$46  = \$44  & \$45 ;
-  assign \$47  = ~ busy;
-  assign \$48  = \$46  & \$47 ;
-  assign \$49  = ~ s1_valid;
-  assign \$50  = \$48  & \$49 ;
-  assign \$51  = ~ dbg_wr;
-  assign idle = \$50  & \$51 ;
-  assign \$52  = podd ? odd_rd__data : \$signature__data$110 ;
-  assign \$53  = podd ? \$signature__data$110  : odd_rd__data;
+  assign \$44  = finish & pool_max;
+  assign \$45  = ~ src_bank;
+  assign \$signature__addr$111  = \$44  ? { \$45 , dst_addr } : { src_bank, src_addr };
+  assign \$46  = finish & pool_max;
+  assign \$signature__en$112  = src_en | \$46 ;
+  assign \$47  = ~ r__valid;
+  assign \$48  = ~ pv;
+  assign \$49  = \$47  & \$48 ;
+  assign \$50  = ~ busy;
+  assign \$51  = \$49  & \$50 ;
+  assign \$52  = ~ s1_valid;
+  assign \$53  = \$51  & \$52 ;
+  assign \$54  = ~ dbg_wr;
+  assign idle = \$53  & \$54 ;
+  assign \$55  = podd ? odd_rd__data : \$signature__data$118 ;
+  assign \$56  = podd ? \$signature__data$118  : odd_rd__data;
   always @(posedge clk)
-    pv <= \$54 ;
+    pv <= \$57 ;
   always @(posedge clk)
-    pa <= \$55 ;
+    pa <= \$58 ;
   always @(posedge clk)
-    pj <= \$56 ;
+    pj <= \$59 ;
   always @(posedge clk)
-    podd <= \$57 ;
+    podd <= \$60 ;
   always @(posedge clk)
-    busy <= \$58 ;
+    busy <= \$61 ;
   always @(posedge clk)
-    wcur <= \$59 ;
+    wcur <= \$62 ;
   always @(posedge clk)
-    wend <= \$60 ;
+    wend <= \$63 ;
   always @(posedge clk)
-    wa <= \$61 ;
+    wa <= \$64 ;
   always @(posedge clk)
-    wj <= \$62 ;
+    wj <= \$65 ;
   always @(posedge clk)
-    wfirst <= \$63 ;
+    wfirst <= \$66 ;
   always @(posedge clk)
-    s1_valid <= \$64 ;
+    s1_valid <= \$67 ;
   always @(posedge clk)
-    s1_slot <= \$65 ;
+    s1_slot <= \$68 ;
   always @(posedge clk)
-    s1_first <= \$66 ;
+    s1_first <= \$69 ;
   always @(posedge clk)
-    s1_a <= \$67 ;
+    s1_a <= \$70 ;
   always @(posedge clk)
-    s1_j <= \$68 ;
+    s1_j <= \$71 ;
   always @(posedge clk)
-    pos <= \$69 ;
+    pos <= \$72 ;
   always @(posedge clk)
-    dbg_wr <= \$70 ;
+    dbg_wr <= \$73 ;
   always @(posedge clk)
-    dbg_row <= \$71 ;
+    dbg_row <= \$74 ;
   always @(posedge clk)
-    s2_w <= \$72 ;
+    s2_w <= \$75 ;
   always @(posedge clk)
-    s2_a <= \$73 ;
+    s2_a <= \$76 ;
   always @(posedge clk)
-    dbg_col <= \$74 ;
+    dbg_col <= \$77 ;
   always @(posedge clk)
-    last_valid <= \$75 ;
+    last_valid <= \$78 ;
   always @(posedge clk)
-    last_row <= \$76 ;
+    last_row <= \$79 ;
   always @(posedge clk)
-    last_sum <= \$77 ;
+    last_sum <= \$80 ;
   always @(posedge clk)
-    init_d <= \$78 ;
+    init_d <= \$81 ;
   always @(posedge clk)
-    finish_d <= \$79 ;
+    finish_d <= \$82 ;
   always @(posedge clk)
-    row_d <= \$80 ;
+    row_d <= \$83 ;
+  always @(posedge clk)
+    dst_d <= \$84 ;
+  always @(posedge clk)
+    merge <= \$85 ;
   assign \$1  = ! load_target;
   assign load_sparse = load_en & \$1 ;
   assign \$2  = load_target == 1'h1;
@@ -35520,11 +35550,12 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   assign load_desc = load_en & \$6 ;
   assign \$7  = ~ load_addr[0];
   assign \$signature__en  = load_pointer & \$7 ;
-  assign odd_wr__en = load_pointer & load_addr[0];
-  assign \$8  = ~ busy;
-  assign \$9  = \$8  | w_last;
-  assign consume = pv & \$9 ;
-  assign \$10  = ~ pv;
+  \eie64_pe.pool  pool (
+    .merge(merge),
+    .\new (result),
+    .old(src_data),
+    .out(out)
+  );
   \eie64_pe.queue  queue (
     .clk(clk),
     .r__payload(r__payload),
@@ -35588,7 +35619,7 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (finish_d) begin
-      act_wr__addr = { \$43 , row_d };
+      act_wr__addr = { \$43 , dst_d };
     end else begin
       act_wr__addr = { 1'h0, load_addr[8:0] };
     end
@@ -35597,7 +35628,7 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     (* full_case = 32'd1 *)
     if (finish_d) begin
-      act_wr__data = result;
+      act_wr__data = out;
     end else begin
       act_wr__data = load_data[15:0];
     end
@@ -35613,41 +35644,11 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$54  = pv;
+    \$57  = pv;
     if (dbg_pop) begin
-      \$54  = 1'h1;
+      \$57  = 1'h1;
     end else if (consume) begin
-      \$54  = 1'h0;
-    end
-    if (rst) begin
-      \$54  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$55  = pa;
-    if (dbg_pop) begin
-      \$55  = r__payload[31:16];
-    end
-    if (rst) begin
-      \$55  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$56  = pj;
-    if (dbg_pop) begin
-      \$56  = r__payload[15:0];
-    end
-    if (rst) begin
-      \$56  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$57  = podd;
-    if (dbg_pop) begin
-      \$57  = \$11 [0];
+      \$57  = 1'h0;
     end
     if (rst) begin
       \$57  = 1'h0;
@@ -35655,192 +35656,236 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$58  = busy;
+    \$58  = pa;
+    if (dbg_pop) begin
+      \$58  = r__payload[31:16];
+    end
+    if (rst) begin
+      \$58  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$59  = pj;
+    if (dbg_pop) begin
+      \$59  = r__payload[15:0];
+    end
+    if (rst) begin
+      \$59  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$60  = podd;
+    if (dbg_pop) begin
+      \$60  = \$11 [0];
+    end
+    if (rst) begin
+      \$60  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$61  = busy;
     if (consume) begin
-      \$58  = 1'h1;
+      \$61  = 1'h1;
     end else if (w_last) begin
-      \$58  = 1'h0;
+      \$61  = 1'h0;
     end
     if (rst) begin
-      \$58  = 1'h0;
+      \$61  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$59  = wcur;
+    \$62  = wcur;
     if (consume) begin
-      \$59  = \$52 ;
-    end else if (w_last) begin
-    end else if (emit) begin
-      \$59  = nxt;
-    end
-    if (rst) begin
-      \$59  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$60  = wend;
-    if (consume) begin
-      \$60  = \$53 ;
-    end
-    if (rst) begin
-      \$60  = 18'h00000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$61  = wa;
-    if (consume) begin
-      \$61  = pa;
-    end
-    if (rst) begin
-      \$61  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$62  = wj;
-    if (consume) begin
-      \$62  = pj;
-    end
-    if (rst) begin
-      \$62  = 16'h0000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$63  = wfirst;
-    if (consume) begin
-      \$63  = 1'h1;
+      \$62  = \$55 ;
     end else if (w_last) begin
     end else if (emit) begin
-      \$63  = 1'h0;
+      \$62  = nxt;
     end
     if (rst) begin
-      \$63  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$64  = emit;
-    if (rst) begin
-      \$64  = 1'h0;
+      \$62  = 18'h00000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$65  = wcur[2:0];
+    \$63  = wend;
+    if (consume) begin
+      \$63  = \$56 ;
+    end
     if (rst) begin
-      \$65  = 3'h0;
+      \$63  = 18'h00000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$64  = wa;
+    if (consume) begin
+      \$64  = pa;
+    end
+    if (rst) begin
+      \$64  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$65  = wj;
+    if (consume) begin
+      \$65  = pj;
+    end
+    if (rst) begin
+      \$65  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
     \$66  = wfirst;
+    if (consume) begin
+      \$66  = 1'h1;
+    end else if (w_last) begin
+    end else if (emit) begin
+      \$66  = 1'h0;
+    end
     if (rst) begin
       \$66  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$67  = wa;
+    \$67  = emit;
     if (rst) begin
-      \$67  = 16'h0000;
+      \$67  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$68  = wj;
+    \$68  = wcur[2:0];
     if (rst) begin
-      \$68  = 16'h0000;
+      \$68  = 3'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$69  = pos;
+    \$69  = wfirst;
+    if (rst) begin
+      \$69  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$70  = wa;
+    if (rst) begin
+      \$70  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$71  = wj;
+    if (rst) begin
+      \$71  = 16'h0000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$72  = pos;
     if (s1_valid) begin
-      \$69  = \$28 [9:0];
+      \$72  = \$28 [9:0];
     end
     if (rst) begin
-      \$69  = 10'h000;
+      \$72  = 10'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$70  = s1_valid;
+    \$73  = s1_valid;
     if (rst) begin
-      \$70  = 1'h0;
+      \$73  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$71  = \$28 [8:0];
+    \$74  = \$28 [8:0];
     if (rst) begin
-      \$71  = 9'h000;
+      \$74  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$72  = \$signature__data$116 ;
+    \$75  = \$signature__data$124 ;
     if (rst) begin
-      \$72  = 16'h0000;
+      \$75  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$73  = s1_a;
+    \$76  = s1_a;
     if (rst) begin
-      \$73  = 16'h0000;
+      \$76  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$74  = s1_j;
+    \$77  = s1_j;
     if (rst) begin
-      \$74  = 16'h0000;
+      \$77  = 16'h0000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$75  = dbg_wr;
-    if (rst) begin
-      \$75  = 1'h0;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$76  = dbg_row;
-    if (rst) begin
-      \$76  = 9'h000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$77  = \$35 [47:0];
-    if (rst) begin
-      \$77  = 48'h000000000000;
-    end
-  end
-  always @* begin
-    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$78  = init;
+    \$78  = dbg_wr;
     if (rst) begin
       \$78  = 1'h0;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$79  = finish;
+    \$79  = dbg_row;
     if (rst) begin
-      \$79  = 1'h0;
+      \$79  = 9'h000;
     end
   end
   always @* begin
     if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
-    \$80  = row;
+    \$80  = \$35 [47:0];
     if (rst) begin
-      \$80  = 9'h000;
+      \$80  = 48'h000000000000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$81  = init;
+    if (rst) begin
+      \$81  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$82  = finish;
+    if (rst) begin
+      \$82  = 1'h0;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$83  = row;
+    if (rst) begin
+      \$83  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$84  = dst_addr;
+    if (rst) begin
+      \$84  = 9'h000;
+    end
+  end
+  always @* begin
+    if (\$auto$verilog_backend.cc:2355:dump_module$1 ) begin end
+    \$85  = pool_max;
+    if (rst) begin
+      \$85  = 1'h0;
     end
   end
   assign sparse_wr__addr = load_addr;
@@ -35861,23 +35906,24 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   assign w__ready = act__ready;
   assign pop = dbg_pop;
   assign g = \$11 [15:0];
-  assign \$signature__addr$60  = \$13 [12:0];
+  assign \$signature__addr$62  = \$13 [12:0];
   assign odd_rd__addr = \$14 [12:0];
-  assign \$signature__en$62  = dbg_pop;
+  assign \$signature__en$64  = dbg_pop;
   assign odd_rd__en = dbg_pop;
   assign fetch = dbg_fetch;
-  assign \$signature__addr$70  = wcur[16:3];
-  assign \$signature__en$71  = dbg_fetch;
+  assign \$signature__addr$72  = wcur[16:3];
+  assign \$signature__en$73  = dbg_fetch;
   assign s1_row = \$28 [9:0];
-  assign \$signature__addr$77  = { layer, \$29 [7:4] };
-  assign \$signature__addr$78  = \$30 [8:0];
+  assign \$signature__addr$79  = { layer, \$29 [7:4] };
+  assign \$signature__addr$80  = \$30 [8:0];
   assign s2_valid = dbg_wr;
   assign s2_row = dbg_row;
   assign acc_sum = \$35 [47:0];
-  assign \$signature__addr$89  = \$36 [8:0];
-  assign \$signature__addr$102  = { src_bank, src_addr };
-  assign \$signature__en$103  = src_en;
-  assign \$signature__data$104  = src_data;
+  assign \$signature__addr$91  = \$36 [8:0];
+  assign pool_d = merge;
+  assign old = src_data;
+  assign \$signature__data$103  = src_data;
+  assign \new  = result;
   assign s2_j = dbg_col;
   assign dbg_sum = \$35 [47:0];
   assign \act__payload.j  = act__payload[15:0];
@@ -35888,8 +35934,25 @@ module eie64_pe(act__valid, layer, ptr_base, bias_base, relu, src_bank, init, fi
   assign \r__payload.a  = r__payload[31:16];
   assign \$12  = { 1'h0, \$11 [15:1] };
   assign \$14  = { 1'h0, \$11 [15:1] };
-  assign \$37  = { \$signature__data$94 [15], \$signature__data$94 [15], \$signature__data$94 [15], \$signature__data$94 [15], \$signature__data$94 [15], \$signature__data$94 , 10'h000 };
+  assign \$37  = { \$signature__data$96 [15], \$signature__data$96 [15], \$signature__data$96 [15], \$signature__data$96 [15], \$signature__data$96 [15], \$signature__data$96 , 10'h000 };
   assign rounded = { \$38 [48], \$38 [48], \$38 [48], \$38 [48], \$38 [48], \$38 [48], \$38 [48], \$38 [48], \$38 [48], \$38 [48], \$38 [48:10] };
+endmodule
+
+(* generator = "Amaranth" *)
+module \eie64_pe.pool (out, \new , merge, old);
+  wire \$1 ;
+  wire \$2 ;
+  input merge;
+  wire merge;
+  input [15:0] \new ;
+  wire [15:0] \new ;
+  input [15:0] old;
+  wire [15:0] old;
+  output [15:0] out;
+  wire [15:0] out;
+  assign \$1  = $signed(old) > $signed(\new );
+  assign \$2  = merge & \$1 ;
+  assign out = \$2  ? old : \new ;
 endmodule
 
 (* generator = "Amaranth" *)

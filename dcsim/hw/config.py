@@ -133,8 +133,9 @@ class EngineConfig:
 
     @property
     def col_bits(self) -> int:
-        """Bits of a column index j (up to ``max_vector``)."""
-        return bits_for(self.max_vector)
+        """Bits of a column index j: up to ``max_vector`` (an fc input) or ``ptr_depth``
+        (a conv filter matrix's engine columns, one pointer each)."""
+        return bits_for(max(self.max_vector, self.ptr_depth))
 
     @property
     def sparse_bytes(self) -> int:
@@ -152,10 +153,11 @@ class EngineConfig:
 
 
 PRESETS = {
-    # Test and LeNet-300-100 size: the whole network fits even at n_pe=1 (6-bit codes as
-    # in Deep Compression's Table 2).
+    # Test and LeNet size: LeNet-300-100 fits even at n_pe=1 (6-bit codes as in Deep
+    # Compression's Table 2), LeNet-5 at 4 and 8 PEs (its conv layers' engine columns
+    # take 2,203 pointers at 8 PEs).
     "small": EngineConfig(
-        n_pe=4, idx_bits=4, code_bits=6, sparse_words=8192, ptr_depth=2048,
+        n_pe=4, idx_bits=4, code_bits=6, sparse_words=8192, ptr_depth=4096,
         act_depth=1024, bias_depth=512, max_layers=8),
     # EIE's design point (section IV): 64 PEs, 128 KB sparse-matrix SRAM of 64-bit words,
     # 16K pointers (EIE: 32 KB of 16-bit pointers; ours are wider), 2 x 512 x 16-bit

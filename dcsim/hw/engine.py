@@ -11,6 +11,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from dcsim.hw.config import EngineConfig, bits_for
+from dcsim.hw.conv import GEOM_BITS, PatchAddress
 from dcsim.hw.layouts import Target, desc_layout, load_layout
 from dcsim.hw.lnzd import LeadingNonZero
 from dcsim.hw.pe import ProcessingElement, pe_signature
@@ -109,6 +110,7 @@ class Engine(wiring.Component):
         m = Module()
         pes = self._pes(m)
         m.submodules.lnzd = lnzd = LeadingNonZero(n, c.act_bits)
+        m.submodules.patch = patch = PatchAddress(c.row_bits, n)
 
         m.submodules.descs = descs = Memory(shape=desc_layout(c), depth=c.max_layers, init=[])
         desc_rd, desc_wr = descs.read_port(domain="comb"), descs.write_port()
@@ -158,6 +160,29 @@ class Engine(wiring.Component):
                 pe.relu.eq(desc.relu),
             ]
 
+        # Conv sequencing (docs/engine.md, "Convolution"): output position (oy, ox) =
+        # (py*win + dy, px*win + dx), pool window (py, px) after pool window; the source
+        # vector being read is tap (ky, kx), channel group q; vmask holds which channels
+        # of the vector on the read ports are real (0 for a padding pixel).
+        side = unsigned(bits_for(c.act_depth))
+        py, px, dy, dx = (Signal(side, name=f"pos_{v}") for v in ("py", "px", "dy", "dx"))
+        ky, kx = Signal(unsigned(GEOM_BITS)), Signal(unsigned(GEOM_BITS))
+        q = Signal(side)
+        nky, nkx = Signal(unsigned(GEOM_BITS)), Signal(unsigned(GEOM_BITS))
+        nq = Signal(side)
+        vmask = Signal(unsigned(n))
+        conv_pos = Signal(unsigned(CYCLE_BITS))     # position number (testbench monitors)
+        last_pos = Signal()
+        with m.If(q + 1 == desc.groups):
+            with m.If(kx + 1 == desc.kw):
+                m.d.comb += [nq.eq(0), nkx.eq(0), nky.eq(ky + 1)]
+            with m.Else():
+                m.d.comb += [nq.eq(0), nkx.eq(kx + 1), nky.eq(ky)]
+        with m.Else():
+            m.d.comb += [nq.eq(q + 1), nkx.eq(kx), nky.eq(ky)]
+        m.d.comb += last_pos.eq((py + 1 == desc.out_h) & (px + 1 == desc.out_w)
+                                & (dy + 1 == desc.win) & (dx + 1 == desc.win))
+
         with m.If(desc_wr.en & (load.addr < c.max_layers)):
             m.d.sync += n_desc.eq(load.addr + 1)
 
@@ -174,7 +199,7 @@ class Engine(wiring.Component):
         in_layer = Signal(unsigned(n))
         m.d.comb += [
             all_ready.eq(Cat(pe.act.ready for pe in pes).all()),
-            in_layer.eq(Cat((jbase + p) < desc.cols for p in range(n))),
+            in_layer.eq(Mux(desc.conv, vmask, Cat((jbase + p) < desc.cols for p in range(n)))),
             lnzd.mask.eq(Mux(have, in_layer & ~taken, 0)),
             go.eq((state == State.RUN) & lnzd.any & all_ready),
             advance.eq((state == State.RUN) & have & (~lnzd.any | (go & lnzd.last))),
@@ -213,7 +238,17 @@ class Engine(wiring.Component):
                 m.d.comb += src_addr.eq(oloc)
         with m.Else():
             m.d.comb += [src_en.eq(in_run & ((~have & ~scan_done) | advance)),
-                         src_addr.eq(Mux(advance, k + 1, k))]
+                         src_addr.eq(Mux(desc.conv, patch.addr, Mux(advance, k + 1, k)))]
+        m.d.comb += [
+            patch.in_ch.eq(desc.in_ch), patch.in_h.eq(desc.in_h), patch.in_w.eq(desc.in_w),
+            patch.in_hw.eq(desc.in_hw), patch.stride.eq(desc.stride),
+            patch.padding.eq(desc.padding),
+            patch.oy.eq(py * desc.win + dy), patch.ox.eq(px * desc.win + dx),
+            patch.ky.eq(Mux(advance, nky, ky)), patch.kx.eq(Mux(advance, nkx, kx)),
+            patch.q.eq(Mux(advance, nq, q)),
+        ]
+        with m.If(src_en & in_run):
+            m.d.sync += vmask.eq(patch.mask)
         for pe in pes:
             m.d.comb += [
                 pe.src_en.eq(src_en),
@@ -222,6 +257,8 @@ class Engine(wiring.Component):
                 pe.init.eq(state == State.INIT),
                 pe.finish.eq((state == State.FINISH) & (row != desc.rows_local)),
                 pe.row.eq(row),
+                pe.dst_addr.eq(Mux(desc.conv, row * desc.out_hw + py * desc.out_w + px, row)),
+                pe.pool_max.eq(desc.conv & (desc.win > 1) & ((dy != 0) | (dx != 0))),
             ]
         all_idle = Cat(pe.idle for pe in pes).all()
 
@@ -236,7 +273,8 @@ class Engine(wiring.Component):
             with m.Case(State.DESC):
                 m.d.sync += [desc.eq(desc_rd.data), row.eq(0), cyc.eq(1), k.eq(0),
                              jbase.eq(0), have.eq(0), taken.eq(0), scan_done.eq(0),
-                             state.eq(State.INIT)]
+                             py.eq(0), px.eq(0), dy.eq(0), dx.eq(0), ky.eq(0), kx.eq(0),
+                             q.eq(0), conv_pos.eq(0), state.eq(State.INIT)]
             with m.Case(State.INIT):
                 m.d.sync += [cyc.eq(cyc + 1), row.eq(row + 1)]
                 with m.If(row + 1 == desc.rows_local):
@@ -246,7 +284,8 @@ class Engine(wiring.Component):
                 with m.If(~have & ~scan_done):
                     m.d.sync += have.eq(1)
                 with m.If(advance):
-                    m.d.sync += [taken.eq(0), k.eq(k + 1), jbase.eq(jbase + n)]
+                    m.d.sync += [taken.eq(0), k.eq(k + 1), jbase.eq(jbase + n), ky.eq(nky),
+                                 kx.eq(nkx), q.eq(nq)]
                     with m.If(k + 1 == desc.vectors):
                         m.d.sync += [scan_done.eq(1), have.eq(0)]
                 with m.Elif(go):
@@ -255,7 +294,20 @@ class Engine(wiring.Component):
                     m.d.sync += [row.eq(0), state.eq(State.FINISH)]
             with m.Case(State.FINISH):
                 m.d.sync += [cyc.eq(cyc + 1), row.eq(row + 1)]
-                with m.If(row == desc.rows_local):
+                with m.If((row == desc.rows_local) & desc.conv & ~last_pos):
+                    # next output position of a conv layer: its INIT follows at once
+                    m.d.sync += [row.eq(0), k.eq(0), jbase.eq(0), have.eq(0), taken.eq(0),
+                                 scan_done.eq(0), ky.eq(0), kx.eq(0), q.eq(0),
+                                 conv_pos.eq(conv_pos + 1), state.eq(State.INIT)]
+                    with m.If(dx + 1 != desc.win):
+                        m.d.sync += dx.eq(dx + 1)
+                    with m.Elif(dy + 1 != desc.win):
+                        m.d.sync += [dx.eq(0), dy.eq(dy + 1)]
+                    with m.Elif(px + 1 != desc.out_w):
+                        m.d.sync += [dx.eq(0), dy.eq(0), px.eq(px + 1)]
+                    with m.Else():
+                        m.d.sync += [dx.eq(0), dy.eq(0), px.eq(0), py.eq(py + 1)]
+                with m.Elif(row == desc.rows_local):
                     m.d.comb += [cyc_wr.addr.eq(layer), cyc_wr.data.eq(cyc + 1),
                                  cyc_wr.en.eq(1)]
                     m.d.sync += layer.eq(layer + 1)

@@ -18,8 +18,10 @@ import numpy as np
 
 from dcsim.compress.layer import CompressedModel
 from dcsim.compress.sparse import interleave
-from dcsim.errors import ConfigError, FitError
+from dcsim.errors import ConfigError, FitError, FormatError
 from dcsim.hw.config import EngineConfig
+from dcsim.hw.conv import GEOM_MAX, ConvGeometry, engine_cols, engine_layers, input_slots, \
+    output_index
 from dcsim.hw.layouts import Target, desc_layout, pack
 from dcsim.kernels.spmv import quantize_layer
 
@@ -35,6 +37,10 @@ class LayerImage:
     entries : int64 (n_pe,) -- stored entries (fillers included) per PE.
     col_entries : int64 (n_pe, cols) -- stored entries of each (PE, column).
     codebook_q : int64 (codebook_entries,) -- padded with zeros to the engine's width.
+    kind : "fc" or "conv"; geometry : ``conv.ConvGeometry`` of a conv layer, else None.
+    cols is the engine's column count (``conv.engine_layers``: a conv's gather order, an
+    fc after a conv its map's slots); outputs : values the output stream gives if this
+    layer is the last (fc: rows; conv: ``geometry.out_slots``).
     """
 
     name: str
@@ -48,6 +54,13 @@ class LayerImage:
     entries: np.ndarray
     col_entries: np.ndarray
     codebook_q: np.ndarray
+    kind: str = "fc"
+    geometry: ConvGeometry | None = None
+
+    @property
+    def outputs(self) -> int:
+        """Values the output stream gives when this layer is the last."""
+        return self.rows if self.geometry is None else self.geometry.out_slots
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,17 +105,59 @@ class EngineImage:
         words += [(Target.DESC, 0, 1, l, d) for l, d in enumerate(self.descs)]
         return words
 
+    @property
+    def input_size(self) -> int:
+        """Input activations of layer 0 (a conv's whole input map)."""
+        first = self.layers[0]
+        if first.geometry is None:
+            return first.cols
+        g = first.geometry
+        return g.in_ch * g.in_h * g.in_w
+
+    @property
+    def n_outputs(self) -> int:
+        """Values the output stream gives per run (``LayerImage.outputs`` of the last)."""
+        return self.layers[-1].outputs
+
     def input_words(self, x_q) -> list:
-        """Load words that put input activations ``x_q`` (int64, (cols of layer 0,)) in
-        bank 0: activation j on PE ``j % n_pe`` at ``j // n_pe``."""
-        x_q = np.asarray(x_q, dtype=np.int64)
-        cols = self.layers[0].cols
-        if x_q.shape != (cols,):
-            raise ConfigError(f"x_q must have shape ({cols},), not {x_q.shape}")
-        n = self.config.n_pe
+        """Load words that put input activations ``x_q`` (int64, (input_size,), a map
+        flattened in (C, H, W) order) in bank 0: for an fc layer 0 activation j on PE
+        ``j % n_pe`` at ``j // n_pe``, for a conv the map layout (``conv.input_slots``)."""
+        x_q = np.asarray(x_q, dtype=np.int64).reshape(-1)
+        size = self.input_size
+        if x_q.shape != (size,):
+            raise ConfigError(f"x_q must have {size} values, not {x_q.shape[0]}")
+        first = self.layers[0]
+        g = first.geometry
+        shape = (size,) if g is None else (g.in_ch, g.in_h, g.in_w)
+        pe, addr = input_slots(shape, self.config.n_pe, g is not None)
         fmt = self.config.fmt
-        return [(Target.ACT, j % n, 0, j // n, _act_word(int(v), fmt, f"input activation {j}"))
-                for j, v in enumerate(x_q)]
+        return [(Target.ACT, int(p), 0, int(a), _act_word(int(v), fmt, f"input activation {j}"))
+                for j, (p, a, v) in enumerate(zip(pe, addr, x_q))]
+
+    def engine_inputs(self, x_q) -> np.ndarray:
+        """Inputs ``x_q`` (N, input_size) in the order of the engine's index ``addr * n_pe +
+        pe`` (N, slots), for a loader that writes value e at PE ``e % n_pe``, address
+        ``e // n_pe`` (the native harness): an fc layer 0 takes ``x_q`` as it is, a conv's
+        map is scattered to its layout with zeros in the padding channels' slots."""
+        x_q = np.asarray(x_q, dtype=np.int64)
+        g = self.layers[0].geometry
+        if g is None:
+            return x_q
+        pe, addr = input_slots((g.in_ch, g.in_h, g.in_w), self.config.n_pe, True)
+        out = np.zeros((x_q.shape[0], int((addr * self.config.n_pe + pe).max()) + 1),
+                       dtype=np.int64)
+        out[:, addr * self.config.n_pe + pe] = x_q.reshape(x_q.shape[0], -1)
+        return out
+
+    def kernel_outputs(self, stream) -> np.ndarray:
+        """The output stream's values (N, n_outputs) or (n_outputs,) -> the last layer's
+        outputs as the fixed kernel gives them (a conv map flattened in (C, H, W) order)."""
+        stream = np.asarray(stream, dtype=np.int64)
+        g = self.layers[-1].geometry
+        if g is None:
+            return stream
+        return stream[..., output_index(g)]
 
 
 def _act_word(value: int, fmt, what: str) -> int:
@@ -180,12 +235,13 @@ def placement(model: CompressedModel, config: EngineConfig) -> tuple:
     then the pointers and biases the whole model takes per PE.
     """
     ptr_base, bias_base, ptr, bias = [], [], 0, 0
-    for layer in model.layers:
+    cols = engine_cols(model, config.n_pe)
+    for layer, n_cols in zip(model.layers, cols):
         ptr_base.append(ptr)
         bias_base.append(bias)
-        ptr += layer.cols + 1 + (layer.cols + 1) % 2
+        ptr += n_cols + 1 + (n_cols + 1) % 2
         bias += -(-layer.rows // config.n_pe)
-    ptr_end = ptr_base[-1] + model.layers[-1].cols + 1
+    ptr_end = ptr_base[-1] + cols[-1] + 1
     return ptr_base, bias_base, ptr_end, bias
 
 
@@ -199,11 +255,11 @@ def memory_use(model: CompressedModel, config: EngineConfig, col_entries=None) -
     c = config
     if col_entries is None:
         col_entries = [np.stack([np.diff(m.line_ptr) for m in
-                                 interleave(layer.codes, c.n_pe, c.idx_bits)])
-                       for layer in model.layers]
+                                 interleave(matrix.codes, c.n_pe, c.idx_bits)])
+                       for matrix, _ in engine_layers(model, c.n_pe)]
     entries = sum(np.asarray(ce, dtype=np.int64).sum(axis=1) for ce in col_entries)
     _, _, ptr_end, bias_end = placement(model, c)
-    act = max(-(-n // c.n_pe) for layer in model.layers for n in (layer.rows, layer.cols))
+    act = max(need for _, _, need in activation_use(model, c.n_pe))
     return FitCheck(
         memories=(("sparse_words", -(-int(entries.max()) // c.entries_per_word),
                    c.sparse_words),
@@ -213,6 +269,25 @@ def memory_use(model: CompressedModel, config: EngineConfig, col_entries=None) -
                   ("max_layers", len(model.layers), c.max_layers)),
         units=(f"{c.word_bits}-bit words", "pointers", "biases", "activations per bank",
                "layer descriptors"))
+
+
+def activation_use(model: CompressedModel, n_pe: int) -> list:
+    """``(layer name, what, activations per PE per bank)`` of each layer's input and
+    output as the engine lays them out (a conv map: ``groups * H * W`` per PE)."""
+    out = []
+    shape = tuple(model.input_shape)
+    prev_conv = False
+    for layer, n_cols in zip(model.layers, engine_cols(model, n_pe)):
+        if layer.kind == "conv":
+            g = ConvGeometry.of(layer, shape, n_pe)
+            out += [(layer.name, "input map", g.in_local), (layer.name, "output map",
+                                                            g.out_local)]
+        else:
+            out += [(layer.name, "input vector", -(-n_cols // n_pe)),
+                    (layer.name, "output vector", -(-layer.rows // n_pe))]
+        prev_conv = layer.kind == "conv"
+        shape = layer.output_shape(shape)
+    return out
 
 
 def fit_error(model: CompressedModel, config: EngineConfig) -> str | None:
@@ -241,8 +316,8 @@ def code_width_for(model: CompressedModel, config: EngineConfig) -> EngineConfig
 def compile_model(model: CompressedModel, config: EngineConfig) -> EngineImage:
     """Memory images of ``model`` on an engine of ``config``; FitError if it does not fit.
 
-    Only fc layers run on the engine; each layer's input length must be the previous
-    layer's output length.
+    fc and conv layers run on the engine (conv layers on the input map or after another
+    conv, ``dcsim.hw.conv``); each layer's input must be the previous layer's output.
     """
     if not isinstance(model, CompressedModel):
         raise ConfigError(f"model must be a CompressedModel, not {type(model).__name__}")
@@ -259,7 +334,8 @@ def compile_model(model: CompressedModel, config: EngineConfig) -> EngineImage:
     entry_code = [[] for _ in range(n)]
     layers = []
     ptr_bases, bias_bases, _, _ = placement(model, c)
-    for layer, ptr_base, bias_base in zip(model.layers, ptr_bases, bias_bases):
+    for (layer, geom), ptr_base, bias_base in zip(engine_layers(model, n), ptr_bases,
+                                                  bias_bases):
         codebook_q, bias_acc = quantize_layer(layer, fmt)
         bias_q = fmt.bias_word(bias_acc)
         rows_local = -(-layer.rows // n)
@@ -283,19 +359,31 @@ def compile_model(model: CompressedModel, config: EngineConfig) -> EngineImage:
             name=layer.name, rows=layer.rows, cols=layer.cols, relu=bool(layer.relu),
             ptr_base=ptr_base, bias_base=bias_base, rows_local=rows_local, vectors=vectors,
             entries=np.array([m.n_entries for m in pes], dtype=np.int64),
-            col_entries=col_entries, codebook_q=padded))
+            col_entries=col_entries, codebook_q=padded,
+            kind="fc" if geom is None else "conv", geometry=geom))
     _check_sizes(model, c, pe_entries, memory_use(
         model, c, [li.col_entries for li in layers]))
     sparse = [_pack_words(np.concatenate(entry_z[p]), np.concatenate(entry_code[p]), c)
               for p in range(n)]
     dl = desc_layout(c)
-    descs = [pack(dl, cols=li.cols, vectors=li.vectors, rows=li.rows, rows_local=li.rows_local,
-                  ptr_base=li.ptr_base, bias_base=li.bias_base, relu=int(li.relu))
-             for li in layers]
+    descs = [pack(dl, **_desc_fields(li)) for li in layers]
     return EngineImage(
         config=c, sparse=sparse, pointers=[np.array(p, dtype=np.int64) for p in pointers],
         biases=[np.array(b, dtype=np.int64) for b in biases], descs=descs,
         layers=tuple(layers))
+
+
+def _desc_fields(li: LayerImage) -> dict:
+    """The descriptor fields of one layer (``layouts.desc_layout``)."""
+    fields = dict(cols=li.cols, vectors=li.vectors, rows=li.outputs, rows_local=li.rows_local,
+                  ptr_base=li.ptr_base, bias_base=li.bias_base, relu=int(li.relu))
+    g = li.geometry
+    if g is not None:
+        fields.update(conv=1, in_ch=g.in_ch, in_h=g.in_h, in_w=g.in_w, in_hw=g.in_h * g.in_w,
+                      groups=g.groups, kh=g.kh, kw=g.kw, stride=g.stride, padding=g.padding,
+                      win=g.win, out_h=g.out_h, out_w=g.out_w, out_hw=g.out_h * g.out_w,
+                      vectors=g.vectors)
+    return fields
 
 
 def _pointers(entries: np.ndarray, c: EngineConfig) -> np.ndarray:
@@ -321,29 +409,35 @@ def _check_model(model: CompressedModel, c: EngineConfig) -> None:
     if len(model.layers) > c.max_layers:
         raise FitError(f"Model {model.arch!r} has {len(model.layers)} layers but the engine's "
                        f"descriptor table holds {c.max_layers}; raise max_layers")
-    prev_rows = int(np.prod(model.input_shape))
+    shape = tuple(model.input_shape)
     for layer in model.layers:
-        if layer.kind != "fc":
-            raise FitError(f"Layer {layer.name!r} is a {layer.kind} layer; the engine runs "
-                           f"fc layers only")
         if layer.code_bits > c.code_bits:
             raise FitError(f"Layer {layer.name!r} needs {layer.code_bits} code bits but the "
                            f"engine has code_bits={c.code_bits}; build with "
                            f"code_bits={layer.code_bits}")
-        if layer.cols != prev_rows:
-            raise FitError(f"Layer {layer.name!r} has {layer.cols} inputs but receives "
-                           f"{prev_rows} values")
-        for what, length in (("inputs", layer.cols), ("outputs", layer.rows)):
-            if -(-length // c.n_pe) > c.act_depth:
-                raise FitError(
-                    f"Layer {layer.name!r} has {length} {what}: {-(-length // c.n_pe)} per "
-                    f"PE overflow the activation memory of {c.act_depth} by "
-                    f"{-(-length // c.n_pe) - c.act_depth}; raise act_depth or n_pe")
+        try:
+            next_shape = layer.output_shape(shape)
+        except FormatError as err:
+            raise FitError(str(err)) from None
+        if layer.kind == "conv":
+            _, _, kh, kw = layer.shape
+            for what, value in (("kernel height", kh), ("kernel width", kw),
+                                ("stride", layer.stride), ("padding", layer.padding),
+                                ("pool", layer.pool)):
+                if value > GEOM_MAX:
+                    raise FitError(f"Layer {layer.name!r} has {what} {value} but the "
+                                   f"engine's conv descriptor holds at most {GEOM_MAX}")
         try:
             c.fmt.check_cols(layer.cols)
         except ConfigError as err:
             raise FitError(f"Layer {layer.name!r}: {err}") from None
-        prev_rows = layer.rows
+        shape = next_shape
+    for name, what, need in activation_use(model, c.n_pe):
+        if need > c.act_depth:
+            raise FitError(
+                f"Layer {name!r}: its {what} needs {need} activations per PE but the "
+                f"activation memory holds {c.act_depth}: over by {need - c.act_depth}; "
+                f"raise act_depth or n_pe")
 
 
 def _check_sizes(model, c: EngineConfig, pe_entries, use: FitCheck) -> None:

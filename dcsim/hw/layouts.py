@@ -8,6 +8,7 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
 from dcsim.hw.config import EngineConfig, bits_for
+from dcsim.hw.conv import GEOM_BITS
 
 
 class Target(enum.IntEnum):
@@ -42,19 +43,33 @@ def act_layout(config: EngineConfig) -> data.StructLayout:
 def desc_layout(config: EngineConfig) -> data.StructLayout:
     """A layer descriptor.
 
-    cols : input length; vectors : ``ceil(cols / n_pe)`` source vectors to scan;
-    rows : output length; rows_local : ``ceil(rows / n_pe)``; ptr_base : index of the
-    layer's first pointer (even); bias_base : address of local row 0's bias; relu : 1 if
-    a ReLU follows.
+    cols : input length (engine columns); vectors : source vectors to scan (fc:
+    ``ceil(cols / n_pe)``; conv: a patch's ``kh*kw*groups``); rows : outputs the
+    output stream gives if this is the last layer (fc: its rows; conv: every slot of
+    its output map, ``out_local * n_pe``); rows_local : ``ceil(rows / n_pe)`` (conv:
+    filters per PE); ptr_base : index of the layer's first pointer (even); bias_base :
+    address of local row 0's bias; relu : 1 if a ReLU follows.
+
+    Conv fields (``conv`` = 1; ``dcsim.hw.conv`` defines the layout): in_ch, in_h, in_w,
+    in_hw (``in_h*in_w``) of the input map; groups (``ceil(in_ch / n_pe)``); kh, kw,
+    stride, padding; win (pool window, 1 without pooling); out_h, out_w, out_hw of the
+    output map after pooling.
     """
+    side = unsigned(bits_for(config.act_depth))
+    geom = unsigned(GEOM_BITS)
     return data.StructLayout({
         "cols": unsigned(config.col_bits),
-        "vectors": unsigned(bits_for(config.act_depth)),
+        "vectors": unsigned(bits_for(max(config.act_depth, config.ptr_depth))),
         "rows": unsigned(config.col_bits),
         "rows_local": unsigned(bits_for(config.act_depth)),
         "ptr_base": unsigned(bits_for(config.ptr_depth - 1)),
         "bias_base": unsigned(bits_for(config.bias_depth - 1)),
         "relu": unsigned(1),
+        "conv": unsigned(1),
+        "in_ch": unsigned(bits_for(config.max_vector)),
+        "in_h": side, "in_w": side, "in_hw": side, "groups": side,
+        "kh": geom, "kw": geom, "stride": geom, "padding": geom, "win": geom,
+        "out_h": side, "out_w": side, "out_hw": side,
     })
 
 

@@ -152,7 +152,7 @@ def cycle_limit(image: EngineImage) -> int:
     cocotb flow's limit to the first output (``sim.cycle_limit``, the one rule) plus
     ``HANG_FACTOR`` clocks per output of the last layer, since the harness's limit also
     covers the output stream."""
-    return sim_cycle_limit(image) + HANG_FACTOR * image.layers[-1].rows
+    return sim_cycle_limit(image) + HANG_FACTOR * image.n_outputs
 
 
 def run_native(build: NativeBuild, image_path, inputs_path, n_layers: int, n_out: int,
@@ -211,8 +211,9 @@ def simulate_native(model: CompressedModel, x_images, config: EngineConfig, buil
     with tempfile.TemporaryDirectory(prefix="dcsim_native_") as tmp:
         tmp = Path(tmp)
         result = run_native(build, write_image(image, tmp / "image.hex"),
-                            write_inputs(x_q, tmp / "inputs.bin"), image.n_layers,
-                            image.layers[-1].rows, cycle_limit(image),
+                            write_inputs(image.engine_inputs(x_q), tmp / "inputs.bin"),
+                            image.n_layers,
+                            image.n_outputs, cycle_limit(image),
                             waves=None if waves is None else Path(waves).resolve())
     wall = time.perf_counter() - t0
     runs = result["runs"]

@@ -8,6 +8,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from dcsim.hw.config import EngineConfig, bits_for
+from dcsim.hw.conv import PoolMax
 from dcsim.hw.fifo import ActivationQueue
 from dcsim.hw.layouts import TARGET_BITS, Target, act_layout, load_addr_bits, load_data_bits, \
     word_layout
@@ -25,6 +26,8 @@ def pe_signature(config: EngineConfig) -> wiring.Signature:
         "init": In(1),
         "finish": In(1),
         "row": In(unsigned(config.row_bits)),
+        "dst_addr": In(unsigned(config.row_bits)),
+        "pool_max": In(1),
         "src_en": In(1),
         "src_addr": In(unsigned(config.row_bits)),
         "src_data": Out(signed(config.act_bits)),
@@ -57,7 +60,9 @@ class ProcessingElement(wiring.Component):
         activation bank read by this layer (its outputs go to the other bank).
     init : In(1) -- with ``row``: load accumulator ``row`` with its bias (<< frac_bits).
     finish : In(1) -- with ``row``: round, saturate, ReLU accumulator ``row`` into the
-        destination bank.
+        destination bank at ``dst_addr`` (fc: ``row``; conv: its output map's address),
+        merged by max with the value there if ``pool_max`` (a later position of a pool
+        window: the old value is read in the finish cycle, :class:`conv.PoolMax`).
     src_en, src_addr : In -- read source activation ``src_addr`` of bank ``src_bank``;
         ``src_data`` : Out -- its value, one cycle later (held while ``src_en`` is 0).
     load_en, load_target, load_addr, load_data : In -- write one word of a memory image
@@ -235,7 +240,10 @@ class ProcessingElement(wiring.Component):
         init_d = Signal()
         finish_d = Signal()
         row_d = Signal(unsigned(c.row_bits))
-        m.d.sync += [init_d.eq(self.init), finish_d.eq(self.finish), row_d.eq(self.row)]
+        dst_d = Signal(unsigned(c.row_bits))
+        pool_d = Signal()
+        m.d.sync += [init_d.eq(self.init), finish_d.eq(self.finish), row_d.eq(self.row),
+                     dst_d.eq(self.dst_addr), pool_d.eq(self.pool_max)]
         m.d.comb += bias_rd.addr.eq(self.bias_base + self.row)
         with m.If(init_d):
             m.d.comb += [acc_wr.addr.eq(row_d),
@@ -259,17 +267,22 @@ class ProcessingElement(wiring.Component):
             m.d.comb += result.eq(fmt.min_int)
         with m.Else():
             m.d.comb += result.eq(rounded)
+        m.submodules.pool = pool = PoolMax(c.act_bits)
+        m.d.comb += [pool.merge.eq(pool_d), pool.old.eq(act_rd.data), pool.new.eq(result)]
         with m.If(finish_d):
-            m.d.comb += [act_wr.addr.eq(Cat(row_d, ~self.src_bank)), act_wr.data.eq(result),
+            m.d.comb += [act_wr.addr.eq(Cat(dst_d, ~self.src_bank)), act_wr.data.eq(pool.out),
                          act_wr.en.eq(1)]
         with m.Else():
             m.d.comb += [act_wr.addr.eq(Cat(self.load_addr[:c.row_bits], Const(0, 1))),
                          act_wr.data.eq(self.load_data), act_wr.en.eq(load[Target.ACT])]
 
         # Source activations for the top's leading-non-zero detector and output reads.
+        # A pooling finish reads the old value at dst_addr (the top's scanner is idle).
+        pool_rd = self.finish & self.pool_max
         m.d.comb += [
-            act_rd.addr.eq(Cat(self.src_addr, self.src_bank)),
-            act_rd.en.eq(self.src_en),
+            act_rd.addr.eq(Mux(pool_rd, Cat(self.dst_addr, ~self.src_bank),
+                               Cat(self.src_addr, self.src_bank))),
+            act_rd.en.eq(self.src_en | pool_rd),
             self.src_data.eq(act_rd.data),
             self.idle.eq(~queue.r.valid & ~pv & ~busy & ~s1_valid & ~s2_valid),
             self.dbg_wr.eq(s2_valid),

@@ -1,7 +1,8 @@
 """Locate an engine run's first wrong accumulator write against the fixed kernel's partial sums.
 
 The cocotb ``AccumulatorMonitor`` (``dcsim.hw.tb``) records every PE's accumulator writes
-as rows ``(cycle, pe, local_row, column, sum)``; ``cycle`` counts clocks of the run, the
+as rows ``(cycle, pe, local_row, column, sum, position)`` (position: a conv layer's output
+position, ``hw.conv.positions`` order); ``cycle`` counts clocks of the run, the
 layer descriptor cycle of layer 0 being 1. The engine walks the active columns of a layer
 in increasing ``j``, so after the write of column j row i's accumulator must hold the
 fixed kernel's partial sum ``bias_acc[i] + sum_{j' <= j} codebook_q[code[i, j']] x[j']``
@@ -18,7 +19,7 @@ from dcsim.errors import DataError
 from dcsim.kernels.fixed import FixedFormat
 from dcsim.kernels.spmv import quantize_layer
 
-WRITE_FIELDS = ("cycle", "pe", "local_row", "column", "sum")
+WRITE_FIELDS = ("cycle", "pe", "local_row", "column", "sum", "position")
 _ROW_BLOCK = 256      # rows of the dense partial-sum block (bounds memory on big layers)
 
 
@@ -48,7 +49,7 @@ def first_wrong_write(layer: CompressedLayer, x_q, writes, n_pe: int, fmt: Fixed
     """A message naming the first accumulator write of ``layer`` that differs from the
     fixed kernel's partial sum, or None if every write matches it.
 
-    writes : int64 (K, 5) -- this layer's rows of ``WRITE_FIELDS`` (run cycles).
+    writes : int64 (K, 6) -- this layer's rows of ``WRITE_FIELDS`` (run cycles).
     cycle_offset : cycles of the run before this layer's descriptor cycle; the message
     gives the cycle within the layer (``cycle - cycle_offset``, descriptor cycle = 1).
     Besides wrong sums it catches a row whose last write stops short of its full sum
@@ -66,7 +67,7 @@ def first_wrong_write(layer: CompressedLayer, x_q, writes, n_pe: int, fmt: Fixed
     bad = np.flatnonzero(want != writes[:, 4])
     if bad.size:
         k = int(bad[0])
-        cycle, pe, local, col, got = (int(v) for v in writes[k])
+        cycle, pe, local, col, got = (int(v) for v in writes[k, :5])
         return (f"layer {name}: first wrong accumulator write at cycle {cycle - cycle_offset} "
                 f"of the layer: column {col}, row {int(rows[k])} (PE {pe}, local row {local}): "
                 f"got {got}, want {int(want[k])} ({bad.size} of {writes.shape[0]} writes differ)")
@@ -89,3 +90,23 @@ def first_wrong_write(layer: CompressedLayer, x_q, writes, n_pe: int, fmt: Fixed
              if last_col[row] >= 0 else "is never written")
     return (f"layer {name}: row {row} (PE {row % n_pe}, local row {row // n_pe}) {where} "
             f"with {int(held[row])}, want {int(full[row])}: an entry of that row was dropped")
+
+
+def first_wrong_conv_write(matrix: CompressedLayer, geom, x_map, writes, fmt: FixedFormat,
+                           layer_name: str, cycle_offset: int = 0) -> str | None:
+    """:func:`first_wrong_write` for a conv layer: position by position (``writes``'
+    ``position`` field), against the partial sums of the filter matrix in gather order
+    (``matrix``, from ``hw.conv.engine_layers``) on that position's gathered patch; the
+    message names the position (output pixel), the channel (row), PE and cycle."""
+    from dcsim.hw.conv import patches, positions
+    writes = np.asarray(writes, dtype=np.int64).reshape(-1, len(WRITE_FIELDS))
+    pats = patches(geom, x_map)
+    oy, ox, _, _ = positions(geom)
+    for pos in range(pats.shape[0]):
+        mine = writes[writes[:, 5] == pos]
+        where = f"{layer_name} output position {pos} (y {int(oy[pos])}, x {int(ox[pos])})"
+        msg = first_wrong_write(matrix, pats[pos], mine, geom.n_pe, fmt, layer_name=where,
+                                cycle_offset=cycle_offset)
+        if msg is not None:
+            return msg.replace("row ", "channel ", 1) if "accumulator write" in msg else msg
+    return None

@@ -17,7 +17,8 @@ from dcsim.errors import ConfigError, ToolError
 from dcsim.hw.config import EngineConfig
 from dcsim.hw.image import EngineImage, compile_model
 from dcsim.hw.layouts import load_layout, packer
-from dcsim.hw.scoreboard import WRITE_FIELDS, first_wrong_write
+from dcsim.hw.conv import engine_input, engine_layers
+from dcsim.hw.scoreboard import WRITE_FIELDS, first_wrong_conv_write, first_wrong_write
 from dcsim.hw.verilator import EngineBuild, build_engine
 from dcsim.kernels.fixed import FixedFormat
 from dcsim.kernels.run import run_fixed, trace_fixed
@@ -43,8 +44,10 @@ def cycle_limit(image: EngineImage) -> int:
     base = np.zeros(c.n_pe, dtype=np.int64)
     total = 0
     for li in image.layers:
-        total += layer_cycles(li.col_entries, np.ones(li.cols, dtype=bool), li.rows, c,
-                              base).cycles
+        one = layer_cycles(li.col_entries, np.ones(li.cols, dtype=bool), li.rows, c,
+                           base).cycles
+        # a conv layer runs one such pass (without the descriptor cycle) per position
+        total += one if li.geometry is None else 1 + (one - 1) * li.geometry.positions
         base = base + li.entries
     return HANG_FACTOR * total + HANG_MARGIN
 
@@ -75,7 +78,7 @@ def image_run(image: EngineImage, x_q, load: bool = True, reset_after=None,
         "load": pack_words(c, image.load_words()) if load else [],
         "input": pack_words(c, image.input_words(x_q)),
         "n_layers": image.n_layers if n_layers is None else n_layers,
-        "n_out": image.layers[-1].rows,
+        "n_out": image.n_outputs,
         "layers": [li.name for li in image.layers],
         "max_cycles": cycle_limit(image) if max_cycles is None else max_cycles,
         "reset_after": reset_after,
@@ -176,16 +179,23 @@ def keep_log(log: Path, folder: Path) -> Path:
     return Path(kept)
 
 
-def first_mismatch(got, want, n_pe: int, layer: str = "") -> str | None:
-    """A message naming the first output that differs (row, PE, local row), or None."""
-    got = np.asarray(got, dtype=np.int64)
-    want = np.asarray(want, dtype=np.int64)
+def first_mismatch(got, want, n_pe: int, layer: str = "", shape=None) -> str | None:
+    """A message naming the first output that differs (row, PE, local row; for a conv
+    layer's output map of ``shape`` (C, H, W), flattened: channel, pixel and PE), or
+    None."""
+    got = np.asarray(got, dtype=np.int64).reshape(-1)
+    want = np.asarray(want, dtype=np.int64).reshape(-1)
     if got.shape != want.shape:
         return f"layer {layer}: got {got.shape[0]} outputs, want {want.shape[0]}"
     bad = np.flatnonzero(got != want)
     if bad.size == 0:
         return None
     i = int(bad[0])
+    if shape is not None:
+        ch, h, w = shape
+        c, pix = divmod(i, h * w)
+        return (f"layer {layer} channel {c} at (y {pix // w}, x {pix % w}) (PE {c % n_pe}): "
+                f"got {int(got[i])}, want {int(want[i])} ({bad.size} outputs differ)")
     return (f"layer {layer} row {i} (PE {i % n_pe}, local row {i // n_pe}): got "
             f"{int(got[i])}, want {int(want[i])} ({bad.size} rows differ)")
 
@@ -203,9 +213,15 @@ def locate_mismatch(model: CompressedModel, inputs, run: dict, n_pe: int,
                           "not one without accumulator writes")
     writes = np.asarray(run["writes"], dtype=np.int64).reshape(-1, len(WRITE_FIELDS))
     offset = 0
-    for layer, x_in, cycles in zip(model.layers, inputs, run["cycles"]):
+    stored = engine_layers(model, n_pe)
+    for i, ((matrix, geom), x_in, cycles) in enumerate(zip(stored, inputs, run["cycles"])):
         mine = writes[(writes[:, 0] > offset) & (writes[:, 0] <= offset + cycles)]
-        msg = first_wrong_write(layer, x_in, mine, n_pe, fmt, cycle_offset=offset)
+        if geom is None:
+            msg = first_wrong_write(matrix, engine_input(i, model, x_in, n_pe), mine, n_pe,
+                                    fmt, cycle_offset=offset)
+        else:
+            msg = first_wrong_conv_write(matrix, geom, x_in, mine, fmt, matrix.name,
+                                         cycle_offset=offset)
         if msg is not None:
             return msg
         offset += cycles
@@ -226,7 +242,7 @@ def compare_outputs(model: CompressedModel, image: EngineImage, x_images, output
     outputs), cycles_per_layer (summed over images) and cycles_total.
     """
     config = image.config
-    outputs = np.asarray(outputs, dtype=np.int64)
+    outputs = image.kernel_outputs(np.asarray(outputs, dtype=np.int64))
     want = run_fixed(model, x_images, config.fmt)
     per_layer = [int(v) for v in np.asarray(cycles, dtype=np.int64).sum(axis=0)]
     match = bool(np.array_equal(outputs, want))

@@ -99,13 +99,14 @@ class FeedDriver:
 
 class AccumulatorMonitor:
     """Records every PE's accumulator writes (``dbg_wr``, ``dbg_row``, ``dbg_col``,
-    ``dbg_sum``) as ``(cycle, pe, local_row, column, sum)`` rows, sampled at falling
-    edges; ``cycle`` 1 is the clock in which :meth:`start` is called (the first layer's
+    ``dbg_sum``, and the engine's ``conv_pos``) as ``(cycle, pe, local_row, column, sum,
+    position)`` rows, sampled at falling edges; ``cycle`` 1 is the clock in which :meth:`start` is called (the first layer's
     descriptor cycle when called right after the start transfer)."""
 
     def __init__(self, dut, n_pe: int):
         self.clk = dut.clk
         self.pes = [getattr(dut.engine, f"pe_{p}") for p in range(n_pe)]
+        self.pos = dut.engine.conv_pos
         self.writes = []
         self._task = None
 
@@ -129,7 +130,8 @@ class AccumulatorMonitor:
                 if pe.dbg_wr.value:
                     self.writes.append((cycle, p, pe.dbg_row.value.to_unsigned(),
                                         pe.dbg_col.value.to_unsigned(),
-                                        pe.dbg_sum.value.to_signed()))
+                                        pe.dbg_sum.value.to_signed(),
+                                        self.pos.value.to_unsigned()))
 
 
 class OutputMonitor:

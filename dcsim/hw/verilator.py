@@ -73,12 +73,14 @@ def fst_build_args(work_dir: Path) -> list:
 def control_file(toplevel: str, pe_module: str, engine_module: str) -> str:
     """Verilator control file: the testbench top's ports and internals readable and
     writable by cocotb, each PE's ``dbg_*`` accumulator-write ports readable (for
-    ``tb.AccumulatorMonitor``) and the engine's ``layer`` register (a hang report names
-    the layer); nothing else is public."""
+    ``tb.AccumulatorMonitor``), the engine's ``layer`` register (a hang report names
+    the layer) and its ``conv_pos`` register (the monitor's output position of a conv
+    layer); nothing else is public."""
     return (f"`verilator_config\n"
             f"public_flat_rw -module \"{toplevel}\" -var \"*\"\n"
             f"public_flat_rd -module \"{pe_module}\" -var \"dbg_*\"\n"
-            f"public_flat_rd -module \"{engine_module}\" -var \"layer\"\n")
+            f"public_flat_rd -module \"{engine_module}\" -var \"layer\"\n"
+            f"public_flat_rd -module \"{engine_module}\" -var \"conv_pos\"\n")
 
 
 def verilator_root() -> Path:

@@ -74,3 +74,17 @@ def random_activations(cols: int, density: float, rng: np.random.Generator,
     x = rng.random(cols) * scale
     x[rng.random(cols) >= density] = 0.0
     return x.astype(np.float32)
+
+
+def random_conv_layer(name: str, out_ch: int, in_ch: int, k: int, density: float,
+                      rng: np.random.Generator, stride: int = 1, padding: int = 0,
+                      pool: int = 0, code_bits: int = 4, relu: bool = True,
+                      scale: float = 0.5, bias_scale: float = 0.3) -> CompressedLayer:
+    """A conv layer of ``out_ch`` k x k filters over ``in_ch`` channels, weights kept with
+    probability ``density`` (as :func:`random_layer`)."""
+    flat = random_layer(name, out_ch, in_ch * k * k, density, rng, code_bits=code_bits,
+                        relu=relu, scale=scale, bias_scale=bias_scale)
+    return CompressedLayer(
+        name=name, kind="conv", shape=(out_ch, in_ch, k, k), codes=flat.codes,
+        codebook=flat.codebook, bias=flat.bias, code_bits=code_bits, index_bits=4,
+        relu=relu, pool=pool, stride=stride, padding=padding)

@@ -22,6 +22,7 @@ and one queue push and pop per broadcast per PE.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ from dcsim.compress.layer import CompressedLayer, CompressedModel
 from dcsim.compress.sparse import fillers_for_gap
 from dcsim.errors import ConfigError
 from dcsim.hw.config import EngineConfig
+from dcsim.hw.conv import ConvGeometry, engine_input, engine_layers, patches, positions
 from dcsim.perf.energy import EventCounts, row_and_source_events
 
 #: Breakdown keys of :class:`LayerCycles`, in the order they happen.
@@ -279,6 +281,62 @@ def layer_cycles(col_entries, x_q, rows: int, config: EngineConfig, entry_base=N
         scanner_zero_vectors=int(scanner[2]), events=events)
 
 
+def conv_layer_cycles(col_entries, x_map, geom: ConvGeometry, config: EngineConfig,
+                      entry_base=None, name: str = "",
+                      fifo_depth: int | None = None) -> LayerCycles:
+    """Model one conv layer run on the engine (``docs/engine.md``, "Convolution").
+
+    col_entries : integers (n_pe, geom.cols) -- stored entries of the filter matrix in
+        gather order (``LayerImage.col_entries``); x_map : the input map (C, H, W) (only
+        which values are non-zero matters); geom : its ``hw.conv.ConvGeometry``; the
+        other arguments as :func:`layer_cycles`.
+
+    The layer takes one descriptor cycle, then per output position (``hw.conv.positions``
+    order) an fc-like pass over its gathered patch: ``R`` INIT cycles, the RUN of
+    :func:`layer_cycles` on the patch's non-zeros, ``R + 1`` FINISH cycles (``R`` =
+    filters per PE). Phases, breakdown, ideal and bound cycles, busiest entries and
+    events are sums over positions (each position's descriptor cycle dropped); events
+    add the pooling merge's reads of the old output (``act_src_reads``, ``n_pe * R`` per
+    position after a window's first). ``critical_pe`` is the critical PE of the position
+    with the longest RUN.
+    """
+    if not isinstance(geom, ConvGeometry):
+        raise ConfigError(f"geom must be a ConvGeometry, not {geom!r}")
+    if geom.n_pe != config.n_pe:
+        raise ConfigError(f"geom.n_pe must be the config's {config.n_pe}, not {geom.n_pe}")
+    active = patches(geom, x_map) != 0
+    _, _, _, first = positions(geom)
+    parts = [layer_cycles(col_entries, a, geom.out_ch, config, entry_base, name, fifo_depth)
+             for a in active]
+    r = geom.rows_local
+    phases = {"desc": 1, "init": sum(p.phases["init"] for p in parts),
+              "run": sum(p.phases["run"] for p in parts),
+              "finish": sum(p.phases["finish"] for p in parts)}
+    cycles = sum(phases.values())
+    breakdown = {k: (1 if k == "desc" else sum(p.breakdown[k] for p in parts))
+                 for k in BREAKDOWN}
+    longest = max(parts, key=lambda p: p.phases["run"])
+    ideal = sum(p.ideal_cycles for p in parts)
+    counts = {f: sum(getattr(p.events, f) for p in parts) for f in _EVENT_SUMS}
+    counts["act_src_reads"] += config.n_pe * r * int((~first).sum()) if geom.pool else 0
+    ev = parts[0].events
+    events = dataclasses.replace(ev, cycles=cycles, cols=geom.cols, **counts)
+    return LayerCycles(
+        layer=name, rows=geom.out_ch, cols=geom.cols, n_pe=config.n_pe, cycles=cycles,
+        phases=phases, breakdown=breakdown, critical_pe=longest.critical_pe,
+        ideal_cycles=ideal, bound_cycles=sum(p.bound_cycles for p in parts),
+        busiest_entries=sum(p.busiest_entries for p in parts), efficiency=ideal / cycles,
+        broadcasts=sum(p.broadcasts for p in parts),
+        scanner_stalls=sum(p.scanner_stalls for p in parts),
+        scanner_zero_vectors=sum(p.scanner_zero_vectors for p in parts), events=events)
+
+
+#: EventCounts fields a conv layer sums over its positions.
+_EVENT_SUMS = ("sparse_sram_word_reads", "ptr_reads", "codebook_reads", "macs", "acc_reads",
+               "acc_writes", "act_src_reads", "broadcasts", "fifo_pushes", "fifo_pops",
+               "output_writes")
+
+
 @numba.njit(cache=True)
 def _count_col_entries(codes, n_pe, span):
     """Entries per (PE, column) of ``sparse.interleave``'s encoding, in one row-major pass:
@@ -299,13 +357,22 @@ def _count_col_entries(codes, n_pe, span):
 
 
 def engine_col_entries(layer: CompressedLayer, config: EngineConfig) -> np.ndarray:
-    """Stored entries (fillers included) of each (PE, column) of ``layer`` on the engine,
-    int64 (n_pe, cols): ``diff(line_ptr)`` of ``sparse.interleave(codes, n_pe,
-    idx_bits)``, counted without building the entries (tests hold the two equal)."""
+    """Stored entries (fillers included) of each (PE, column) of fc ``layer`` on the
+    engine, int64 (n_pe, cols): ``diff(line_ptr)`` of ``sparse.interleave(codes, n_pe,
+    idx_bits)``, counted without building the entries (tests hold the two equal). For a
+    model with conv layers use :func:`model_col_entries` (the engine's column order)."""
     if not isinstance(layer, CompressedLayer) or layer.kind != "fc":
         raise ConfigError(f"layer must be an fc CompressedLayer, not {layer!r}")
     return _count_col_entries(np.ascontiguousarray(layer.codes), config.n_pe,
                               1 << config.idx_bits)
+
+
+def model_col_entries(model: CompressedModel, config: EngineConfig) -> list:
+    """Each layer's (n_pe, engine cols) entry counts, as ``hw.image.compile_model`` stores
+    the layers (``hw.conv.engine_layers``: conv filter matrices in gather order, an fc
+    after a conv in its map's order)."""
+    return [engine_col_entries(matrix, config)
+            for matrix, _ in engine_layers(model, config.n_pe)]
 
 
 def model_cycles(model: CompressedModel, layer_inputs, config: EngineConfig,
@@ -314,9 +381,10 @@ def model_cycles(model: CompressedModel, layer_inputs, config: EngineConfig,
 
     layer_inputs : sequence of each layer's input integers (``[x for x, _ in
         kernels.trace_fixed(model, image, config.fmt)]``).
-    col_entries : optional list of each layer's (n_pe, cols) entry counts (computed with
-        :func:`engine_col_entries` if None); word reads see the layers back to back in
-        each PE's SRAM, as ``hw.image.compile_model`` places them.
+    col_entries : optional list of each layer's (n_pe, engine cols) entry counts
+        (:func:`model_col_entries` if None); word reads see the layers back to back in
+        each PE's SRAM, as ``hw.image.compile_model`` places them. Conv layers go through
+        :func:`conv_layer_cycles`.
     """
     if not isinstance(model, CompressedModel):
         raise ConfigError(f"model must be a CompressedModel, not {type(model).__name__}")
@@ -324,10 +392,16 @@ def model_cycles(model: CompressedModel, layer_inputs, config: EngineConfig,
         raise ConfigError(f"layer_inputs must have one entry per layer "
                           f"({len(model.layers)}), not {len(layer_inputs)}")
     if col_entries is None:
-        col_entries = [engine_col_entries(layer, config) for layer in model.layers]
+        col_entries = model_col_entries(model, config)
     out = []
     base = np.zeros(config.n_pe, dtype=np.int64)
-    for layer, x, ce in zip(model.layers, layer_inputs, col_entries):
-        out.append(layer_cycles(ce, np.ravel(x), layer.rows, config, base, layer.name))
+    shapes = model.layer_shapes()
+    for i, (layer, x, ce) in enumerate(zip(model.layers, layer_inputs, col_entries)):
+        if layer.kind == "conv":
+            geom = ConvGeometry.of(layer, shapes[i][0], config.n_pe)
+            out.append(conv_layer_cycles(ce, x, geom, config, base, layer.name))
+        else:
+            x = engine_input(i, model, x, config.n_pe)
+            out.append(layer_cycles(ce, np.ravel(x), layer.rows, config, base, layer.name))
         base = base + np.asarray(ce, dtype=np.int64).sum(axis=1)
     return out

@@ -14,7 +14,7 @@ from dcsim.errors import ConfigError
 from dcsim.hw.config import EngineConfig
 from dcsim.hw.image import fit_error, memory_use
 from dcsim.kernels.run import trace_fixed_batch
-from dcsim.perf.cycles import BREAKDOWN, engine_col_entries, model_cycles
+from dcsim.perf.cycles import BREAKDOWN, model_col_entries, model_cycles
 from dcsim.perf.energy import SCENARIOS, energy
 from dcsim.perf.tech import TechTable, default_tech
 
@@ -53,16 +53,12 @@ def estimate(model: CompressedModel, x_images, config: EngineConfig,
         raise ConfigError(f"tech must be a TechTable, not {type(tech).__name__}")
     if isinstance(clock_mhz, bool) or not isinstance(clock_mhz, (int, float)) or clock_mhz <= 0:
         raise ConfigError(f"clock_mhz must be a positive number, not {clock_mhz!r}")
-    not_fc = [layer.name for layer in model.layers if layer.kind != "fc"]
-    if not_fc:
-        raise ConfigError(f"model must have fc layers only (the engine runs no others), "
-                          f"not conv layers {not_fc}")
     x = np.asarray(x_images, dtype=np.float32)
     features = int(np.prod(model.input_shape))
     if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != features:
         raise ConfigError(f"x_images must have shape (N >= 1, {features}), not {x.shape}")
 
-    col_entries = [engine_col_entries(layer, config) for layer in model.layers]
+    col_entries = model_col_entries(model, config)
     not_fitting = fit_error(model, config)
     memories = memory_use(model, config, col_entries).as_list()
 

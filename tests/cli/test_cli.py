@@ -440,7 +440,7 @@ def test_vectors_of_a_conv_layer_say_what_and_for_whom(tmp_path, capsys):
         f"over 4 PEs (4-bit relative indices), 2 inputs and their expected outputs",
         "  conv1 is a conv layer: its filters are one 4 x 25 matrix and the inputs are "
         "im2col patch vectors of MNIST test images 0..1, for an outside testbench of a "
-        "matrix-vector engine; dcsim's engine (sim, estimate) runs fc layers only"]
+        "matrix-vector engine; dcsim's own engine (sim, estimate) gathers the patches itself"]
     assert np.load(tmp_path / "v" / "conv1.npz")["x_q"].shape == (2, 25)
 
 

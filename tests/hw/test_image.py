@@ -11,7 +11,7 @@ from dcsim.errors import ConfigError, FitError
 from dcsim.hw.config import EngineConfig
 from dcsim.hw.image import code_width_for, compile_model
 from dcsim.hw.layouts import Target
-from dcsim.hw.workloads import lenet_300_100, random_layer, single_layer_model
+from dcsim.hw.workloads import lenet_300_100, random_conv_layer, random_layer, single_layer_model
 
 
 def _entries(image, p):
@@ -119,8 +119,9 @@ def test_fit_errors_name_the_memory_and_overflow():
                                        r"busiest PE \(PE 0\) but the engine has 100: over by 412 "
                                        r"words; raise sparse_words or n_pe$"):
         compile_model(model, EngineConfig(n_pe=1, sparse_words=100, act_depth=64))
-    with pytest.raises(FitError, match=r"^Layer 'big' has 64 inputs: 64 per PE overflow the "
-                                       r"activation memory of 32 by 32; raise act_depth or n_pe$"):
+    with pytest.raises(FitError, match=r"^Layer 'big': its input vector needs 64 activations per "
+                                       r"PE but the activation memory holds 32: over by 32; "
+                                       r"raise act_depth or n_pe$"):
         compile_model(model, EngineConfig(n_pe=1, act_depth=32))
     with pytest.raises(FitError, match=r"needs 65 column pointers per PE but the engine has 64: "
                                        r"over by 1; raise ptr_depth$"):
@@ -182,3 +183,19 @@ def test_memory_use_is_the_rule_compile_model_refuses_by():
         compile_model(model, dataclasses.replace(c, **{field: ok}))
         with pytest.raises(FitError, match="over by 1"):
             compile_model(model, dataclasses.replace(c, **{field: short}))
+
+
+def test_a_cnn_that_does_not_fit_gets_one_line_naming_the_memory():
+    """LeNet-5's input map is one channel: all 784 pixels on PE 0, whatever n_pe."""
+    rng = np.random.default_rng(0)
+    conv = random_conv_layer("conv1", 20, 1, 5, 0.5, rng, pool=2)
+    fc = random_layer("ip1", 10, 20 * 12 * 12, 0.1, rng)
+    model = CompressedModel("cnn", (1, 28, 28), (conv, fc))
+    with pytest.raises(FitError, match=r"^Layer 'conv1': its input map needs 784 activations "
+                                       r"per PE but the activation memory holds 512: over by "
+                                       r"272; raise act_depth or n_pe$"):
+        compile_model(model, EngineConfig.preset("small", n_pe=8, act_depth=512))
+    image = compile_model(model, EngineConfig.preset("small", n_pe=8))
+    conv_image, fc_image = image.layers
+    assert conv_image.geometry.positions == 576 and conv_image.cols == 25 * 8
+    assert fc_image.cols == 3 * 144 * 8 and image.n_outputs == 10

@@ -60,6 +60,7 @@ def run_pe(layer: CompressedLayer, x_q, config=CONFIG):
         ctx.set(dut.finish, 1)
         for r in range(li.rows_local):
             ctx.set(dut.row, r)
+            ctx.set(dut.dst_addr, r)           # fc: the output goes to local row r
             await ctx.tick()
         ctx.set(dut.finish, 0)
         await ctx.tick()

@@ -42,7 +42,8 @@ def _layer_and_writes(seed):
     order = np.lexsort((rows, cols))
     rows, cols = rows[order], cols[order]
     sums = _running_sums(layer, x_q, rows, cols)
-    writes = np.stack([10 + np.arange(rows.size), rows % N_PE, rows // N_PE, cols, sums], 1)
+    writes = np.stack([10 + np.arange(rows.size), rows % N_PE, rows // N_PE, cols, sums,
+                       np.zeros(rows.size, np.int64)], 1)
     return layer, x_q, writes
 
 
@@ -66,7 +67,7 @@ def test_first_wrong_write_is_named():
     bad = writes.copy()
     k = writes.shape[0] // 2
     bad[k:, 4] += 1          # every later write is off too; the first one is reported
-    cycle, pe, local, col, got = (int(v) for v in bad[k])
+    cycle, pe, local, col, got = (int(v) for v in bad[k, :5])
     msg = first_wrong_write(layer, x_q, bad, N_PE, FMT, cycle_offset=4)
     assert msg == (f"layer fc: first wrong accumulator write at cycle {cycle - 4} of the "
                    f"layer: column {col}, row {local * N_PE + pe} (PE {pe}, local row "

@@ -8,9 +8,9 @@ import pytest
 from dcsim.compress.layer import CompressedLayer, CompressedModel
 from dcsim.errors import ConfigError
 from dcsim.hw.config import EngineConfig
-from dcsim.hw.workloads import lenet_300_100
+from dcsim.hw.workloads import lenet_300_100, random_conv_layer, random_layer
 from dcsim.kernels.run import trace_fixed
-from dcsim.perf.cycles import BREAKDOWN
+from dcsim.perf.cycles import BREAKDOWN, model_cycles
 from dcsim.perf.energy import SCENARIOS
 from dcsim.perf.estimate import estimate
 
@@ -94,11 +94,6 @@ def test_not_fitting_is_reported_with_the_memory(lenet, images):
 
 def test_errors(lenet, images):
     config = EngineConfig.preset("small", n_pe=4)
-    conv = dataclasses.replace(lenet.layers[0], kind="conv", shape=(300, 784, 1, 1))
-    with pytest.raises(ConfigError) as err:
-        estimate(CompressedModel("c", (784, 1, 1), (conv,)), images, config)
-    assert str(err.value) == ("model must have fc layers only (the engine runs no others), "
-                              "not conv layers ['ip1']")
     with pytest.raises(ConfigError) as err:
         estimate(lenet, images[:, :100], config)
     assert str(err.value) == "x_images must have shape (N >= 1, 784), not (3, 100)"
@@ -117,3 +112,24 @@ def test_given_layer_inputs_give_the_same_result(lenet, images):
     with pytest.raises(ConfigError,
                        match=r"^layer_inputs must have one entry per image \(3\), not 2$"):
         estimate(lenet, images, config, layer_inputs=inputs[:2])
+
+
+def test_conv_layers_are_priced_with_their_patch_gathers():
+    """A CNN is estimated layer by layer; a conv layer's source reads are its patch
+    gathers, ``n_pe * (kh*kw*groups + 1)`` per position, plus the pooling merge's read of
+    the old output (``n_pe * R`` per position after a window's first)."""
+    rng = np.random.default_rng(3)
+    conv = random_conv_layer("c1", 6, 1, 5, 0.5, rng, pool=2, scale=0.1)
+    fc = random_layer("f", 10, 6 * 12 * 12, 0.2, rng, scale=0.05)
+    model = CompressedModel("cnn", (1, 28, 28), (conv, fc))
+    config = EngineConfig.preset("small", n_pe=4)
+    x = rng.random((2, 784)).astype(np.float32)
+    r = estimate(model, x, config)
+    assert r["fits_on_chip"] and len(r["cycles_per_layer"]) == 2
+    positions, vectors, rows_local = 24 * 24, 25 * 1, 2
+    gathers = 4 * (vectors + 1) * positions
+    pool_reads = 4 * rows_local * (positions - positions // 4)
+    lc = model_cycles(model, [xi for xi, _ in trace_fixed(model, x[0], config.fmt)], config)
+    assert lc[0].events.act_src_reads == gathers + pool_reads
+    assert lc[0].cycles > positions * (2 * rows_local + 1)
+    assert 0 < r["energy_pj"]["sram"]["per_layer"][0]["total"]
