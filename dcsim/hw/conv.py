@@ -175,25 +175,29 @@ def _permuted(layer: CompressedLayer, cols: int, source: np.ndarray) -> Compress
                                pool=0, stride=1, padding=0)
 
 
+def _chain(model: CompressedModel, n_pe: int):
+    """``(layer, geometry or None, input shape, after_conv)`` of each layer, in order;
+    FitError for a conv after an fc layer (the one chain rule of the engine)."""
+    shape = tuple(model.input_shape)
+    prev_conv = False
+    for i, layer in enumerate(model.layers):
+        geom = None
+        if layer.kind == "conv":
+            if i > 0 and not prev_conv:
+                raise FitError(_AFTER_FC.format(layer.name))
+            geom = ConvGeometry.of(layer, shape, n_pe)
+        yield layer, geom, shape, prev_conv
+        prev_conv = layer.kind == "conv"
+        shape = layer.output_shape(shape)
+
+
 def engine_cols(model: CompressedModel, n_pe: int) -> list:
     """Each layer's engine columns (pointers), as :func:`engine_layers` stores it, without
     building the matrices: a conv's ``ConvGeometry.cols``, an fc after a conv the map's
     ``map_slots``, another fc its ``cols``. FitError for a conv after an fc layer."""
-    out = []
-    shape = tuple(model.input_shape)
-    prev_conv = False
-    for i, layer in enumerate(model.layers):
-        if layer.kind == "conv":
-            if i > 0 and not prev_conv:
-                raise FitError(_AFTER_FC.format(layer.name))
-            out.append(ConvGeometry.of(layer, shape, n_pe).cols)
-        elif prev_conv:
-            out.append(map_slots(shape, n_pe))
-        else:
-            out.append(layer.cols)
-        prev_conv = layer.kind == "conv"
-        shape = layer.output_shape(shape)
-    return out
+    return [geom.cols if geom is not None else
+            map_slots(shape, n_pe) if after_conv else layer.cols
+            for layer, geom, shape, after_conv in _chain(model, n_pe)]
 
 
 def engine_layers(model: CompressedModel, n_pe: int) -> list:
@@ -202,15 +206,10 @@ def engine_layers(model: CompressedModel, n_pe: int) -> list:
     gather order, an fc after a conv permuted to the map's layout, other fc layers as they
     are), ``geometry`` a ConvGeometry or None. FitError for a conv after an fc layer."""
     out = []
-    shape = tuple(model.input_shape)
-    prev_conv = False
-    for i, layer in enumerate(model.layers):
-        if layer.kind == "conv":
-            if i > 0 and not prev_conv:
-                raise FitError(_AFTER_FC.format(layer.name))
-            geom = ConvGeometry.of(layer, shape, n_pe)
+    for layer, geom, shape, after_conv in _chain(model, n_pe):
+        if geom is not None:
             out.append((_permuted(layer, geom.cols, kernel_columns(geom)), geom))
-        elif prev_conv:
+        elif after_conv:
             layer.output_shape(shape)                       # validates the length
             index = map_engine_index(shape, n_pe)
             source = np.full(map_slots(shape, n_pe), -1, dtype=np.int64)
@@ -218,8 +217,6 @@ def engine_layers(model: CompressedModel, n_pe: int) -> list:
             out.append((_permuted(layer, source.shape[0], source), None))
         else:
             out.append((layer, None))
-        prev_conv = layer.kind == "conv"
-        shape = layer.output_shape(shape)
     return out
 
 

@@ -90,6 +90,17 @@ def expected(model: CompressedModel, x_q, fmt) -> list:
     return values
 
 
+def check_counts(got: dict, modelled: list, what: str) -> None:
+    """A run's clocks from the start to the first output and its event counters against
+    the cycle model's layers (``modelled``, LayerCycles)."""
+    assert got["clocks_to_output"] == sum(got["cycles"]) + START_TO_OUTPUT, what
+    ev = got["events"]
+    assert ev["ev_fetch"] == sum(lc.events.sparse_sram_word_reads for lc in modelled), what
+    assert 2 * ev["ev_pop"] == sum(lc.events.ptr_reads for lc in modelled), what
+    assert ev["ev_mac"] == sum(lc.events.macs for lc in modelled), what
+    assert ev["ev_bcast"] == sum(lc.events.broadcasts for lc in modelled), what
+
+
 def check_cases(build, cases, seed: int) -> dict:
     """Run ``cases`` on ``build`` in one job and check outputs, cycles, clocks to the
     first output and event counts (module docstring). Returns totals over the cases:
@@ -113,12 +124,7 @@ def check_cases(build, cases, seed: int) -> dict:
         modelled = model_cycles(model, values[:-1], config, col_entries)
         assert got["cycles"] == [lc.cycles for lc in modelled], \
             f"{what}: RTL {got['cycles']}, model {[lc.cycles for lc in modelled]} (seed {seed})"
-        assert got["clocks_to_output"] == sum(got["cycles"]) + START_TO_OUTPUT, what
-        ev = got["events"]
-        assert ev["ev_fetch"] == sum(lc.events.sparse_sram_word_reads for lc in modelled), what
-        assert 2 * ev["ev_pop"] == sum(lc.events.ptr_reads for lc in modelled), what
-        assert ev["ev_mac"] == sum(lc.events.macs for lc in modelled), what
-        assert ev["ev_bcast"] == sum(lc.events.broadcasts for lc in modelled), what
+        check_counts(got, modelled, what)
         for lay, ce, x_in, lc in zip(model.layers, col_entries, values, modelled):
             active = x_in != 0
             seen["stalls"] += lc.scanner_stalls

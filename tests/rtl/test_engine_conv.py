@@ -5,11 +5,11 @@ results unchanged."""
 
 import numpy as np
 import pytest
+from cases import check_counts
 from conftest import rtl_config
 
 from dcsim.compress.layer import CompressedModel
 from dcsim.hw.conv import ConvGeometry, positions
-from dcsim.hw.engine import START_TO_OUTPUT
 from dcsim.hw.image import code_width_for, compile_model
 from dcsim.hw.sim import first_mismatch, image_run, locate_mismatch, run_job, simulate
 from dcsim.hw.workloads import random_conv_layer, random_layer
@@ -74,12 +74,7 @@ def check_conv_cases(build, cases, seed=0, **job):
                                 config)
         assert got["cycles"] == [lc.cycles for lc in modelled], \
             f"{what}: RTL {got['cycles']}, model {[lc.cycles for lc in modelled]}"
-        assert got["clocks_to_output"] == sum(got["cycles"]) + START_TO_OUTPUT, what
-        ev = got["events"]
-        assert ev["ev_fetch"] == sum(lc.events.sparse_sram_word_reads for lc in modelled), what
-        assert 2 * ev["ev_pop"] == sum(lc.events.ptr_reads for lc in modelled), what
-        assert ev["ev_mac"] == sum(lc.events.macs for lc in modelled), what
-        assert ev["ev_bcast"] == sum(lc.events.broadcasts for lc in modelled), what
+        check_counts(got, modelled, what)
     return images, result
 
 
