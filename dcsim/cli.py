@@ -484,10 +484,13 @@ def _engine_config(args, model=None):
         from dcsim.hw.image import code_width_for
         wide = code_width_for(model, config)
         if wide != config:
+            kinds = sorted({layer.kind for layer in model.layers
+                            if layer.code_bits > config.code_bits})
+            flags = " ".join(f"--code-bits-{k} {config.code_bits}" for k in kinds)
             print(f"dcsim {args.command}: note: engine code_bits {config.code_bits} -> "
                   f"{wide.code_bits} to hold the model's {wide.code_bits}-bit codebooks "
-                  f"(pin it with --set code_bits=N, or compress with --code-bits-fc "
-                  f"{config.code_bits})", file=sys.stderr)
+                  f"(pin it with --set code_bits=N, or compress with {flags})",
+                  file=sys.stderr)
             config = wide
     return config
 

@@ -298,7 +298,10 @@ def conv_layer_cycles(col_entries, x_map, geom: ConvGeometry, config: EngineConf
     events are sums over positions (each position's descriptor cycle dropped); events
     add the pooling merge's reads of the old output (``act_src_reads``, ``n_pe * R`` per
     position after a window's first). ``critical_pe`` is the critical PE of the position
-    with the longest RUN.
+    with the longest RUN. For the DRAM scenarios of ``perf.energy``, ``dram_word_reads``
+    and ``dram_ptr_reads`` are those of one pass over the columns active at some
+    position (the filters fetched once), ``positions`` the patches, ``dense_weights``
+    ``out_ch * in_ch * kh * kw``.
     """
     if not isinstance(geom, ConvGeometry):
         raise ConfigError(f"geom must be a ConvGeometry, not {geom!r}")
@@ -319,8 +322,13 @@ def conv_layer_cycles(col_entries, x_map, geom: ConvGeometry, config: EngineConf
     ideal = sum(p.ideal_cycles for p in parts)
     counts = {f: sum(getattr(p.events, f) for p in parts) for f in _EVENT_SUMS}
     counts["act_src_reads"] += config.n_pe * r * int((~first).sum()) if geom.pool else 0
-    ev = parts[0].events
-    events = dataclasses.replace(ev, cycles=cycles, cols=geom.cols, **counts)
+    once = layer_cycles(col_entries, active.any(axis=0), geom.out_ch, config, entry_base,
+                        name, fifo_depth).events
+    events = dataclasses.replace(
+        parts[0].events, cycles=cycles, cols=geom.cols, positions=len(active),
+        dense_weights=geom.out_ch * geom.in_ch * geom.kh * geom.kw,
+        dram_word_reads=once.sparse_sram_word_reads, dram_ptr_reads=once.ptr_reads,
+        **counts)
     return LayerCycles(
         layer=name, rows=geom.out_ch, cols=geom.cols, n_pe=config.n_pe, cycles=cycles,
         phases=phases, breakdown=breakdown, critical_pe=longest.critical_pe,
@@ -402,6 +410,9 @@ def model_cycles(model: CompressedModel, layer_inputs, config: EngineConfig,
             out.append(conv_layer_cycles(ce, x, geom, config, base, layer.name))
         else:
             x = engine_input(i, model, x, config.n_pe)
-            out.append(layer_cycles(ce, np.ravel(x), layer.rows, config, base, layer.name))
+            lc = layer_cycles(ce, np.ravel(x), layer.rows, config, base, layer.name)
+            # an fc after a conv has map_slots engine columns; its dense weights are its own
+            out.append(dataclasses.replace(lc, events=dataclasses.replace(
+                lc.events, dense_weights=layer.rows * layer.cols)))
         base = base + np.asarray(ce, dtype=np.int64).sum(axis=1)
     return out

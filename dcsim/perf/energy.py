@@ -18,18 +18,25 @@ bound as ``cycles``. :func:`energy` prices them with a
     of (j, a_j) (the table has no wire energy; each PE's FIFO write is priced as a
     push), control, clock and leakage.
 ``"dram_compressed"``
-    The compressed weights are streamed from DRAM once per inference: every sparse
-    word and every pointer the PEs read (``sparse_sram_word_reads`` 64-bit words,
-    ``ptr_reads`` 16-bit pointers) is also a DRAM read, priced by
+    The compressed weights are streamed from DRAM once per inference: the sparse words
+    and pointers one pass over the layer's used columns reads (``dram_word_reads``
+    64-bit words, ``dram_ptr_reads`` 16-bit pointers) are DRAM reads, priced by
     ``TechTable.dram_read_pj`` at its width; on top of all the on-chip costs of
     ``"sram"`` (the words still pass through the PE's SRAM buffer; its write energy is
-    not counted). Two pointer reads per column and PE are charged even though adjacent
-    columns share one, so pointer traffic is an upper bound (at most 2x).
+    not counted). For an fc layer these are the words and pointers the PEs read; a conv
+    layer reads its filters again at every output position from the buffer, but fetches
+    them from DRAM once (the columns active at some position). Two pointer reads per
+    column and PE are charged even though adjacent columns share one, so pointer
+    traffic is an upper bound (at most 2x).
 ``"dram_dense"``
-    What a CPU or GPU pays at batch 1 with dense float32 weights: ``rows * cols``
-    32-bit DRAM reads plus one 32-bit float multiply and one 32-bit float add per
-    weight. Caches, activations, instruction overhead and static power are left out,
-    so this is a lower bound for such machines.
+    What a CPU or GPU pays at batch 1 with dense float32 weights: ``dense_weights``
+    32-bit DRAM reads (each weight fetched once per inference, as above) plus one 32-bit
+    float multiply and one 32-bit float add per weight and output position
+    (``dense_weights * positions``). Caches, activations, instruction overhead and
+    static power are left out, so this is a lower bound for such machines.
+
+Both DRAM scenarios thus move each weight over the DRAM bus at most once per inference,
+fc and conv alike.
 
 ``python -m dcsim.perf.energy [--json] [--tech FILE]`` prints EIE's DRAM-vs-SRAM
 argument and the energy per inference of the LeNet-300-100 and AlexNet fc stacks in
@@ -93,6 +100,13 @@ class EventCounts:
     src_regfile_bytes, dst_regfile_bytes, codebook_bytes, fifo_bytes : int -- one PE's
         source-activation file, accumulator file, codebook and activation queue, bytes.
     sparse_word_bits, ptr_bits, act_bits, acc_bits, fifo_entry_bits : int -- widths.
+    positions : int -- output positions the layer computes per inference (conv: every
+        position of the map before pooling; fc: 1).
+    dense_weights : int or None -- the layer's weights as a dense tensor (fc: out x in;
+        conv: out x in x kh x kw); None means ``rows * cols``.
+    dram_word_reads, dram_ptr_reads : int or None -- sparse words and pointers that
+        fetching the layer's used weights once takes (``"dram_compressed"``); None means
+        ``sparse_sram_word_reads`` and ``ptr_reads`` (every word read once, as in fc).
     """
 
     layer: str
@@ -122,10 +136,19 @@ class EventCounts:
     act_bits: int = _FMT.act_bits
     acc_bits: int = _FMT.acc_bits
     fifo_entry_bits: int = 32
+    positions: int = 1
+    dense_weights: int | None = None
+    dram_word_reads: int | None = None
+    dram_ptr_reads: int | None = None
 
     _POSITIVE = ("rows", "cols", "n_pe", "sparse_sram_bytes", "ptr_sram_bytes",
                  "src_regfile_bytes", "dst_regfile_bytes", "codebook_bytes", "fifo_bytes",
-                 "sparse_word_bits", "ptr_bits", "act_bits", "acc_bits", "fifo_entry_bits")
+                 "sparse_word_bits", "ptr_bits", "act_bits", "acc_bits", "fifo_entry_bits",
+                 "positions", "dense_weights")
+    #: optional fields and the value None stands for
+    _DEFAULTS = {"dense_weights": lambda e: e.rows * e.cols,
+                 "dram_word_reads": lambda e: e.sparse_sram_word_reads,
+                 "dram_ptr_reads": lambda e: e.ptr_reads}
 
     def __post_init__(self):
         if not isinstance(self.layer, str):
@@ -134,6 +157,8 @@ class EventCounts:
             if f.name == "layer":
                 continue
             value = getattr(self, f.name)
+            if value is None and f.name in self._DEFAULTS:
+                value = self._DEFAULTS[f.name](self)
             floor = 1 if f.name in self._POSITIVE else 0
             if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
                     or value < floor):
@@ -326,10 +351,10 @@ def layer_energy(ev: EventCounts, tech: TechTable, scenario: str) -> dict:
     if scenario not in SCENARIOS:
         raise ConfigError(f"scenario must be one of {SCENARIOS}, not {scenario!r}")
     if scenario == "dram_dense":
-        n_weights = ev.rows * ev.cols
-        return {"dram_weights": n_weights * tech.dram_read_pj(32),
-                "float_mult": n_weights * tech.float_mult_pj(32),
-                "float_add": n_weights * tech.float_add_pj(32)}
+        macs = ev.dense_weights * ev.positions
+        return {"dram_weights": ev.dense_weights * tech.dram_read_pj(32),
+                "float_mult": macs * tech.float_mult_pj(32),
+                "float_add": macs * tech.float_add_pj(32)}
     out = {
         "sparse_sram": ev.sparse_sram_word_reads
         * tech.sram_read_pj(ev.sparse_sram_bytes, ev.sparse_word_bits),
@@ -346,8 +371,8 @@ def layer_energy(ev: EventCounts, tech: TechTable, scenario: str) -> dict:
         * tech.regfile_pj(ev.fifo_bytes, ev.fifo_entry_bits),
     }
     if scenario == "dram_compressed":
-        out["dram_sparse"] = ev.sparse_sram_word_reads * tech.dram_read_pj(ev.sparse_word_bits)
-        out["dram_ptr"] = ev.ptr_reads * tech.dram_read_pj(ev.ptr_bits)
+        out["dram_sparse"] = ev.dram_word_reads * tech.dram_read_pj(ev.sparse_word_bits)
+        out["dram_ptr"] = ev.dram_ptr_reads * tech.dram_read_pj(ev.ptr_bits)
     return out
 
 

@@ -444,6 +444,24 @@ def test_vectors_of_a_conv_layer_say_what_and_for_whom(tmp_path, capsys):
     assert np.load(tmp_path / "v" / "conv1.npz")["x_q"].shape == (2, 25)
 
 
+def test_code_width_note_names_the_flag_of_the_wide_layers(tmp_path, capsys):
+    from dcsim.compress.layer import CompressedModel
+    from dcsim.hw.workloads import random_conv_layer, random_layer
+    rng = np.random.default_rng(4)
+    conv = random_conv_layer("conv1", 4, 1, 5, 0.5, rng, pool=2, code_bits=8)
+    fc = random_layer("ip1", 10, 576, 0.1, rng, code_bits=4)
+    path = tmp_path / "cnn.dcz"
+    container.write(CompressedModel(arch="cnn", input_shape=(1, 28, 28), layers=[conv, fc]),
+                    path)
+    rc, out, err = _run(capsys, ["estimate", str(path), "--config", "small", "--images", "1",
+                                 "--json"])
+    assert rc == 0                               # small: 6-bit codes, the fc layer's fit
+    assert err == ["dcsim estimate: note: engine code_bits 6 -> 8 to hold the model's "
+                   "8-bit codebooks (pin it with --set code_bits=N, or compress with "
+                   "--code-bits-conv 6)"]
+    assert json.loads(out)["config"]["code_bits"] == 8
+
+
 def test_estimate_text_says_all_images_and_per_inference(compressed, capsys):
     path, _ = compressed
     rc, out, _ = _run(capsys, ["estimate", str(path), "--images", "4"])

@@ -73,6 +73,23 @@ def test_hand_computed_energy(hand_tech):
     assert dense.total_pj == pytest.approx(10320)
 
 
+def test_dram_scenarios_price_the_weights_once_and_dense_macs_per_position(hand_tech):
+    # a conv-like layer: 5 dense weights used at 3 positions; its 3 SRAM word reads and 8
+    # pointer reads are those of the positions, 1 word and 2 pointers reach it from DRAM
+    ev = hand_events(positions=3, dense_weights=5, dram_word_reads=1, dram_ptr_reads=2)
+    comp = en.energy(ev, hand_tech, "dram_compressed")
+    assert comp.components["dram_sparse"] == pytest.approx(1 * 1280)
+    assert comp.components["dram_ptr"] == pytest.approx(2 * 320)
+    assert comp.components["sparse_sram"] == pytest.approx(3 * 2.0)   # on chip: every read
+    dense = en.energy(ev, hand_tech, "dram_dense")
+    assert dense.components == pytest.approx(
+        {"dram_weights": 5 * 640, "float_mult": 15 * 4.0, "float_add": 15 * 1.0})
+    plain = hand_events()                     # None: as many as the reads, rows * cols
+    assert (plain.dense_weights, plain.dram_word_reads, plain.dram_ptr_reads) == (16, 3, 8)
+    with pytest.raises(ConfigError, match="dense_weights of layer 'l0' must be a positive"):
+        hand_events(dense_weights=0)
+
+
 def test_network_report_sums_layers(hand_tech):
     a, b = hand_events(), hand_events(layer="l1", macs=20)
     rep = en.energy([a, b], hand_tech, "sram")

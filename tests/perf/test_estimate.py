@@ -133,3 +133,44 @@ def test_conv_layers_are_priced_with_their_patch_gathers():
     assert lc[0].events.act_src_reads == gathers + pool_reads
     assert lc[0].cycles > positions * (2 * rows_local + 1)
     assert 0 < r["energy_pj"]["sram"]["per_layer"][0]["total"]
+
+
+def test_dram_scenarios_fetch_each_conv_weight_once():
+    """Both DRAM scenarios move a conv layer's weights over the bus once per inference:
+    dram_compressed the words each column's entries span on each PE (every patch element
+    is active at some position here; a word two columns share counts for each, as in fc)
+    and two pointers per column and PE, dram_dense the
+    layer's own weights, with one float MAC per weight and output position."""
+    from dcsim.hw.image import compile_model
+    from dcsim.perf.tech import default_tech
+    rng = np.random.default_rng(5)
+    conv = random_conv_layer("c1", 6, 1, 5, 0.5, rng, pool=2, scale=0.1)
+    fc = random_layer("f", 10, 6 * 12 * 12, 0.2, rng, scale=0.05)
+    model = CompressedModel("cnn", (1, 28, 28), (conv, fc))
+    config = EngineConfig.preset("small", n_pe=4)
+    x = rng.random((1, 784)).astype(np.float32) + 0.1        # every pixel non-zero
+    layer = compile_model(model, config).layers[0]
+    epw = config.entries_per_word
+    words = 0                        # each column's span of words, on each PE (layer 0: base 0)
+    for pe_cols in layer.col_entries:
+        ends = np.cumsum(pe_cols)
+        starts = ends - pe_cols
+        words += int(sum(-(-e // epw) - s // epw for s, e in zip(starts, ends) if e > s))
+    ev = model_cycles(model, [xi for xi, _ in trace_fixed(model, x[0], config.fmt)],
+                      config)[0].events
+    assert ev.positions == 24 * 24 and ev.dense_weights == 6 * 25
+    assert ev.dram_word_reads == words < ev.sparse_sram_word_reads
+    # one pointer pair per PE for each of the 25 patch elements (of 100 engine columns:
+    # the other PEs' channel slots are padding, never broadcast)
+    assert ev.dram_ptr_reads == 2 * 4 * 25 and ev.ptr_reads == 576 * ev.dram_ptr_reads
+    tech = default_tech()
+    r = estimate(model, x, config, tech=tech)
+    comp = r["energy_pj"]["dram_compressed"]["per_layer"][0]["components"]
+    assert comp["dram_sparse"] == pytest.approx(words * tech.dram_read_pj(64))
+    dense = r["energy_pj"]["dram_dense"]["per_layer"]
+    assert dense[0]["components"]["dram_weights"] == pytest.approx(150 * tech.dram_read_pj(32))
+    assert dense[0]["components"]["float_mult"] == pytest.approx(
+        150 * 576 * tech.float_mult_pj(32))
+    # the fc after the conv: its 10 x 864 weights, not the map's padded engine columns
+    assert dense[1]["components"]["dram_weights"] == pytest.approx(
+        10 * 864 * tech.dram_read_pj(32))
