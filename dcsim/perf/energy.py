@@ -26,8 +26,9 @@ bound as ``cycles``. :func:`energy` prices them with a
     not counted). For an fc layer these are the words and pointers the PEs read; a conv
     layer reads its filters again at every output position from the buffer, but fetches
     them from DRAM once (the columns active at some position). Two pointer reads per
-    column and PE are charged even though adjacent columns share one, so pointer
-    traffic is an upper bound (at most 2x).
+    column and PE are charged even though adjacent columns share one, and a word two
+    columns share is charged for each, so this traffic is an upper bound (pointers at
+    most 2x).
 ``"dram_dense"``
     What a CPU or GPU pays at batch 1 with dense float32 weights: ``dense_weights``
     32-bit DRAM reads (each weight fetched once per inference, as above) plus one 32-bit
