@@ -24,7 +24,7 @@ from pathlib import Path
 
 from dcsim import container, report
 from dcsim.compress.budget import (BudgetConfig, BudgetError, add_test_errors,
-                                   compress_to_budget, sensitivity_scan,
+                                   SCANS, compress_to_budget, sensitivity_scan,
                                    with_search_recipe)
 from dcsim.compress.pipeline import CompressionConfig, DeepCompression
 from dcsim.nn import models
@@ -90,6 +90,9 @@ def main():
     parser.add_argument("--val-only", action="store_true",
                         help="choosing a setting: no peer, no test error read; rows carry "
                              "validation errors and ratios only")
+    parser.add_argument("--scan", choices=SCANS, default=BudgetConfig.scan,
+                        help="how the sensitivity scan reaches each density "
+                             "(dcsim.compress.budget.BudgetConfig.scan)")
     parser.add_argument("--tag", default="", help="suffix of the result and .dcz names")
     parser.add_argument("--no-peer", action="store_true",
                         help="skip the paper-density peer (its compression takes as long "
@@ -141,7 +144,7 @@ def main():
     # The scan depends on the baseline, config and grid only: made once, reused.
     t0 = time.perf_counter()
     scan = sensitivity_scan(models.load(args.baseline, arch=args.model), data,
-                            search_config, BudgetConfig(budget=0.0))
+                            search_config, BudgetConfig(budget=0.0, scan=args.scan))
     scan_seconds = time.perf_counter() - t0
     print(f"sensitivity scan: {scan_seconds:.0f} s", flush=True)
     for b in args.budgets:
@@ -149,7 +152,7 @@ def main():
         t0 = time.perf_counter()
         try:
             compressed, baseline = compress_to_budget(
-                model, data, search_config, BudgetConfig(budget=b), train_baseline=False,
+                model, data, search_config, BudgetConfig(budget=b, scan=args.scan), train_baseline=False,
                 scan=scan)
         except BudgetError as exc:
             print(f"budget {b:g}: refused: {exc}", flush=True)
@@ -179,7 +182,7 @@ def main():
         if not args.val_only:
             print(report.format_table(summary, paper=args.model), flush=True)
         print(json.dumps(row), flush=True)
-    result = {"model": args.model, "seed": args.seed, "rows": rows, "refused": refused,
+    result = {"model": args.model, "seed": args.seed, "scan_mode": args.scan, "rows": rows, "refused": refused,
               "peer": peer,
               "scan_seconds": round(scan_seconds, 1), "scan": scan,
               "machine": {"cpus": os.cpu_count(),

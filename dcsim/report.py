@@ -168,7 +168,8 @@ def _budget_lines(budget: dict) -> list:
         f"budget +{budget['budget_points']:g} points on {budget['n_val']} validation "
         f"images: {'met' if budget['budget_met'] else 'NOT met'} after "
         f"{len(budget['attempts'])} attempt(s); search {budget['search_seconds']:.0f} s"
-        f"{' (scan reused)' if budget.get('scan_reused') else ''}, "
+        f" ({budget['grid'].get('scan', 'one-shot')} scan"
+        f"{', reused' if budget.get('scan_reused') else ''}), "
         f"compression {budget['compress_seconds']:.0f} s",
         "  chosen: " + ", ".join(f"{n} {100 * d:g}% x {budget['code_bits'][n]} bits"
                                  for n, d in budget["density"].items()),

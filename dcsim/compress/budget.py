@@ -6,10 +6,12 @@ measures it once, at the end, for the report). Three steps, each built from the
 pipeline's own pieces:
 
 1. **Sensitivity scan** (one layer at a time, the paper's Figure 5 with retraining, and
-   the same for code bits): for every density ``d`` of the grid the layer is pruned in
-   one cut from the baseline (``prune.quality_for_density`` / ``prune_mask``) and the
-   whole net is retrained briefly (``scan_images`` training images, the layer's mask
-   held), then for every code width ``b`` the layer's survivors are shared
+   the same for code bits): the layer walks down the density grid, densest first, as
+   the pipeline's iterative pruning does: at every density ``d`` it is pruned from the
+   previous density's retrained weights (``prune.quality_for_density`` /
+   ``prune_mask``; ``scan="one-shot"`` cuts from the baseline instead) and the whole net
+   is retrained briefly (``scan_images`` training images, the layer's mask held), then
+   for every code width ``b`` the layer's survivors are shared
    (``quantize.share_weights``) and the validation errors counted. The rise of the
    option (d, b) is its error count minus that of the same short retraining without
    pruning (so the scan measures the cut, not the extra training), clipped at 0. Its
@@ -55,6 +57,8 @@ from dcsim.errors import ConfigError, DcsimError
 DENSITIES = (1.0, 0.5, 0.3, 0.2, 0.14, 0.1, 0.08, 0.065, 0.05, 0.04, 0.03, 0.022)
 #: Code widths tried per layer, widest last (the paper: 5 fc, 8 conv).
 CODE_BITS = (3, 4, 5, 6, 8)
+#: How the scan reaches each density (BudgetConfig.scan).
+SCANS = ("gradual", "one-shot")
 
 
 class BudgetError(DcsimError):
@@ -86,12 +90,18 @@ class BudgetConfig:
         alone must be an option, or a budget of 0 could have no answer).
     code_bits : per-layer code widths tried, each in 1..8.
     scan_images : training images of each short retraining in the scan.
+    scan : ``"gradual"`` (each density pruned from the previous one's retrained weights,
+        as iterative pruning reaches it) or ``"one-shot"`` (each density cut from the
+        baseline in one step, then retrained: pessimistic for layers that, like
+        LeNet-5's convolutions, only stay accurate when pruned in rounds; BENCHMARKS.md
+        section 10 compares both).
     """
 
     budget: float
     densities: tuple = DENSITIES
     code_bits: tuple = CODE_BITS
     scan_images: int = 10_000
+    scan: str = "gradual"
 
     def __post_init__(self):
         if isinstance(self.budget, bool) or not isinstance(self.budget, (int, float)) \
@@ -109,6 +119,8 @@ class BudgetConfig:
         if not isinstance(self.scan_images, int) or self.scan_images < 1:
             raise ConfigError(f"scan_images must be a positive integer, "
                               f"not {self.scan_images!r}")
+        if self.scan not in SCANS:
+            raise ConfigError(f"scan must be one of {', '.join(SCANS)}, not {self.scan!r}")
         object.__setattr__(self, "budget", float(self.budget))
         object.__setattr__(self, "densities", densities)
         object.__setattr__(self, "code_bits", bits)
@@ -143,7 +155,8 @@ def sensitivity_scan(model, data, config: CompressionConfig, budget: BudgetConfi
     train(model, x, y, sgd, progress=progress, desc="scan reference")
     reference = n_wrong()
     reference_params = {k: v.copy() for k, v in params.items()}
-    scan = {"n_val": int(len(data.val_y)), "reference_errors": reference, "layers": {}}
+    scan = {"n_val": int(len(data.val_y)), "reference_errors": reference,
+            "scan": budget.scan, "layers": {}}
     try:
         for s in specs:
             name, key = s["name"], f"{s['name']}.W"
@@ -154,7 +167,9 @@ def sensitivity_scan(model, data, config: CompressionConfig, budget: BudgetConfi
                     for k, v in reference_params.items():
                         params[k][...] = v
                 else:
-                    restore()
+                    if budget.scan == "one-shot":
+                        restore()
+                    # gradual: params hold the previous density's retrained weights.
                     q = prune.quality_for_density(params[key], density)
                     mask = prune.prune_mask(params[key], q)
                     params[key] *= mask
@@ -297,7 +312,7 @@ def compress_to_budget(model, data, config: CompressionConfig, budget: BudgetCon
         "budget_points": budget.budget, "split": "val", "n_val": scan["n_val"],
         "baseline_val_error": baseline_val,
         "grid": {"densities": list(budget.densities), "code_bits": list(budget.code_bits),
-                 "scan_images": budget.scan_images},
+                 "scan_images": budget.scan_images, "scan": budget.scan},
         "predicted_rise_images": int(sum(o["rise"] for o in chosen.values())),
         "density": attempts[-1]["density"], "code_bits": attempts[-1]["code_bits"],
         "val_error": attempts[-1]["val_error"], "budget_met": attempts[-1]["budget_met"],

@@ -70,6 +70,7 @@ def test_chosen_settings_are_the_files(searched):
                                                abs=2 / row["weights"])
     text = report.format_table(summary)
     assert "chosen: ip1" in text and "validation error: baseline" in text
+    assert record["grid"]["scan"] == "gradual" and "(gradual scan)" in text
     met = record["val_error"]["compressed"] <= record["baseline_val_error"] + 3.0 + 1e-9
     assert record["budget_met"] == met
     assert len(record["attempts"]) == (1 if record["attempts"][0]["budget_met"] else 2)
@@ -151,3 +152,45 @@ def test_loosen_steps_every_layer_denser_and_wider():
     chosen = {"ip1": {"density": 0.05, "code_bits": 3},
               "ip2": {"density": 1.0, "code_bits": 8}}
     assert loosen(chosen, budget) == {"ip1": (0.2, 4), "ip2": (1.0, 8)}
+
+
+@pytest.mark.parametrize("mode", ["gradual", "one-shot"])
+def test_scan_walks_the_density_grid(monkeypatch, mode):
+    """gradual: each density is cut from the previous density's retrained weights (zero
+    outside its mask, changed inside it); one-shot: each cut is made on the baseline."""
+    from dcsim.compress import budget as budget_mod
+    from dcsim.compress import prune
+
+    data = _NoTestSplit(load_mnist(), n_train=300, n_val=200)
+    model = models.build("lenet300", seed=0)
+    baseline = {k: v.copy() for k, v in model.params().items()}
+    masks, cut_from = [], []
+    real = prune.prune_mask
+
+    def recording(weights, quality, std_of=None):
+        mask = real(weights, quality, std_of)
+        if weights.shape == baseline["ip2.W"].shape:
+            masks.append(mask.copy())
+            cut_from.append(weights.copy())
+        return mask
+
+    monkeypatch.setattr(budget_mod.prune, "prune_mask", recording)
+    densities = (1.0, 0.5, 0.2, 0.05)
+    scan = budget_mod.sensitivity_scan(
+        model, data, CompressionConfig(arch="lenet300"),
+        BudgetConfig(budget=1.0, densities=densities, code_bits=(4,), scan_images=100,
+                     scan=mode))
+    assert scan["scan"] == mode and len(masks) == 3
+    for d, mask in zip(densities[1:], masks):
+        assert mask.mean() == pytest.approx(d, abs=2 / mask.size)
+    if mode == "gradual":
+        assert not np.array_equal(cut_from[0], baseline["ip2.W"])   # retrained first
+        for denser, weights, sparser in zip(masks, cut_from[1:], masks[1:]):
+            assert not np.any(weights[~denser])
+            assert not np.any(sparser & ~denser)
+            assert not np.array_equal(weights[denser], baseline["ip2.W"][denser])
+    else:
+        for weights in cut_from:
+            np.testing.assert_array_equal(weights, baseline["ip2.W"])
+    for k, v in baseline.items():                      # the model is restored
+        np.testing.assert_array_equal(model.params()[k], v)
