@@ -27,7 +27,8 @@ from dcsim.hw.config import EngineConfig
 from dcsim.hw.feeder import feed_hex
 from dcsim.hw.image import EngineImage, compile_model
 from dcsim.hw.layout_header import write_layout_header
-from dcsim.hw.sim import HANG_FACTOR, check_images, compare_outputs, pack_words
+from dcsim.hw.sim import (HANG_FACTOR, check_images, compare_outputs, expected_outputs,
+                          pack_words)
 from dcsim.hw.sim import cycle_limit as sim_cycle_limit
 from dcsim.hw.verilator import default_build_root, fst_build_args, setup_environment
 
@@ -206,6 +207,7 @@ def simulate_native(model: CompressedModel, x_images, config: EngineConfig, buil
     image = compile_model(model, config)
     x_q = config.fmt.to_fixed(x_images)
     t_build = time.perf_counter()
+    want = expected_outputs(model, x_images, config)
     build = build_native(config, build_root, threads=threads, waves=waves is not None)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dcsim_native_") as tmp:
@@ -218,7 +220,7 @@ def simulate_native(model: CompressedModel, x_images, config: EngineConfig, buil
     wall = time.perf_counter() - t0
     runs = result["runs"]
     verdict = compare_outputs(model, image, x_images, [r["outputs"] for r in runs],
-                              [r["cycles"] for r in runs], build_root)
+                              [r["cycles"] for r in runs], build_root, want=want.result())
     return verdict | {
         "build_seconds": t0 - t_build,
         "sim_seconds": wall,

@@ -8,6 +8,7 @@ import os
 import pickle
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -228,8 +229,20 @@ def locate_mismatch(model: CompressedModel, inputs, run: dict, n_pe: int,
     return None
 
 
+def expected_outputs(model: CompressedModel, x_images, config: EngineConfig) -> Future:
+    """The fixed kernel's outputs of ``x_images`` (``run_fixed``), computed in a
+    background thread: a harness runs in a process of its own and its caller only waits
+    for it, so the reference is ready when the run is. ``.result()`` gives the int64
+    array (N, rows_last) for :func:`compare_outputs`, or raises the kernel's error."""
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dcsim-fixed")
+    try:
+        return pool.submit(run_fixed, model, x_images, config.fmt)
+    finally:
+        pool.shutdown(wait=False)
+
+
 def compare_outputs(model: CompressedModel, image: EngineImage, x_images, outputs, cycles,
-                    build_root=None) -> dict:
+                    build_root=None, want=None) -> dict:
     """The verdict of a harness run against the fixed kernel; both harnesses (cocotb here,
     native in ``dcsim.hw.native``) call it, so they report alike.
 
@@ -239,11 +252,13 @@ def compare_outputs(model: CompressedModel, image: EngineImage, x_images, output
     first_mismatch (None, or for the first image whose outputs differ, the first wrong
     accumulator write (layer, column, row, PE, cycle), found by rerunning that image on
     the cocotb harness with the accumulator monitor), labels (argmax of the engine's
-    outputs), cycles_per_layer (summed over images) and cycles_total.
+    outputs), cycles_per_layer (summed over images) and cycles_total. want : the fixed
+    kernel's outputs if already computed (:func:`expected_outputs`' result), else they
+    are computed here.
     """
     config = image.config
     outputs = image.kernel_outputs(np.asarray(outputs, dtype=np.int64))
-    want = run_fixed(model, x_images, config.fmt)
+    want = run_fixed(model, x_images, config.fmt) if want is None else np.asarray(want)
     per_layer = [int(v) for v in np.asarray(cycles, dtype=np.int64).sum(axis=0)]
     match = bool(np.array_equal(outputs, want))
     first = None
@@ -303,6 +318,7 @@ def simulate(model: CompressedModel, x_images, config: EngineConfig, build_root=
     limit = cycle_limit(image)
     runs = [image_run(image, x, load=(i == 0), max_cycles=limit) for i, x in enumerate(x_q)]
     waves = None if waves is None else Path(waves).resolve()
+    want = expected_outputs(model, x_images, config)
     t0 = time.perf_counter()
     build = build_engine(config, build_root, log=log, waves=waves is not None)
     t1 = time.perf_counter()
@@ -310,7 +326,8 @@ def simulate(model: CompressedModel, x_images, config: EngineConfig, build_root=
                      on_run=on_image, waves=waves)
     t2 = time.perf_counter()
     verdict = compare_outputs(model, image, x_images, [r["outputs"] for r in result["runs"]],
-                              [r["cycles"] for r in result["runs"]], build_root)
+                              [r["cycles"] for r in result["runs"]], build_root,
+                              want=want.result())
     clocks = sum(r["clocks"] for r in result["runs"])
     return verdict | {
         "build_seconds": t1 - t0,
