@@ -7,7 +7,8 @@ Usage: python benchmarks/bench_budget.py [--model lenet300] [--budgets 0 0.05 0.
 For each budget (allowed rise of the validation error, in points), runs the budget
 search (``dcsim.compress.budget``: sensitivity scan on the 10,000 validation images,
 knapsack allocation on real bytes, iterative prune/retrain, weight sharing,
-fine-tuning, the validation check and its retry) from one trained float baseline,
+fine-tuning and the validation check, the knapsack's capacity recalibrated over up to
+--attempts compressions) from one trained float baseline,
 writes the .dcz and only then reads the test set once for its error. Prints a table,
 writes benchmarks/results/budget_<model>.json and, with --plot, the ratio-vs-budget
 curve as a PNG. The peer in the same run is the fixed-density pipeline
@@ -24,7 +25,8 @@ from pathlib import Path
 
 from dcsim import container, report
 from dcsim.compress.budget import (BudgetConfig, BudgetError, add_test_errors,
-                                   SCANS, compress_to_budget, sensitivity_scan,
+                                   SCANS, compress_to_budget, monotone_rises,
+                                   sensitivity_scan,
                                    with_search_recipe)
 from dcsim.compress.pipeline import CompressionConfig, DeepCompression
 from dcsim.nn import models
@@ -70,6 +72,21 @@ def _val_error(compressed, args, data) -> float:
     return float(model.error(data.val_x, data.val_y))
 
 
+def _reused_scan(args):
+    """The scan of ``--scan-from`` and the seconds it took, its rises refitted."""
+    earlier = json.loads(Path(args.scan_from).read_text())
+    scan = earlier["scan"]
+    mode = scan.get("scan", "one-shot")
+    if (earlier["model"], earlier["seed"], mode) != (args.model, args.seed, args.scan):
+        raise SystemExit(f"--scan-from {args.scan_from}: it scanned {earlier['model']} "
+                         f"seed {earlier['seed']} ({mode}), not {args.model} seed "
+                         f"{args.seed} ({args.scan})")
+    for name, options in scan["layers"].items():
+        raw = [dict(o, raw_rise=o["errors"] - scan["reference_errors"]) for o in options]
+        scan["layers"][name] = monotone_rises(raw)
+    return scan, earlier["scan_seconds"]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="lenet300", choices=["lenet300", "lenet5"])
@@ -93,6 +110,12 @@ def main():
     parser.add_argument("--scan", choices=SCANS, default=BudgetConfig.scan,
                         help="how the sensitivity scan reaches each density "
                              "(dcsim.compress.budget.BudgetConfig.scan)")
+    parser.add_argument("--attempts", type=int, default=BudgetConfig.attempts,
+                        help="compressions each budget's search may run")
+    parser.add_argument("--scan-from", metavar="RESULT.json",
+                        help="reuse the sensitivity scan of an earlier run of this script "
+                             "(same --baseline, --model, --seed and --scan): its error "
+                             "counts, refitted with monotone_rises")
     parser.add_argument("--tag", default="", help="suffix of the result and .dcz names")
     parser.add_argument("--no-peer", action="store_true",
                         help="skip the paper-density peer (its compression takes as long "
@@ -142,17 +165,21 @@ def main():
                 "density": compressed.meta["config"]["density"]}
         print(f"peer (paper densities): {peer}", flush=True)
     # The scan depends on the baseline, config and grid only: made once, reused.
-    t0 = time.perf_counter()
-    scan = sensitivity_scan(models.load(args.baseline, arch=args.model), data,
-                            search_config, BudgetConfig(budget=0.0, scan=args.scan))
-    scan_seconds = time.perf_counter() - t0
+    if args.scan_from:
+        scan, scan_seconds = _reused_scan(args)
+    else:
+        t0 = time.perf_counter()
+        scan = sensitivity_scan(models.load(args.baseline, arch=args.model), data,
+                                search_config, BudgetConfig(budget=0.0, scan=args.scan))
+        scan_seconds = time.perf_counter() - t0
     print(f"sensitivity scan: {scan_seconds:.0f} s", flush=True)
     for b in args.budgets:
         model = models.load(args.baseline, arch=args.model)
         t0 = time.perf_counter()
         try:
             compressed, baseline = compress_to_budget(
-                model, data, search_config, BudgetConfig(budget=b, scan=args.scan), train_baseline=False,
+                model, data, search_config, BudgetConfig(budget=b, scan=args.scan, attempts=args.attempts),
+                train_baseline=False,
                 scan=scan)
         except BudgetError as exc:
             print(f"budget {b:g}: refused: {exc}", flush=True)
@@ -174,6 +201,11 @@ def main():
                "baseline_val_error": record["baseline_val_error"],
                "val_error": record["val_error"]["compressed"],
                "budget_met": record["budget_met"], "attempts": len(record["attempts"]),
+               "chosen_attempt": record["chosen_attempt"],
+               "tried": [{k: a[k] for k in ("capacity", "density", "code_bits", "budget_met",
+                                            "layer_bytes", "seconds")}
+                         | {"val_error": a["val_error"]["compressed"]}
+                         for a in record["attempts"]],
                "density": record["density"], "code_bits": record["code_bits"],
                "search_seconds": round(record["search_seconds"] + scan_seconds, 1),
                "compress_seconds": record["compress_seconds"], "seconds": round(seconds, 1),

@@ -98,3 +98,17 @@ def test_the_search_retrains_with_its_recipe_unless_told_otherwise(tmp_path, mon
                  "--baseline-epochs", "1"]) == 2
     assert seen[-1].retrain_epochs == 0 and seen[-1].finetune_epochs == 0
     assert not out.exists()
+
+
+def test_budget_attempts_need_a_budget(tmp_path, capsys):
+    out = tmp_path / "m.dcz"
+    assert main(["compress", "--model", "lenet300", "--budget-attempts", "2",
+                 "--out", str(out)] + FAST) == 2
+    assert capsys.readouterr().err == ("dcsim compress: error: --budget-attempts sets the "
+                                       "budget search; give --budget too\n")
+    assert main(["compress", "--model", "lenet300", "--budget", "0.1", "--budget-attempts",
+                 "0", "--out", str(out)] + FAST) == 2
+    assert capsys.readouterr().err == ("dcsim compress: error: --budget: attempts must be a "
+                                       "positive integer, not 0; nothing written to "
+                                       f"{out}\n")
+    assert not list(tmp_path.iterdir())

@@ -8,7 +8,7 @@ import pytest
 
 from dcsim import container, report
 from dcsim.compress.budget import (BudgetConfig, BudgetError, add_test_errors, allocate,
-                                   compress_to_budget, loosen)
+                                   compress_to_budget, monotone_rises, next_capacity)
 from dcsim.compress.pipeline import CompressionConfig
 from dcsim.errors import ConfigError
 from dcsim.nn import models
@@ -73,7 +73,14 @@ def test_chosen_settings_are_the_files(searched):
     assert record["grid"]["scan"] == "gradual" and "(gradual scan)" in text
     met = record["val_error"]["compressed"] <= record["baseline_val_error"] + 3.0 + 1e-9
     assert record["budget_met"] == met
-    assert len(record["attempts"]) == (1 if record["attempts"][0]["budget_met"] else 2)
+    attempts = record["attempts"]
+    assert 1 <= len(attempts) <= 4
+    chosen = attempts[record["chosen_attempt"] - 1]
+    assert (chosen["density"], chosen["code_bits"]) == (record["density"], record["code_bits"])
+    if any(a["budget_met"] for a in attempts):      # the smallest file that met it
+        assert chosen["budget_met"] and chosen["layer_bytes"] == min(
+            a["layer_bytes"] for a in attempts if a["budget_met"])
+    assert [a["capacity"] for a in attempts][0] == 18             # 3 points of 600 images
 
 
 def _scan(rises_and_bytes, n_val=1000):
@@ -140,6 +147,8 @@ def test_budget_tighter_than_weight_sharing_alone_is_refused():
                                              "including 1.0, not (0.5, 0.1)"),
     (dict(budget=0.1, code_bits=(4, 9)), "code_bits must be integers in 1..8, not (4, 9)"),
     (dict(budget=0.1, scan_images=0), "scan_images must be a positive integer, not 0"),
+    (dict(budget=0.1, attempts=0), "attempts must be a positive integer, not 0"),
+    (dict(budget=0.1, scan="greedy"), "scan must be one of gradual, one-shot, not 'greedy'"),
 ])
 def test_bad_budget_configs(kw, message):
     with pytest.raises(ConfigError) as info:
@@ -147,11 +156,22 @@ def test_bad_budget_configs(kw, message):
     assert str(info.value) == message
 
 
-def test_loosen_steps_every_layer_denser_and_wider():
-    budget = BudgetConfig(budget=0.1, densities=(1.0, 0.2, 0.05), code_bits=(3, 4, 8))
-    chosen = {"ip1": {"density": 0.05, "code_bits": 3},
-              "ip2": {"density": 1.0, "code_bits": 8}}
-    assert loosen(chosen, budget) == {"ip1": (0.2, 4), "ip2": (1.0, 8)}
+def test_next_capacity_doubles_halves_then_bisects():
+    assert next_capacity({10: True}, top=100) == 20                   # met: double
+    assert next_capacity({10: True, 20: True}, top=100) == 40
+    assert next_capacity({10: True, 20: True, 40: True}, top=60) == 60    # up to top
+    assert next_capacity({10: True, 60: True}, top=60) is None        # top was tried
+    assert next_capacity({0: True}, top=60) == 1
+    assert next_capacity({10: False}, top=100) == 5                   # missed: halve
+    assert next_capacity({10: False, 5: False}, top=100) == 2
+    assert next_capacity({10: False, 5: False, 2: False, 1: False}, top=100) == 0
+    assert next_capacity({0: False}, top=100) is None                 # nothing looser
+    assert next_capacity({10: True, 20: True, 40: False}, top=100) == 30  # bisect
+    assert next_capacity({10: True, 20: True, 40: False, 30: False}, top=100) == 25
+    assert next_capacity({10: False, 5: True}, top=100) == 7
+    assert next_capacity({10: True, 11: False}, top=100) is None      # nothing between
+    # a miss below the largest met capacity (noise) does not stop the doubling
+    assert next_capacity({10: True, 20: True, 15: False}, top=100) == 40
 
 
 @pytest.mark.parametrize("mode", ["gradual", "one-shot"])
@@ -194,3 +214,26 @@ def test_scan_walks_the_density_grid(monkeypatch, mode):
             np.testing.assert_array_equal(weights, baseline["ip2.W"])
     for k, v in baseline.items():                      # the model is restored
         np.testing.assert_array_equal(model.params()[k], v)
+
+
+def _options(raw):
+    return [{"density": d, "code_bits": b, "raw_rise": r, "bytes": 0}
+            for b, row in raw.items() for d, r in row.items()]
+
+
+def test_monotone_rises_pools_noise_by_hand():
+    densities = (1.0, 0.5, 0.3, 0.2, 0.1)
+    raw = {4: dict(zip(densities, (0, 3, 1, 8, 6))),       # pools to 0, 2, 2, 7, 7
+           8: dict(zip(densities, (-2, 0, 3, 0, 4)))}      # pools to -2, 0, 1.5, 1.5, 4
+    fitted = {(o["density"], o["code_bits"]): o["rise"] for o in monotone_rises(_options(raw))}
+    assert [fitted[d, 8] for d in densities] == [0, 0, 2, 2, 4]     # clipped, rounded
+    assert [fitted[d, 4] for d in densities] == [0, 2, 2, 7, 7]
+    raw[4] = dict(zip(densities, (0, 0, 0, 8, 6)))  # 4 bits may not cost less than 8
+    fitted = {(o["density"], o["code_bits"]): o["rise"] for o in monotone_rises(_options(raw))}
+    assert [fitted[d, 4] for d in densities] == [0, 0, 2, 7, 7]     # 0.3: 8 bits' 1.5
+
+
+def test_monotone_rises_keep_monotone_data():
+    raw = {3: {1.0: 2, 0.5: 5, 0.1: 9}, 5: {1.0: 0, 0.5: 1, 0.1: 4}}
+    for o in monotone_rises(_options(raw)):
+        assert o["rise"] == raw[o["code_bits"]][o["density"]]
