@@ -202,7 +202,7 @@ def main():
                "val_error": record["val_error"]["compressed"],
                "budget_met": record["budget_met"], "attempts": len(record["attempts"]),
                "chosen_attempt": record["chosen_attempt"],
-               "tried": [{k: a[k] for k in ("capacity", "density", "code_bits", "budget_met",
+               "tried": [{k: a[k] for k in ("step", "capacity", "density", "code_bits", "budget_met",
                                             "layer_bytes", "seconds")}
                          | {"val_error": a["val_error"]["compressed"]}
                          for a in record["attempts"]],

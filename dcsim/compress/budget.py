@@ -44,7 +44,11 @@ pipeline's own pieces:
    the first attempt allocates the budget itself; the next ones double the capacity
    while the compressed nets meet the budget, halve it while they miss it, then bisect
    (:func:`next_capacity`), up to ``attempts`` compressions from the same baseline.
-   The smallest file that meets the budget on validation is the answer.
+   The smallest file that meets the budget on validation is the answer. Where no
+   capacity helps (every attempt missed, and capacity 0 was tried: the scan found the
+   misses' cuts free, one layer at a time, and the layers' rises do not add up), the
+   rest of the attempts retry at looser settings (:func:`looser`: every layer one step
+   denser on the grid, the paper's recipe of pruning less), until one meets the budget.
 """
 
 from __future__ import annotations
@@ -99,7 +103,8 @@ class BudgetConfig:
     code_bits : per-layer code widths tried, each in 1..8.
     scan_images : training images of each short retraining in the scan.
     attempts : compressions the search may run (the first at the budget as the scan
-        measures it, the rest moving the knapsack's capacity: :func:`next_capacity`).
+        measures it, the rest moving the knapsack's capacity: :func:`next_capacity`;
+        once no capacity can help, one grid step looser each: :func:`looser`).
     scan : ``"gradual"`` (each density pruned from the previous one's retrained weights,
         as iterative pruning reaches it) or ``"one-shot"`` (each density cut from the
         baseline in one step, then retrained: pessimistic for layers that, like
@@ -302,6 +307,26 @@ def next_capacity(tried: dict, top: int) -> int | None:
     return None if nxt in tried else nxt
 
 
+def looser(scan: dict, chosen: dict) -> dict | None:
+    """One step looser than ``chosen`` (``{name: option}`` of ``scan``): every layer at
+    the next denser density of the grid with the same code width; a layer already at
+    density 1 gets the next wider code instead; a layer with neither keeps its option.
+    None when no layer can loosen (the least lossy setting of the grid)."""
+    out, moved = {}, False
+    for name, opt in chosen.items():
+        options = scan["layers"][name]
+        denser = sorted({o["density"] for o in options if o["density"] > opt["density"]})
+        if denser:
+            key = (denser[0], opt["code_bits"])
+        else:
+            wider = sorted({o["code_bits"] for o in options if o["code_bits"] > opt["code_bits"]})
+            key = (opt["density"], wider[0]) if wider else None
+        pick = next((o for o in options if (o["density"], o["code_bits"]) == key), None)
+        moved |= pick is not None
+        out[name] = pick if pick is not None else opt
+    return out if moved else None
+
+
 def _settings(chosen: dict) -> dict:
     return {n: (o["density"], o["code_bits"]) for n, o in chosen.items()}
 
@@ -316,8 +341,11 @@ def compress_to_budget(model, data, config: CompressionConfig, budget: BudgetCon
     steps, epochs, learning rates, index bits). The first attempt allocates the budget
     itself (its validation images) as the scan measures it; the later ones, up to
     ``budget.attempts``, move the knapsack's capacity by :func:`next_capacity` on what
-    the compressed nets measured. The smallest file that meets the budget wins (else
-    the last attempt, the loosest tried).
+    the compressed nets measured; where every capacity down to 0 missed, the rest step
+    every layer one grid point looser (:func:`looser`) until one meets the budget. The
+    smallest file that meets the budget wins (else the last attempt, the loosest
+    tried). Each attempt's record names its ``step`` ("capacity" or "looser"; a looser
+    one has ``capacity`` None).
 
     Returns ``(compressed, baseline)``: the :class:`CompressedModel`, whose
     ``meta["budget"]`` holds the budget, the scan's grid, the chosen per-layer
@@ -348,13 +376,16 @@ def compress_to_budget(model, data, config: CompressionConfig, budget: BudgetCon
     search_seconds = time.perf_counter() - t_search
     top = sum(max(o["rise"] for o in opts) for opts in scan["layers"].values())
     attempts, tried, results, best = [], {}, {}, None
-    while capacity is not None and len(attempts) < budget.attempts:
+    step = "capacity"               # then "looser", once no capacity can help
+    while chosen is not None and len(attempts) < budget.attempts:
         settings = _settings(chosen)
         key = tuple(sorted(settings.items()))
         if key in results:            # another capacity, the same allocation: same outcome
-            tried[capacity] = results[key]
+            if step == "capacity":
+                tried[capacity] = results[key]
         else:
-            pipe.log(f"attempt {len(attempts) + 1}, capacity {capacity} images: " + ", ".join(
+            how = f"capacity {capacity} images" if step == "capacity" else "looser"
+            pipe.log(f"attempt {len(attempts) + 1}, {how}: " + ", ".join(
                 f"{n} {d:g} x {b} bits" for n, (d, b) in settings.items()))
             for k, v in baseline.items():
                 params[k][...] = v
@@ -367,7 +398,7 @@ def compress_to_budget(model, data, config: CompressionConfig, budget: BudgetCon
                    for stage in ("baseline", "pruned", "shared", "compressed")}
             met = val["compressed"] <= baseline_val + budget.budget + 1e-9
             size = sum(container.layer_bytes(layer) for layer in compressed.layers)
-            attempts.append({"capacity": capacity,
+            attempts.append({"step": step, "capacity": capacity,
                              "predicted_rise_images": int(sum(o["rise"] for o in chosen.values())),
                              "density": {n: d for n, (d, _) in settings.items()},
                              "code_bits": {n: b for n, (_, b) in settings.items()},
@@ -376,18 +407,31 @@ def compress_to_budget(model, data, config: CompressionConfig, budget: BudgetCon
             pipe.log(f"attempt {len(attempts)}: validation error {val['compressed']:.2f}% "
                      f"(limit {baseline_val + budget.budget:.2f}%), {size} bytes of layers: "
                      + ("budget met" if met else "budget NOT met"))
-            results[key] = tried[capacity] = met
+            results[key] = met
+            if step == "capacity":
+                tried[capacity] = met
             # the smallest file that meets the budget; while none does, the last one
             best_met = best is not None and best[0]["budget_met"]
             if (met and (not best_met or size < best[0]["layer_bytes"])) \
                     or (not met and not best_met):
                 best = (attempts[-1], compressed, {k: v.copy() for k, v in params.items()})
-        capacity = next_capacity(tried, top)
-        if capacity is not None:
-            try:
-                chosen = allocate(scan, capacity)
-            except BudgetError:
-                capacity = None
+        if step == "capacity":
+            capacity = next_capacity(tried, top)
+            if capacity is not None:
+                try:
+                    chosen = allocate(scan, capacity)
+                except BudgetError:
+                    capacity = None
+            if capacity is None:
+                chosen = None
+                if not any(tried.values()) and 0 in tried:
+                    step, chosen = "looser", looser(scan, allocate(scan, 0))
+        elif best[0]["budget_met"]:
+            chosen = None       # each looser step only grows the file
+        else:
+            chosen = looser(scan, chosen)
+        if step == "looser":
+            capacity = None
     record, compressed, final = best
     for k, v in final.items():
         params[k][...] = v

@@ -1,6 +1,7 @@
 """The budget search: the test set unread, the knapsack against brute force, the
 sensitive layer kept denser, impossible budgets refused."""
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -8,7 +9,8 @@ import pytest
 
 from dcsim import container, report
 from dcsim.compress.budget import (BudgetConfig, BudgetError, add_test_errors, allocate,
-                                   compress_to_budget, monotone_rises, next_capacity)
+                                   compress_to_budget, looser, monotone_rises,
+                                   next_capacity)
 from dcsim.compress.pipeline import CompressionConfig
 from dcsim.errors import ConfigError
 from dcsim.nn import models
@@ -237,3 +239,68 @@ def test_monotone_rises_keep_monotone_data():
     raw = {3: {1.0: 2, 0.5: 5, 0.1: 9}, 5: {1.0: 0, 0.5: 1, 0.1: 4}}
     for o in monotone_rises(_options(raw)):
         assert o["rise"] == raw[o["code_bits"]][o["density"]]
+
+
+def _grid_scan(names, densities=(1.0, 0.3, 0.1), bits=(3, 5)):
+    """Every (density, bits) option of every layer, at rise 0 (the scan saw every cut
+    free) and bytes proportional to density x bits."""
+    return {"n_val": 600, "reference_errors": 0,
+            "layers": {n: [{"density": d, "code_bits": b, "rise": 0, "bytes": int(1000 * d * b)}
+                           for d in densities for b in bits] for n in names}}
+
+
+def test_looser_moves_every_layer_one_grid_step():
+    scan = _grid_scan(("a", "b"))
+    pick = {n: o for n, o in zip("ab", (scan["layers"]["a"][4], scan["layers"]["b"][0]))}
+    assert [(pick[n]["density"], pick[n]["code_bits"]) for n in "ab"] == [(0.1, 3), (1.0, 3)]
+    out = looser(scan, pick)
+    # a: one density step denser, same bits; b: already dense, so one code width wider
+    assert [(out[n]["density"], out[n]["code_bits"]) for n in "ab"] == [(0.3, 3), (1.0, 5)]
+    out = looser(scan, looser(scan, out))
+    assert [(out[n]["density"], out[n]["code_bits"]) for n in "ab"] == [(1.0, 5), (1.0, 5)]
+    assert looser(scan, out) is None                   # the least lossy setting of the grid
+
+
+@dataclasses.dataclass(frozen=True)
+class _Fake:
+    layers: tuple
+    meta: dict
+
+
+def test_search_loosens_when_no_capacity_helps(monkeypatch):
+    """The scan sees every cut free (rises 0), so every capacity allocates the smallest
+    option, which misses; the search then loosens every layer a grid step per attempt
+    and stops at the first setting that meets the budget."""
+    from dcsim.compress import budget as budget_mod
+
+    data = _NoTestSplit(load_mnist(), n_train=100, n_val=600)
+    model = models.build("lenet300", seed=0)
+    base = float(model.error(data.val_x, data.val_y))
+    names = [s["name"] for s in model.layer_specs()]
+    runs = []
+
+    def fake_run(self, model, data, train_baseline=True, eval_split="test"):
+        assert eval_split == "val" and not train_baseline
+        density = self.config.density
+        runs.append(dict(density))
+        rise = 0.0 if min(density.values()) >= 0.3 else 2.0     # 0.1 everywhere misses
+        errors = {f"{stage}_error": base + rise
+                  for stage in ("baseline", "pruned", "shared", "compressed")}
+        return _Fake(layers=tuple(density.items()), meta=errors)
+
+    monkeypatch.setattr(budget_mod.DeepCompression, "run", fake_run)
+    monkeypatch.setattr(budget_mod.container, "layer_bytes",
+                        lambda layer: int(1000 * layer[1]))
+    config = CompressionConfig(arch="lenet300")
+    budget = BudgetConfig(budget=1.0, densities=(1.0, 0.3, 0.1), code_bits=(3, 5),
+                          attempts=4)
+    compressed, _ = compress_to_budget(model, data, config, budget, train_baseline=False,
+                                       progress=False, log=lambda msg: None,
+                                       scan=_grid_scan(names))
+    record = compressed.meta["budget"]
+    assert runs == [dict.fromkeys(names, 0.1), dict.fromkeys(names, 0.3)]
+    assert [a["step"] for a in record["attempts"]] == ["capacity", "looser"]
+    assert [a["budget_met"] for a in record["attempts"]] == [False, True]
+    assert record["budget_met"] and record["chosen_attempt"] == 2
+    assert record["density"] == dict.fromkeys(names, 0.3)
+    assert record["code_bits"] == dict.fromkeys(names, 3)
