@@ -47,8 +47,9 @@ pipeline's own pieces:
    The smallest file that meets the budget on validation is the answer. Where no
    capacity helps (every attempt missed, and capacity 0 was tried: the scan found the
    misses' cuts free, one layer at a time, and the layers' rises do not add up), the
-   rest of the attempts retry at looser settings (:func:`looser`: every layer one step
-   denser on the grid, the paper's recipe of pruning less), until one meets the budget.
+   rest of the attempts retry at looser settings (:func:`looser`: every layer one grid
+   step denser and one code width wider: prune less, share with more centroids), until
+   one meets the budget.
 """
 
 from __future__ import annotations
@@ -309,21 +310,21 @@ def next_capacity(tried: dict, top: int) -> int | None:
 
 def looser(scan: dict, chosen: dict) -> dict | None:
     """One step looser than ``chosen`` (``{name: option}`` of ``scan``): every layer at
-    the next denser density of the grid with the same code width; a layer already at
-    density 1 gets the next wider code instead; a layer with neither keeps its option.
-    None when no layer can loosen (the least lossy setting of the grid)."""
+    the next denser density of the grid and the next wider code width, each where the
+    grid has one (a layer at density 1 and the widest code keeps its option). None when
+    no layer can loosen (the least lossy setting of the grid)."""
     out, moved = {}, False
     for name, opt in chosen.items():
         options = scan["layers"][name]
-        denser = sorted({o["density"] for o in options if o["density"] > opt["density"]})
-        if denser:
-            key = (denser[0], opt["code_bits"])
-        else:
-            wider = sorted({o["code_bits"] for o in options if o["code_bits"] > opt["code_bits"]})
-            key = (opt["density"], wider[0]) if wider else None
-        pick = next((o for o in options if (o["density"], o["code_bits"]) == key), None)
-        moved |= pick is not None
-        out[name] = pick if pick is not None else opt
+
+        def step(values, now):
+            return min((v for v in values if v > now), default=now)
+
+        key = (step({o["density"] for o in options}, opt["density"]),
+               step({o["code_bits"] for o in options}, opt["code_bits"]))
+        pick = next(o for o in options if (o["density"], o["code_bits"]) == key)
+        moved |= pick is not opt
+        out[name] = pick
     return out if moved else None
 
 
