@@ -540,7 +540,8 @@ def cmd_sim(args) -> int:
     from dcsim.hw.sim import simulate
 
     model = container.read(_existing_file(args.file))
-    config = _engine_config(args, model)     # simulate() refuses a misfit before building
+    config = _engine_config(args, model)
+    _check_fit(args.file, model, config)      # before any build, kernel or MNIST read
     x, y = _mnist_test(args, args.images, model)
     if args.harness == "cocotb" and args.threads != 1:
         raise DcsimError(f"--threads must be 1 with --harness cocotb (it sets the native "
