@@ -30,7 +30,7 @@ from dcsim.hw.layout_header import write_layout_header
 from dcsim.hw.sim import (HANG_FACTOR, check_images, compare_outputs, expected_outputs,
                           pack_words)
 from dcsim.hw.sim import cycle_limit as sim_cycle_limit
-from dcsim.hw.verilator import default_build_root, fst_build_args, setup_environment
+from dcsim.hw.verilator import CXX_OPT, default_build_root, fst_build_args, setup_environment
 
 SW_DIR = Path(__file__).resolve().parents[2] / "sw"
 SW_FILES = ("Makefile", "harness.vlt", "load_word.h", "engine_driver.h", "harness_files.h",
@@ -99,7 +99,7 @@ def build_native(config: EngineConfig, root=None, threads: int = 1,
     header_dir = staging / "native"
     header = write_layout_header(config, header_dir)
     extra = fst_build_args(root) if waves else []
-    variant = f"threads={threads} waves={int(waves)} " + " ".join(extra)
+    variant = f"threads={threads} waves={int(waves)} opt={CXX_OPT} " + " ".join(extra)
     text = "".join(f.read_text() for f in [header, *sources]) + _gateware_digest() + variant
     key = hashlib.sha256((json.dumps(config.to_dict(), sort_keys=True) + text).encode()) \
         .hexdigest()[:16]
@@ -113,7 +113,7 @@ def build_native(config: EngineConfig, root=None, threads: int = 1,
     log = root / f"native_{tag}_{key}.build.log"
     command = ["make", "-f", str(SW_DIR / "Makefile"), f"TOP={tag}_engine",
                "VERILOG=" + " ".join(str(f) for f in verilog), f"LAYOUT_DIR={header_dir}",
-               f"OUT={build_dir}", f"THREADS={threads}", f"TRACE={int(waves)}",
+               f"OUT={build_dir}", f"THREADS={threads}", f"TRACE={int(waves)}", f"OPT={CXX_OPT}",
                "EXTRA=" + " ".join(extra)]
     root.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:

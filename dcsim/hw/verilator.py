@@ -38,6 +38,10 @@ BUILD_ARGS = ("-O3", "--no-public-flat-rw", "--x-assign", "fast", "--x-initial",
 #: drawn at run time from ``+verilator+seed+N`` (``EngineBuild.plusargs``), so a design
 #: that relied on them would change results with the seed.
 X_UNIQUE_ARGS = ("-O3", "--no-public-flat-rw", "--x-assign", "unique", "--x-initial", "unique")
+#: The C++ optimisation of every model build (cocotb's and the native harness's alike):
+#: the wheel's verilated.mk compiles the model with -Os; -O2 simulates the 8-PE engine
+#: about 13% faster (BENCHMARKS.md, section 5) for a build a few seconds longer.
+CXX_OPT = "-O2"
 #: Verilator control file of lint waivers, each explained in it.
 LINT_WAIVERS = Path(__file__).with_name("lint_waivers.vlt")
 
@@ -100,17 +104,22 @@ def verilator_root() -> Path:
 
 
 def setup_environment() -> Path:
-    """Set VERILATOR_ROOT, PATH and MAKEFLAGS in ``os.environ``; return the root."""
+    """Set VERILATOR_ROOT, PATH and MAKEFLAGS in ``os.environ``; return the root.
+
+    MAKEFLAGS gets the wheel's PCH fix and ``OPT_FAST`` / ``OPT_GLOBAL`` = ``CXX_OPT``
+    (unless the caller's MAKEFLAGS sets them already)."""
     root = verilator_root()
     os.environ["VERILATOR_ROOT"] = str(root)
     bin_dir = str(root / "bin")
     path = os.environ.get("PATH", "")
     if bin_dir not in path.split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + path
-    flag = "CFG_CXXFLAGS_PCH_I=-include"
     makeflags = os.environ.get("MAKEFLAGS", "")
-    if flag not in makeflags:
-        os.environ["MAKEFLAGS"] = (makeflags + " " + flag).strip()
+    for name, value in (("CFG_CXXFLAGS_PCH_I", "-include"), ("OPT_FAST", CXX_OPT),
+                        ("OPT_GLOBAL", CXX_OPT)):
+        if f"{name}=" not in makeflags:
+            makeflags = f"{makeflags} {name}={value}".strip()
+    os.environ["MAKEFLAGS"] = makeflags
     return root
 
 
@@ -209,7 +218,7 @@ def build_engine(config: EngineConfig, root: Path | None = None, x_unique: bool 
     one entry per config, ``<preset>_<config digest>/`` or ``engine_<config digest>/``,
     with the sources in ``rtl/`` and each build in ``build_<key>/``, keyed by a hash of
     the config, those sources and the flags (``BUILD_ARGS``, or ``X_UNIQUE_ARGS`` if
-    ``x_unique``); a finished build of the same key is reused. The entry's lock
+    ``x_unique``, and ``CXX_OPT``); a finished build of the same key is reused. The entry's lock
     (``dcsim.cache.locked``) is held throughout, so concurrent calls for one config
     build it once.
 
@@ -230,7 +239,7 @@ def build_engine(config: EngineConfig, root: Path | None = None, x_unique: bool 
         args = list(X_UNIQUE_ARGS if x_unique else BUILD_ARGS) + (
             ["--trace-fst", *fst_build_args(entry)] if waves else [])
         sources = [LINT_WAIVERS, control, *verilog]
-        text = "".join(f.read_text() for f in sources) + " ".join(args)
+        text = "".join(f.read_text() for f in sources) + " ".join(args) + f" opt={CXX_OPT}"
         key = hashlib.sha256((json.dumps(config.to_dict(), sort_keys=True) + text)
                              .encode()).hexdigest()[:16]
         build_dir = entry / f"build_{key}"
