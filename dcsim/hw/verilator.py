@@ -40,7 +40,7 @@ BUILD_ARGS = ("-O3", "--no-public-flat-rw", "--x-assign", "fast", "--x-initial",
 X_UNIQUE_ARGS = ("-O3", "--no-public-flat-rw", "--x-assign", "unique", "--x-initial", "unique")
 #: The C++ optimisation of every model build (cocotb's and the native harness's alike):
 #: the wheel's verilated.mk compiles the model with -Os; -O2 simulates the 8-PE engine
-#: about 13% faster (BENCHMARKS.md, section 5) for a build a few seconds longer.
+#: about 12% faster (BENCHMARKS.md, section 5) for a build a few seconds longer.
 CXX_OPT = "-O2"
 #: Verilator control file of lint waivers, each explained in it.
 LINT_WAIVERS = Path(__file__).with_name("lint_waivers.vlt")
