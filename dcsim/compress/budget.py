@@ -46,7 +46,8 @@ pipeline's own pieces:
    (:func:`next_capacity`), up to ``attempts`` compressions from the same baseline.
    The smallest file that meets the budget on validation is the answer. Where no
    capacity helps (every attempt missed, and capacity 0 was tried: the scan found the
-   misses' cuts free, one layer at a time, and the layers' rises do not add up), the
+   misses' cuts free, one layer at a time, and the layers' rises do not add up; or a
+   smaller capacity leaves no setting of the grid), the
    rest of the attempts retry at looser settings (:func:`looser`: every layer one grid
    step denser and one code width wider: prune less, share with more centroids), until
    one meets the budget.
@@ -342,7 +343,7 @@ def compress_to_budget(model, data, config: CompressionConfig, budget: BudgetCon
     steps, epochs, learning rates, index bits). The first attempt allocates the budget
     itself (its validation images) as the scan measures it; the later ones, up to
     ``budget.attempts``, move the knapsack's capacity by :func:`next_capacity` on what
-    the compressed nets measured; where every capacity down to 0 missed, the rest step
+    the compressed nets measured; where every capacity it can try missed, the rest step
     every layer one grid point looser (:func:`looser`) until one meets the budget. The
     smallest file that meets the budget wins (else the last attempt, the loosest
     tried). Each attempt's record names its ``step`` ("capacity" or "looser"; a looser
@@ -425,8 +426,8 @@ def compress_to_budget(model, data, config: CompressionConfig, budget: BudgetCon
                     capacity = None
             if capacity is None:
                 chosen = None
-                if not any(tried.values()) and 0 in tried:
-                    step, chosen = "looser", looser(scan, allocate(scan, 0))
+                if not any(tried.values()):     # loosen the least lossy allocation tried
+                    step, chosen = "looser", looser(scan, allocate(scan, min(tried)))
         elif best[0]["budget_met"]:
             chosen = None       # each looser step only grows the file
         else:

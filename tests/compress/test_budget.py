@@ -241,11 +241,12 @@ def test_monotone_rises_keep_monotone_data():
         assert o["rise"] == raw[o["code_bits"]][o["density"]]
 
 
-def _grid_scan(names, densities=(1.0, 0.3, 0.1), bits=(3, 5)):
-    """Every (density, bits) option of every layer, at rise 0 (the scan saw every cut
-    free) and bytes proportional to density x bits."""
+def _grid_scan(names, densities=(1.0, 0.3, 0.1), bits=(3, 5), rise=0):
+    """Every (density, bits) option of every layer, each at the same ``rise`` (0: the
+    scan saw every cut free) and bytes proportional to density x bits."""
     return {"n_val": 600, "reference_errors": 0,
-            "layers": {n: [{"density": d, "code_bits": b, "rise": 0, "bytes": int(1000 * d * b)}
+            "layers": {n: [{"density": d, "code_bits": b, "rise": rise,
+                            "bytes": int(1000 * d * b)}
                            for d in densities for b in bits] for n in names}}
 
 
@@ -267,10 +268,13 @@ class _Fake:
     meta: dict
 
 
-def test_search_loosens_when_no_capacity_helps(monkeypatch):
-    """The scan sees every cut free (rises 0), so every capacity allocates the smallest
-    option, which misses; the search then loosens every layer one step per attempt
-    and stops at the first setting that meets the budget."""
+@pytest.mark.parametrize("rise", [0, 3])
+def test_search_loosens_when_no_capacity_helps(monkeypatch, rise):
+    """rise 0: the scan sees every cut free, so every capacity allocates the smallest
+    option, which misses. rise 3: every option of the three layers costs 3 images, so
+    after the first capacity (9 images, 1.5 points of 600) a halved one leaves no
+    setting. Either way the search then loosens every layer one step per attempt and
+    stops at the first setting that meets the budget."""
     from dcsim.compress import budget as budget_mod
 
     data = _NoTestSplit(load_mnist(), n_train=100, n_val=600)
@@ -283,8 +287,8 @@ def test_search_loosens_when_no_capacity_helps(monkeypatch):
         assert eval_split == "val" and not train_baseline
         density = self.config.density
         runs.append(dict(density))
-        rise = 0.0 if min(density.values()) >= 0.3 else 2.0     # 0.1 everywhere misses
-        errors = {f"{stage}_error": base + rise
+        miss = 0.0 if min(density.values()) >= 0.3 else 2.0     # 0.1 everywhere misses
+        errors = {f"{stage}_error": base + miss
                   for stage in ("baseline", "pruned", "shared", "compressed")}
         return _Fake(layers=tuple(density.items()), meta=errors)
 
@@ -292,11 +296,11 @@ def test_search_loosens_when_no_capacity_helps(monkeypatch):
     monkeypatch.setattr(budget_mod.container, "layer_bytes",
                         lambda layer: int(1000 * layer[1]))
     config = CompressionConfig(arch="lenet300")
-    budget = BudgetConfig(budget=1.0, densities=(1.0, 0.3, 0.1), code_bits=(3, 5),
+    budget = BudgetConfig(budget=1.5, densities=(1.0, 0.3, 0.1), code_bits=(3, 5),
                           attempts=4)
     compressed, _ = compress_to_budget(model, data, config, budget, train_baseline=False,
                                        progress=False, log=lambda msg: None,
-                                       scan=_grid_scan(names))
+                                       scan=_grid_scan(names, rise=rise))
     record = compressed.meta["budget"]
     assert runs == [dict.fromkeys(names, 0.1), dict.fromkeys(names, 0.3)]
     assert [a["step"] for a in record["attempts"]] == ["capacity", "looser"]
