@@ -13,6 +13,9 @@
    fixed-point error.
 4. ``threads8``: the native harness with Verilator ``--threads`` 1 and 2, LeNet-300-100
    on 8 PEs, the largest of ``--sizes`` images.
+5. ``jobs8``: ``dcsim sim --jobs 1`` against ``--jobs 2`` (native harness processes at
+   once, each on half of the images), 8 PEs, the largest of ``--sizes`` and 10,000
+   images, build cached: command wall time and the ratio.
 
 Writes benchmarks/results/bench_native.json (a run of some ``--parts`` updates those
 parts and keeps the others, each with the machine's load average when it ran).
@@ -43,7 +46,7 @@ from dcsim.hw.workloads import EIE_LAYERS, random_activations, random_layer, sin
 
 DCSIM = str(Path(sys.executable).with_name("dcsim"))
 EIE64 = EngineConfig.preset("eie64")
-PARTS = ("lenet8", "eie64", "mnist10k", "threads8")
+PARTS = ("lenet8", "eie64", "mnist10k", "threads8", "jobs8")
 
 
 def l3_cache() -> str:
@@ -150,6 +153,26 @@ def part_threads8(model: Path, images: int) -> dict:
     return row
 
 
+def part_jobs8(model: Path, sizes) -> list:
+    """``dcsim sim --jobs 1`` and ``--jobs 2`` on the same images (build cached)."""
+    rows = []
+    for n in sizes:
+        runs = {j: dcsim_sim(model, n, "native", extra=("--jobs", str(j))) for j in (1, 2)}
+        assert runs[1]["labels"] == runs[2]["labels"]
+        assert runs[1]["cycles_per_layer"] == runs[2]["cycles_per_layer"]
+        row = {"case": f"LeNet-300-100, {n} images, 8 PEs, --jobs 1 vs 2",
+               "command": runs[2]["command"],
+               "outputs_match": runs[1]["outputs_match"] and runs[2]["outputs_match"]}
+        for j, r in runs.items():
+            row |= {f"jobs{j}_command_seconds": round(r["command_seconds"], 2),
+                    f"jobs{j}_sim_seconds": round(r["sim_seconds"], 2)}
+        row["jobs2_speedup"] = round(row["jobs1_command_seconds"]
+                                     / row["jobs2_command_seconds"], 2)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def part_10k(model: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="dcsim_bench_native_") as tmp:
         env = dict(os.environ, DCSIM_BUILD_DIR=tmp)
@@ -200,6 +223,7 @@ def main(argv=None) -> dict:
                 + (() if args.no_threads2 else
                    (("native_threads2", lambda: build_native(EIE64, threads=2)),)),
                 "mnist10k": (),
+                "jobs8": (("native", lambda: build_native(small8)),),
                 "threads8": (("native_threads2", lambda: build_native(small8, threads=2)),)}[part]:
             t1 = time.perf_counter()
             call()
@@ -208,7 +232,8 @@ def main(argv=None) -> dict:
         rows = {"lenet8": lambda: part_lenet8(args.model, args.sizes),
                 "eie64": lambda: part_eie64(args.images_64, args.seed, not args.no_threads2),
                 "mnist10k": lambda: part_10k(args.model),
-                "threads8": lambda: part_threads8(args.model, max(args.sizes))}[part]()
+                "threads8": lambda: part_threads8(args.model, max(args.sizes)),
+                "jobs8": lambda: part_jobs8(args.model, [max(args.sizes), 10000])}[part]()
         out[part] = {"rows": rows, "build_seconds_before (0 when cached)": builds,
                      "load_average_start": load, "load_average_end": os.getloadavg(),
                      "seconds": round(time.perf_counter() - t0, 1)}
@@ -226,6 +251,9 @@ def main(argv=None) -> dict:
         print(f"10,000 images: {r['command_seconds']} s with the build, outputs_match "
               f"{r['outputs_match']}, RTL error {r['rtl_test_error']:.2f}% vs eval "
               f"{r['eval_fixed_error']:.2f}%")
+    for r in out.get("jobs8", {}).get("rows", []):
+        print(f"{r['case']}: {r['jobs1_command_seconds']} s vs {r['jobs2_command_seconds']} s, "
+              f"{r['jobs2_speedup']}x")
     print(f"machine {out['machine']}, L3 {out['l3']}")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=1))

@@ -546,6 +546,12 @@ def cmd_sim(args) -> int:
     if args.harness == "cocotb" and args.threads != 1:
         raise DcsimError(f"--threads must be 1 with --harness cocotb (it sets the native "
                          f"harness's Verilator threads), not {args.threads}")
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be a positive integer, not {args.jobs}")
+    if args.jobs != 1 and (args.harness == "cocotb" or args.waves):
+        raise UsageError(f"--jobs must be 1 with --harness cocotb or --waves (it runs "
+                         f"several native harnesses, each on a share of the images), "
+                         f"not {args.jobs}")
     waves = _waves_target(args.waves)
     partial = None if waves is None else waves.with_name(waves.name + ".part")
     bar, done = [], [0]
@@ -562,7 +568,7 @@ def cmd_sim(args) -> int:
         with _numba_first_use(args):
             if args.harness == "native":
                 result = simulate_native(model, x.reshape(len(x), -1), config,
-                                         threads=args.threads, waves=partial)
+                                         threads=args.threads, waves=partial, jobs=args.jobs)
             else:
                 result = simulate(model, x.reshape(len(x), -1), config, log=_say(args),
                                   on_image=on_image, waves=partial)
@@ -574,6 +580,7 @@ def cmd_sim(args) -> int:
         if partial is not None and partial.exists():
             partial.unlink()
     result.pop("outputs")
+    result.setdefault("jobs", 1)                  # the cocotb flow is one process
     result["errors"] = int(sum(int(a != b) for a, b in zip(result["labels"], y)))
     result["test_error"] = 100.0 * result["errors"] / result["images"]
     result["total_seconds"] = _total_seconds(args)
@@ -902,6 +909,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write an FST waveform of the run (a traced build of its own)")
     p.add_argument("--threads", type=int, default=1,
                    help="Verilator --threads of the native harness's model (default 1)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="native harness processes at once, each on a share of the images "
+                        "(default 1; one per core for large batches)")
 
     p = add("estimate", cmd_estimate, "cycles, time and energy per inference from the cycle and energy models")
     p.add_argument("file", metavar="M.dcz")

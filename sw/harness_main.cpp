@@ -1,14 +1,14 @@
 // The native harness: one loaded model, a batch of images back to back, JSON results.
 //
 //   dcsim_harness --image IMAGE.hex --inputs INPUTS.bin --layers L --outputs N
-//                 --cycle-limit C [--waves OUT.fst]
+//                 --cycle-limit C [--first-image K] [--waves OUT.fst]
 //
 // Loads the image once, then for each input vector: loads it into activation bank 0,
 // starts layers 0..L-1 and collects the N outputs of the last layer. Prints one JSON
 // object on stdout (format in sw/README.md). Exit status: 0 done; 2 a bad argument or
 // a missing or malformed file (one line on stderr starting with the path); 3 an image
-// ran past C clocks after its start (the line names the image and layer); 1 anything
-// else. Nothing but the result is printed on stdout.
+// ran past C clocks after its start (the line names the image, counting from K, and the
+// layer); 1 anything else. Nothing but the result is printed on stdout.
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
@@ -38,6 +38,7 @@ struct Options {
     int layers = 0;
     int outputs = 0;
     uint64_t cycle_limit = 0;
+    uint64_t first_image = 0;  // the number of the batch's first image, for messages
 };
 
 class UsageError : public std::runtime_error {
@@ -55,6 +56,16 @@ uint64_t positive(const char* name, const char* text) {
     return v;
 }
 
+uint64_t non_negative(const char* name, const char* text) {
+    if (std::strcmp(text, "0") == 0) return 0;
+    try {
+        return positive(name, text);
+    } catch (const UsageError&) {
+        throw UsageError(std::string("dcsim_harness: ") + name +
+                         " must be a non-negative integer, not '" + text + "'");
+    }
+}
+
 Options parse(int argc, char** argv) {
     Options o;
     for (int i = 1; i < argc; ++i) {
@@ -68,8 +79,10 @@ Options parse(int argc, char** argv) {
         else if (arg == "--layers") o.layers = static_cast<int>(positive("--layers", value));
         else if (arg == "--outputs") o.outputs = static_cast<int>(positive("--outputs", value));
         else if (arg == "--cycle-limit") o.cycle_limit = positive("--cycle-limit", value);
+        else if (arg == "--first-image") o.first_image = non_negative("--first-image", value);
         else throw UsageError("dcsim_harness: option must be one of --image, --inputs, "
-                              "--layers, --outputs, --cycle-limit, --waves, not " + arg);
+                              "--layers, --outputs, --cycle-limit, --first-image, --waves, "
+                              "not " + arg);
     }
     if (o.image.empty() || o.inputs.empty() || o.layers == 0 || o.outputs == 0 ||
         o.cycle_limit == 0) {
@@ -149,9 +162,9 @@ int run(int argc, char** argv, std::FILE* out) {
 #if VM_TRACE_FST
             if (trace) trace->close();
 #endif
-            std::fprintf(stderr, "dcsim_harness: image %u must finish within the cycle "
-                         "limit of %" PRIu64 " clocks, not still run in layer %d\n", i,
-                         opt.cycle_limit, result.stuck_layer);
+            std::fprintf(stderr, "dcsim_harness: image %" PRIu64 " must finish within the "
+                         "cycle limit of %" PRIu64 " clocks, not still run in layer %d\n",
+                         opt.first_image + i, opt.cycle_limit, result.stuck_layer);
             return kExitCycleLimit;
         }
         compute_seconds += std::chrono::duration<double>(Clock::now() - started).count();

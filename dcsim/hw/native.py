@@ -15,6 +15,7 @@ import json
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,13 +158,14 @@ def cycle_limit(image: EngineImage) -> int:
 
 
 def run_native(build: NativeBuild, image_path, inputs_path, n_layers: int, n_out: int,
-               limit: int, waves=None, log=None) -> dict:
+               limit: int, waves=None, log=None, first_image: int = 0) -> dict:
     """Run the harness on an image file and an inputs file (see :func:`write_image`,
     :func:`write_inputs`).
 
     n_layers, n_out : layers to run and outputs of the last one; limit : the per-image
     cycle limit; waves : path of an FST file to write (needs a ``waves=True`` build);
-    log : where to keep the harness's stderr (default beside the binary).
+    log : where to keep the harness's stderr (default beside the binary); first_image :
+    the number of the file's first image in messages (a shard of a larger batch).
     Returns the harness's JSON: ``images``, ``clocks`` (all simulated clocks),
     ``seconds`` (wall time of the simulation proper), ``compute_clocks`` and
     ``compute_seconds`` (start transfer to idle, summed over images), ``runs`` (per
@@ -175,7 +177,8 @@ def run_native(build: NativeBuild, image_path, inputs_path, n_layers: int, n_out
         raise ConfigError("build must be a waves=True build to write waves, not a plain one")
     log = Path(log) if log is not None else build.binary.with_name("last_run.log")
     command = [str(build.binary), "--image", str(image_path), "--inputs", str(inputs_path),
-               "--layers", str(n_layers), "--outputs", str(n_out), "--cycle-limit", str(limit)]
+               "--layers", str(n_layers), "--outputs", str(n_out), "--cycle-limit", str(limit),
+               "--first-image", str(first_image)]
     if waves is not None:
         command += ["--waves", str(waves)]
     proc = subprocess.run(command, capture_output=True, text=True)
@@ -195,38 +198,67 @@ def run_native(build: NativeBuild, image_path, inputs_path, n_layers: int, n_out
                         f"{proc.stdout[:80]!r}; full log: {log}") from None
 
 
+def shards(n_images: int, jobs: int) -> list:
+    """``jobs`` contiguous ``(first, stop)`` image ranges covering ``0..n_images-1``, as
+    even as can be (no empty one: at most ``n_images`` of them)."""
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"jobs must be a positive integer, not {jobs!r}")
+    bounds = np.linspace(0, n_images, min(jobs, n_images) + 1).round().astype(int)
+    return list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
+
+
 def simulate_native(model: CompressedModel, x_images, config: EngineConfig, build_root=None,
-                    threads: int = 1, waves=None) -> dict:
+                    threads: int = 1, waves=None, jobs: int = 1) -> dict:
     """:func:`dcsim.hw.sim.simulate` on the native harness: the same images, checks and
     dict (via ``sim.compare_outputs``), with harness "native", build_seconds and
-    sim_seconds (wall time of the harness process, start-up included); cycles_per_second counts
-    every simulated clock (loads and output streams included) per second of the
-    harness's simulation loop. threads : Verilator ``--threads``; waves : FST path.
+    sim_seconds (wall time of the harness processes, start-up included); cycles_per_second
+    counts every simulated clock (loads and output streams included) per second of the
+    harnesses' simulation loops. threads : Verilator ``--threads``; waves : FST path.
+
+    jobs : harness processes run at once, each on a contiguous share of the images
+    (:func:`shards`) with its own copy of the loaded model; the images are independent,
+    so outputs and cycles do not depend on it. Each process loads the model image again
+    (its clocks count), and cycles_per_second is then all their clocks over the longest
+    loop. ``waves`` needs ``jobs=1`` (one run, one waveform).
     """
     x_images = check_images(x_images)
+    parts = shards(len(x_images), jobs)
+    if waves is not None and len(parts) > 1:
+        raise ConfigError(f"jobs must be 1 to write waves (one run, one waveform), not {jobs}")
     image = compile_model(model, config)
-    x_q = config.fmt.to_fixed(x_images)
+    x_q = image.engine_inputs(config.fmt.to_fixed(x_images))
     t_build = time.perf_counter()
     want = expected_outputs(model, x_images, config)
     build = build_native(config, build_root, threads=threads, waves=waves is not None)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dcsim_native_") as tmp:
         tmp = Path(tmp)
-        result = run_native(build, write_image(image, tmp / "image.hex"),
-                            write_inputs(image.engine_inputs(x_q), tmp / "inputs.bin"),
-                            image.n_layers,
-                            image.n_outputs, cycle_limit(image),
-                            waves=None if waves is None else Path(waves).resolve())
+        image_path = write_image(image, tmp / "image.hex")
+
+        def run(k, first, stop):
+            return run_native(build, image_path,
+                              write_inputs(x_q[first:stop], tmp / f"inputs_{k}.bin"),
+                              image.n_layers, image.n_outputs, cycle_limit(image),
+                              waves=None if waves is None else Path(waves).resolve(),
+                              log=None if len(parts) == 1 else
+                              build.binary.with_name(f"last_run_{k}.log"),
+                              first_image=first)
+
+        with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+            futures = [pool.submit(run, k, first, stop) for k, (first, stop) in enumerate(parts)]
+            results = [f.result() for f in futures]
     wall = time.perf_counter() - t0
-    runs = result["runs"]
+    runs = [r for result in results for r in result["runs"]]
     verdict = compare_outputs(model, image, x_images, [r["outputs"] for r in runs],
                               [r["cycles"] for r in runs], build_root, want=want.result())
+    clocks = sum(int(r["clocks"]) for r in results)
     return verdict | {
         "build_seconds": t0 - t_build,
         "sim_seconds": wall,
         "n_pe": config.n_pe,
         "harness": "native",
-        "cycles_per_second": result["clocks"] / max(float(result["seconds"]), 1e-9),
-        "compute_clocks": int(result["compute_clocks"]),
-        "compute_seconds": float(result["compute_seconds"]),
+        "jobs": len(parts),
+        "cycles_per_second": clocks / max(max(float(r["seconds"]) for r in results), 1e-9),
+        "compute_clocks": sum(int(r["compute_clocks"]) for r in results),
+        "compute_seconds": sum(float(r["compute_seconds"]) for r in results),
     }

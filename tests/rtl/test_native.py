@@ -11,10 +11,10 @@ from conftest import RTL_N_PE, rtl_config
 
 from dcsim import container
 from dcsim.cli import main
-from dcsim.errors import FormatError, ToolError
+from dcsim.errors import ConfigError, FormatError, ToolError
 from dcsim.hw.image import compile_model
 from dcsim.hw.layouts import load_layout
-from dcsim.hw.native import (build_native, cycle_limit, run_native, simulate_native,
+from dcsim.hw.native import (build_native, cycle_limit, run_native, shards, simulate_native,
                              write_image, write_inputs)
 from dcsim.hw.sim import image_run, run_job, simulate
 from dcsim.hw.workloads import random_layer, single_layer_model
@@ -157,6 +157,9 @@ def test_cycle_limit_stops_the_run_and_names_the_layer(native_build, lenet, mnis
     assert str(info.value) == (f"dcsim_harness: image 0 must finish within the cycle limit "
                                f"of {limit} clocks, not still run in layer 1; full log: "
                                f"{tmp_path / 'run.log'}")
+    with pytest.raises(ToolError, match="image 40 must finish"):   # a shard's first image
+        run_native(native_build(n_pe), tmp_path / "image.hex", tmp_path / "inputs.bin", 3, 10,
+                   limit, log=tmp_path / "run.log", first_image=40)
     generous = cycle_limit(image)
     assert generous > 4 * sum(cycles)
     assert _run_one(native_build(n_pe), image, x_q, tmp_path, generous)["runs"][0]["cycles"] \
@@ -196,6 +199,11 @@ def test_sim_bad_inputs_exit_2_naming_the_file(lenet, lenet_file, tmp_path, caps
     assert _one_line_error(capsys) == (
         f"dcsim sim: error: {lenet_file}: Layer 'ip1' needs {bits} code bits but the engine "
         f"has code_bits=4; build with code_bits={bits}")
+    assert main(["sim", str(lenet_file), "--jobs", "0"]) == 2
+    assert _one_line_error(capsys) == "dcsim sim: error: --jobs must be a positive integer, not 0"
+    assert main(["sim", str(lenet_file), "--harness", "cocotb", "--jobs", "2"]) == 2
+    assert _one_line_error(capsys).startswith(
+        "dcsim sim: error: --jobs must be 1 with --harness cocotb or --waves")
     assert main(["sim", str(lenet_file), "--harness", "cocotb", "--threads", "2"]) == 2
     assert _one_line_error(capsys) == (
         f"dcsim sim: error: {lenet_file}: --threads must be 1 with --harness cocotb (it sets "
@@ -227,6 +235,30 @@ def test_threads_2_gives_the_same_integers_and_cycles(native_build, lenet, mnist
     two = simulate_native(lenet, x, config, threads=2)
     assert {k: one[k] for k in SAME_KEYS} == {k: two[k] for k in SAME_KEYS}
     assert np.array_equal(one["outputs"], two["outputs"])
+
+
+def test_shards_cover_the_images_evenly():
+    assert shards(7, 3) == [(0, 2), (2, 5), (5, 7)]
+    assert shards(3, 10) == [(0, 1), (1, 2), (2, 3)]           # no empty shard
+    assert shards(5, 1) == [(0, 5)]
+    with pytest.raises(ConfigError, match="jobs must be a positive integer, not 0"):
+        shards(5, 0)
+
+
+def test_jobs_give_the_same_integers_and_cycles(native_build, lenet, mnist_test):
+    n_pe = 2
+    config = rtl_config(n_pe)
+    native_build(n_pe)
+    x = mnist_test[0][:7]
+    one = simulate_native(lenet, x, config)
+    three = simulate_native(lenet, x, config, jobs=3)
+    assert (one["jobs"], three["jobs"]) == (1, 3)
+    assert one["outputs_match"] and three["outputs_match"]
+    assert {k: one[k] for k in SAME_KEYS} == {k: three[k] for k in SAME_KEYS}
+    assert np.array_equal(one["outputs"], three["outputs"])
+    assert three["compute_clocks"] == one["compute_clocks"]     # each image's run is the same
+    with pytest.raises(ConfigError, match="jobs must be 1 to write waves"):
+        simulate_native(lenet, x, config, jobs=2, waves="unused.fst")
 
 
 def _port_names(path) -> set:
