@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 
+import numpy as np
 from amaranth.hdl import signed, unsigned
 from amaranth.lib import data
 
@@ -118,3 +119,38 @@ def packer(layout: data.StructLayout, names: tuple):
         return value
 
     return pack_values
+
+
+def pack_columns(layout: data.StructLayout, names: tuple, columns) -> list:
+    """:func:`packer`'s integers for many words at once: ``columns[i]`` holds field
+    ``names[i]`` of every word (non-negative integers), all of one length. Returns one
+    Python int per word, equal to ``packer(layout, names)(*word)``; ValueError naming the
+    field and word of the first value that does not fit. Fields that end below bit 63
+    are shifted and ORed as int64 columns, wider ones (the data field) as columns of
+    Python ints (numpy object arrays), so nothing overflows."""
+    n = len(columns[0]) if columns else 0
+    narrow, wide = np.zeros(n, dtype=np.int64), None
+    for name, column in zip(names, columns, strict=True):
+        offset, width = layout[name].offset, layout[name].width
+
+        def misfit(k):
+            return ValueError(f"Field {name} must fit {width} bits, not "
+                              f"{int(column[k])!r} (word {k})")
+
+        if offset + width <= 63:
+            try:
+                values = np.asarray(column, dtype=np.int64).reshape(n)
+            except OverflowError:           # beyond int64: certainly too wide
+                raise misfit(next(k for k, v in enumerate(column)
+                                  if not 0 <= int(v) < 1 << width))
+        else:
+            values = np.empty(n, dtype=object)
+            values[:] = [int(v) for v in column]
+        bad = np.flatnonzero((values < 0) | (values >= (1 << width)))
+        if bad.size:
+            raise misfit(int(bad[0]))
+        if values.dtype == object:
+            wide = values << offset if wide is None else wide | (values << offset)
+        else:
+            narrow |= values << offset
+    return narrow.tolist() if wide is None else (narrow.astype(object) | wide).tolist()

@@ -17,7 +17,7 @@ from dcsim.compress.layer import CompressedModel
 from dcsim.errors import ConfigError, ToolError
 from dcsim.hw.config import EngineConfig
 from dcsim.hw.image import EngineImage, compile_model
-from dcsim.hw.layouts import load_layout, packer
+from dcsim.hw.layouts import load_layout, pack_columns
 from dcsim.hw.conv import engine_input, engine_layers
 from dcsim.hw.scoreboard import WRITE_FIELDS, first_wrong_conv_write, first_wrong_write
 from dcsim.hw.verilator import EngineBuild, build_engine
@@ -60,8 +60,9 @@ def stream_limit(words: int, pause: float) -> int:
 
 def pack_words(config: EngineConfig, words) -> list:
     """``(target, pe, bcast, addr, data)`` tuples -> packed load-stream integers."""
-    pack_word = packer(load_layout(config), ("target", "pe", "bcast", "addr", "data"))
-    return [pack_word(t, p, b, a, d) for t, p, b, a, d in words]
+    words = list(words)
+    return pack_columns(load_layout(config), ("target", "pe", "bcast", "addr", "data"),
+                        [[w[i] for w in words] for i in range(5)])
 
 
 def image_run(image: EngineImage, x_q, load: bool = True, reset_after=None,
