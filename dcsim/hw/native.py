@@ -219,7 +219,9 @@ def simulate_native(model: CompressedModel, x_images, config: EngineConfig, buil
     (:func:`shards`) with its own copy of the loaded model; the images are independent,
     so outputs and cycles do not depend on it. Each process loads the model image again
     (its clocks count), and cycles_per_second is then all their clocks over the longest
-    loop. ``waves`` needs ``jobs=1`` (one run, one waveform).
+    loop; compute_clocks and compute_seconds sum over the processes, so their ratio
+    stays one engine's run-phase speed. ``waves`` needs ``jobs=1`` (one run, one
+    waveform).
     """
     x_images = check_images(x_images)
     parts = shards(len(x_images), jobs)
