@@ -45,12 +45,12 @@ pipeline's own pieces:
    while the compressed nets meet the budget, halve it while they miss it, then bisect
    (:func:`next_capacity`), up to ``attempts`` compressions from the same baseline.
    The smallest file that meets the budget on validation is the answer. Where no
-   capacity helps (every attempt missed, and capacity 0 was tried: the scan found the
-   misses' cuts free, one layer at a time, and the layers' rises do not add up; or a
-   smaller capacity leaves no setting of the grid), the
-   rest of the attempts retry at looser settings (:func:`looser`: every layer one grid
-   step denser and one code width wider: prune less, share with more centroids), until
-   one meets the budget.
+   capacity helps (every attempt missed, and either capacity 0 was tried, so the scan
+   found the misses' cuts free one layer at a time and the layers' rises do not add
+   up, or a smaller capacity leaves no setting of the grid), the rest of the attempts
+   retry at looser settings (:func:`looser`: every layer one grid step denser and one
+   code width wider, i.e. prune less and share with more centroids) until one meets
+   the budget.
 """
 
 from __future__ import annotations
