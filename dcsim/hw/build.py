@@ -14,7 +14,7 @@ from dcsim.errors import ConfigError
 from dcsim.files import write_text_if_changed
 from dcsim.hw.config import PRESETS, EngineConfig
 from dcsim.hw.engine import Engine
-from dcsim.hw.layouts import load_layout, pack
+from dcsim.hw.layouts import pack_load_words
 from dcsim.hw.pe import ProcessingElement
 
 
@@ -68,14 +68,12 @@ def write_rtl(config: EngineConfig, out_dir, model=None) -> list:
         write_text_if_changed(path, text)
         paths.append(path)
     if model is not None:
+        from dcsim.hw.feeder import feed_hex
         from dcsim.hw.image import compile_model
         image = compile_model(model, config)
-        layout = load_layout(config)
-        digits = -(-layout.size // 4)
-        words = [pack(layout, target=int(t), pe=p, bcast=b, addr=a, data=d)
-                 for t, p, b, a, d in image.load_words()]
         path = out / f"{tag}_load.hex"
-        write_text_if_changed(path, "".join(f"{w:0{digits}x}\n" for w in words))
+        write_text_if_changed(path, feed_hex(config, pack_load_words(config,
+                                                                     image.load_words())))
         paths.append(path)
     return paths
 

@@ -106,17 +106,11 @@ def pack(layout: data.StructLayout, **fields) -> int:
 
 
 def packer(layout: data.StructLayout, names: tuple):
-    """``f(*values)`` = ``pack(layout, **dict(zip(names, values)))``, with the fields'
-    offsets and widths looked up once: for packing many words of one layout."""
-    fields = [(name, layout[name].offset, layout[name].width) for name in names]
+    """``f(*values)`` = ``pack(layout, **dict(zip(names, values)))``: one word of
+    :func:`pack_columns` (many words: call that instead)."""
 
     def pack_values(*values) -> int:
-        value = 0
-        for (name, offset, width), field_value in zip(fields, values, strict=True):
-            if not 0 <= int(field_value) < (1 << width):
-                raise ValueError(f"Field {name} must fit {width} bits, not {field_value!r}")
-            value |= int(field_value) << offset
-        return value
+        return pack_columns(layout, names, [[v] for v in values])[0]
 
     return pack_values
 
@@ -124,8 +118,8 @@ def packer(layout: data.StructLayout, names: tuple):
 def pack_columns(layout: data.StructLayout, names: tuple, columns) -> list:
     """:func:`packer`'s integers for many words at once: ``columns[i]`` holds field
     ``names[i]`` of every word (non-negative integers), all of one length. Returns one
-    Python int per word, equal to ``packer(layout, names)(*word)``; ValueError naming the
-    field and word of the first value that does not fit. Fields that end below bit 63
+    Python int per word; ValueError naming the field (and, for several words, the word)
+    of the first value that does not fit. Fields that end below bit 63
     are shifted and ORed as int64 columns, wider ones (the data field) as columns of
     Python ints (numpy object arrays), so nothing overflows."""
     n = len(columns[0]) if columns else 0
@@ -134,8 +128,8 @@ def pack_columns(layout: data.StructLayout, names: tuple, columns) -> list:
         offset, width = layout[name].offset, layout[name].width
 
         def misfit(k):
-            return ValueError(f"Field {name} must fit {width} bits, not "
-                              f"{int(column[k])!r} (word {k})")
+            return ValueError(f"Field {name} must fit {width} bits, not {int(column[k])!r}"
+                              + (f" (word {k})" if n > 1 else ""))
 
         if offset + width <= 63:
             try:
@@ -154,3 +148,15 @@ def pack_columns(layout: data.StructLayout, names: tuple, columns) -> list:
         else:
             narrow |= values << offset
     return narrow.tolist() if wide is None else (narrow.astype(object) | wide).tolist()
+
+
+#: The fields of a load-stream word, in the order :meth:`EngineImage.load_words` gives them.
+LOAD_FIELDS = ("target", "pe", "bcast", "addr", "data")
+
+
+def pack_load_words(config: EngineConfig, words) -> list:
+    """``(target, pe, bcast, addr, data)`` tuples -> the load stream's integers for
+    ``config`` (:func:`load_layout`), packed a column at a time."""
+    words = list(words)
+    return pack_columns(load_layout(config), LOAD_FIELDS,
+                        [[w[i] for w in words] for i in range(len(LOAD_FIELDS))])

@@ -28,8 +28,8 @@ from dcsim.hw.config import EngineConfig
 from dcsim.hw.feeder import feed_hex
 from dcsim.hw.image import EngineImage, compile_model
 from dcsim.hw.layout_header import write_layout_header
-from dcsim.hw.sim import (HANG_FACTOR, check_images, compare_outputs, expected_outputs,
-                          pack_words)
+from dcsim.hw.layouts import pack_load_words
+from dcsim.hw.sim import HANG_FACTOR, check_images, compare_outputs, expected_outputs
 from dcsim.hw.sim import cycle_limit as sim_cycle_limit
 from dcsim.hw.verilator import CXX_OPT, default_build_root, fst_build_args, setup_environment
 
@@ -130,7 +130,7 @@ def build_native(config: EngineConfig, root=None, threads: int = 1,
 def write_image(image: EngineImage, path) -> Path:
     """Write ``image``'s load words as the harness's image file (hex, one word a line)."""
     path = Path(path)
-    path.write_text(feed_hex(image.config, pack_words(image.config, image.load_words())))
+    path.write_text(feed_hex(image.config, pack_load_words(image.config, image.load_words())))
     return path
 
 

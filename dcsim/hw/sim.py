@@ -17,7 +17,7 @@ from dcsim.compress.layer import CompressedModel
 from dcsim.errors import ConfigError, ToolError
 from dcsim.hw.config import EngineConfig
 from dcsim.hw.image import EngineImage, compile_model
-from dcsim.hw.layouts import load_layout, pack_columns
+from dcsim.hw.layouts import pack_load_words
 from dcsim.hw.conv import engine_input, engine_layers
 from dcsim.hw.scoreboard import WRITE_FIELDS, first_wrong_conv_write, first_wrong_write
 from dcsim.hw.verilator import EngineBuild, build_engine
@@ -58,13 +58,6 @@ def stream_limit(words: int, pause: float) -> int:
     return HANG_MARGIN + math.ceil(HANG_FACTOR * words / max(1.0 - pause, 0.01))
 
 
-def pack_words(config: EngineConfig, words) -> list:
-    """``(target, pe, bcast, addr, data)`` tuples -> packed load-stream integers."""
-    words = list(words)
-    return pack_columns(load_layout(config), ("target", "pe", "bcast", "addr", "data"),
-                        [[w[i] for w in words] for i in range(5)])
-
-
 def image_run(image: EngineImage, x_q, load: bool = True, reset_after=None,
               monitor: bool = False, n_layers: int | None = None,
               max_cycles: int | None = None) -> dict:
@@ -77,8 +70,8 @@ def image_run(image: EngineImage, x_q, load: bool = True, reset_after=None,
     run counts as hung (default :func:`cycle_limit`; pass it to skip the cycle model)."""
     c = image.config
     return {
-        "load": pack_words(c, image.load_words()) if load else [],
-        "input": pack_words(c, image.input_words(x_q)),
+        "load": pack_load_words(c, image.load_words()) if load else [],
+        "input": pack_load_words(c, image.input_words(x_q)),
         "n_layers": image.n_layers if n_layers is None else n_layers,
         "n_out": image.n_outputs,
         "layers": [li.name for li in image.layers],

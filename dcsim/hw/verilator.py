@@ -218,9 +218,9 @@ def build_engine(config: EngineConfig, root: Path | None = None, x_unique: bool 
     one entry per config, ``<preset>_<config digest>/`` or ``engine_<config digest>/``,
     with the sources in ``rtl/`` and each build in ``build_<key>/``, keyed by a hash of
     the config, those sources and the flags (``BUILD_ARGS``, or ``X_UNIQUE_ARGS`` if
-    ``x_unique``, and ``CXX_OPT``); a finished build of the same key is reused. The entry's lock
-    (``dcsim.cache.locked``) is held throughout, so concurrent calls for one config
-    build it once.
+    ``x_unique``, and ``CXX_OPT``); a finished build of the same key is reused. The
+    entry's lock (``dcsim.cache.locked``) is held throughout, so concurrent calls for
+    one config build it once.
 
     log : optional ``f(message)``, told (once) when this call waits for another
     process's build and when it starts a build (with the expected time).
